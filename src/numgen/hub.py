@@ -54,7 +54,9 @@ def write_json(path: str | Path, data: dict) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))
 
 
-def save_weights(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict | None = None) -> None:
+def save_weights(
+    path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict | None = None
+) -> None:
     """Write tensors (moved to CPU, made contiguous) as safetensors, atomically."""
     cpu = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     atomic_write(path, lambda tmp: save_file(cpu, str(tmp), metadata=metadata))
@@ -105,7 +107,9 @@ def resolve(name_or_path: str | Path) -> Path:
     path = Path(name_or_path)
     if not path.exists():
         names = ", ".join(pretrained_names()) or "none bundled"
-        raise ModelError(f"{name_or_path}: no such directory and no bundled model of that name ({names})")
+        raise ModelError(
+            f"{name_or_path}: no such directory and no bundled model of that name ({names})"
+        )
     return path
 
 
@@ -127,5 +131,7 @@ def load(name_or_path: str | Path, device: str | torch.device = "cpu") -> VAE:
         model.load_state_dict(weights)
     except RuntimeError as err:
         first = str(err).splitlines()[0]
-        raise ModelError(f"{directory / WEIGHTS_FILE}: weights do not fit the config ({first})") from None
+        raise ModelError(
+            f"{directory / WEIGHTS_FILE}: weights do not fit the config ({first})"
+        ) from None
     return model.to(device).eval()

@@ -177,7 +177,10 @@ class VAE(nn.Module):
         return torch.sigmoid(self.decode_logits(z, labels))
 
     def forward(
-        self, x: torch.Tensor, labels: torch.Tensor | None = None, generator: torch.Generator | None = None
+        self,
+        x: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Encode, draw z with the reparameterisation trick, decode: (logits, mu, logvar)."""
         mu, logvar = self.encode(x, labels)

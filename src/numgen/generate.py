@@ -1,0 +1,116 @@
+"""From a trained model to digits: decode latent points, grids, prior samples, reconstructions.
+
+Everything here returns NumPy arrays of images ``(N, 28, 28)`` float32 in [0, 1] (ink = 1), so
+plots, the CLI and the web app never handle tensors. Every random function takes a ``seed``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from numgen.data import Digits, to_tensor
+from numgen.models import VAE
+
+BATCH = 2048
+
+
+def _labels(model: VAE, labels: int | np.ndarray | list[int] | None, n: int) -> torch.Tensor | None:
+    """Digit labels for ``n`` items as a tensor on the model's device (None for plain VAEs)."""
+    if not model.conditional:
+        return None
+    if labels is None:
+        raise ValueError("this model is conditioned on the digit: give the label(s) to draw")
+    labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
+    if len(labels) == 1:
+        labels = labels.expand(n)
+    return labels.to(model.device)
+
+
+@torch.inference_mode()
+def decode(model: VAE, z: np.ndarray | torch.Tensor, labels=None) -> np.ndarray:
+    """Latent points ``(N, latent_dim)`` -> images ``(N, 28, 28)`` in [0, 1], in batches."""
+    z = torch.as_tensor(np.asarray(z, dtype=np.float32)).to(model.device)
+    if z.ndim != 2 or z.shape[1] != model.config.latent_dim:
+        raise ValueError(
+            f"latent points must have shape (N, {model.config.latent_dim}), got {tuple(z.shape)}"
+        )
+    y = _labels(model, labels, len(z))
+    out = [
+        model.decode(z[i : i + BATCH], None if y is None else y[i : i + BATCH])
+        for i in range(0, len(z), BATCH)
+    ]
+    return torch.cat(out).squeeze(1).float().cpu().numpy()
+
+
+@torch.inference_mode()
+def encode(model: VAE, images: np.ndarray, labels=None) -> np.ndarray:
+    """Images uint8 ``(N, 28, 28)`` (or float in [0, 1]) -> posterior means ``(N, latent_dim)``."""
+    x = (
+        to_tensor(images)
+        if images.dtype == np.uint8
+        else torch.from_numpy(images).float().unsqueeze(1)
+    )
+    y = _labels(model, labels, len(x))
+    out = []
+    for i in range(0, len(x), BATCH):
+        mu, _ = model.encode(
+            x[i : i + BATCH].to(model.device), None if y is None else y[i : i + BATCH]
+        )
+        out.append(mu)
+    return torch.cat(out).cpu().numpy()
+
+
+def latent_grid(n: int = 30, lo: float = -1.5, hi: float = 1.5) -> np.ndarray:
+    """An ``n``×``n`` grid of 2-D points over [lo, hi]², shape ``(n*n, 2)``, in reading order:
+    row 0 is the top (largest y), columns run from small to large x — as the picture shows it."""
+    if n < 1:
+        raise ValueError(f"n={n}: the grid needs at least 1 point per side")
+    if not lo < hi:
+        raise ValueError(f"range [{lo}, {hi}]: the low end must be below the high end")
+    xs = np.linspace(lo, hi, n)
+    ys = np.linspace(hi, lo, n)
+    return np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2).astype(np.float32)
+
+
+def manifold(model: VAE, n: int = 30, lo: float = -1.5, hi: float = 1.5, labels=None) -> np.ndarray:
+    """Decoded ``n``×``n`` grid over the first two latent dimensions (others held at 0):
+    images ``(n, n, 28, 28)``; ``[0, 0]`` is the top-left (x=lo, y=hi)."""
+    grid = latent_grid(n, lo, hi)
+    z = np.zeros((len(grid), model.config.latent_dim), dtype=np.float32)
+    z[:, : min(2, model.config.latent_dim)] = grid[:, : model.config.latent_dim]
+    return decode(model, z, labels).reshape(n, n, 28, 28)
+
+
+def prior_latents(model: VAE, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` latent points drawn from the prior N(0, I) with a fixed seed: ``(n, latent_dim)``."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(n, model.config.latent_dim, generator=generator).numpy()
+
+
+def sample(model: VAE, n: int = 64, seed: int = 0, labels=None) -> np.ndarray:
+    """``n`` digits decoded from the prior: ``(n, 28, 28)`` in [0, 1]. A conditional model draws
+    ``labels`` (one digit or one per sample; default 0..9 in turn)."""
+    if model.conditional and labels is None:
+        labels = np.arange(n) % model.config.num_classes
+    return decode(model, prior_latents(model, n, seed), labels)
+
+
+def reconstruct(model: VAE, digits: Digits) -> np.ndarray:
+    """Decode each digit's posterior mean: ``(N, 28, 28)`` in [0, 1]."""
+    labels = digits.labels if model.conditional else None
+    return decode(model, encode(model, digits.images, labels), labels)
+
+
+def project_2d(z: np.ndarray) -> tuple[np.ndarray, tuple[str, str]]:
+    """Points for a 2-D picture of a latent space and the names of its axes: the latent itself when
+    it is 2-D, else its projection on the first two principal components (PCA)."""
+    if z.shape[1] == 2:
+        return z, ("z[0]", "z[1]")
+    if z.shape[1] == 1:
+        return np.concatenate([z, np.zeros_like(z)], axis=1), ("z[0]", "(1-D latent)")
+    centred = z - z.mean(axis=0)
+    _, s, vt = np.linalg.svd(centred, full_matrices=False)
+    share = s**2 / np.sum(s**2)
+    axes = (f"PC 1 ({share[0]:.0%} of variance)", f"PC 2 ({share[1]:.0%} of variance)")
+    return centred @ vt[:2].T, axes

@@ -1,0 +1,146 @@
+"""Every picture numgen draws, and nothing else. Functions take arrays and a path; they write a PNG.
+
+Images are ``(N, 28, 28)`` arrays in [0, 1] (ink = 1) or uint8 in [0, 255]. Matplotlib runs
+headless (Agg), so the CLI and tests work without a display.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+DIGIT_COLOURS = plt.get_cmap("tab10")
+
+
+def to_uint8(images: np.ndarray) -> np.ndarray:
+    """[0, 1] floats (or uint8) -> uint8 in [0, 255]."""
+    if images.dtype == np.uint8:
+        return images
+    return (np.clip(images, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def tile(images: np.ndarray, ncols: int, pad: int = 2, value: int = 0) -> np.ndarray:
+    """Lay ``(N, h, w)`` images out in a grid ``ncols`` wide with ``pad`` pixels between: uint8."""
+    images = to_uint8(images)
+    n, h, w = images.shape
+    nrows = -(-n // ncols)
+    out = np.full((nrows * (h + pad) + pad, ncols * (w + pad) + pad), value, dtype=np.uint8)
+    for i, image in enumerate(images):
+        r, c = divmod(i, ncols)
+        out[
+            pad + r * (h + pad) : pad + r * (h + pad) + h,
+            pad + c * (w + pad) : pad + c * (w + pad) + w,
+        ] = image
+    return out
+
+
+def save_image(array: np.ndarray, path: str | Path, scale: int = 1) -> Path:
+    """Save a 2-D array (uint8, or floats in [0, 1]) as a grey PNG, enlarged ``scale`` times with
+    sharp pixels."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.fromarray(to_uint8(array), mode="L")
+    if scale > 1:
+        image = image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
+    image.save(path)
+    return path
+
+
+def save_grid(
+    images: np.ndarray, path: str | Path, ncols: int | None = None, scale: int = 2
+) -> Path:
+    """A plain grid of digits (white ink on black, as MNIST) as a PNG."""
+    ncols = ncols or int(np.ceil(np.sqrt(len(images))))
+    return save_image(tile(images, ncols), path, scale)
+
+
+def _finish(fig: plt.Figure, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def plot_latent(
+    points: np.ndarray, labels: np.ndarray, path: str | Path,
+    axis_names: tuple[str, str] = ("z[0]", "z[1]"), title: str = "Test digits in latent space",
+) -> Path:  # fmt: skip
+    """Scatter of 2-D latent points ``(N, 2)`` coloured by digit, with a legend."""
+    fig, ax = plt.subplots(figsize=(8, 7))
+    for digit in range(10):
+        chosen = labels == digit
+        ax.scatter(*points[chosen].T, s=3, alpha=0.6, color=DIGIT_COLOURS(digit), label=str(digit))
+    ax.set_xlabel(axis_names[0])
+    ax.set_ylabel(axis_names[1])
+    ax.set_title(title)
+    ax.legend(title="digit", markerscale=4, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    return _finish(fig, path)
+
+
+def plot_manifold(
+    grid: np.ndarray, lo: float, hi: float, path: str | Path, title: str | None = None
+) -> Path:
+    """The ``(n, n, 28, 28)`` grid of decoded digits as one picture whose axes show the latent
+    coordinates (row 0 at the top = largest z[1])."""
+    n = grid.shape[0]
+    canvas = grid.transpose(0, 2, 1, 3).reshape(n * 28, n * 28)
+    fig, ax = plt.subplots(figsize=(10, 10))
+    ax.imshow(canvas, cmap="Greys_r", vmin=0, vmax=1)
+    ticks = np.arange(n) * 28 + 13.5
+    coords = np.linspace(lo, hi, n)
+    step = max(1, n // 10)
+    ax.set_xticks(ticks[::step], [f"{c:.2f}" for c in coords[::step]], rotation=90)
+    ax.set_yticks(ticks[::step], [f"{c:.2f}" for c in coords[::-1][::step]])
+    ax.set_xlabel("z[0]")
+    ax.set_ylabel("z[1]")
+    ax.set_title(title or f"Decoded digits over [{lo}, {hi}]²")
+    return _finish(fig, path)
+
+
+def plot_digit(image: np.ndarray, path: str | Path, title: str) -> Path:
+    """One decoded digit, large, with a title (e.g. its latent coordinates)."""
+    fig, ax = plt.subplots(figsize=(4, 4.3))
+    ax.imshow(image, cmap="Greys_r", vmin=0, vmax=1)
+    ax.set_title(title)
+    ax.axis("off")
+    return _finish(fig, path)
+
+
+def plot_reconstructions(
+    originals: np.ndarray, reconstructions: np.ndarray, path: str | Path
+) -> Path:
+    """Originals (top row of each pair) above their reconstructions."""
+    n = len(originals)
+    fig, axes = plt.subplots(2, n, figsize=(n * 0.9, 2.2), squeeze=False)
+    for i in range(n):
+        for row, images in enumerate((originals, reconstructions)):
+            axes[row, i].imshow(
+                images[i], cmap="Greys_r", vmin=0, vmax=1 if images.dtype != np.uint8 else 255
+            )
+            axes[row, i].axis("off")
+    axes[0, 0].set_title("original", loc="left", fontsize=9)
+    axes[1, 0].set_title("reconstruction", loc="left", fontsize=9)
+    return _finish(fig, path)
+
+
+def plot_losses(records: list[dict], path: str | Path) -> Path:
+    """Train and test loss per epoch, with the reconstruction and KL parts apart."""
+    epochs = [r["epoch"] for r in records]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for ax, part, name in zip(
+        axes, ("loss", "recon", "kl"), ("loss (recon + β·KL)", "reconstruction", "KL"), strict=True
+    ):
+        ax.plot(epochs, [r[f"train_{part}"] for r in records], marker="o", label="train")
+        ax.plot(epochs, [r[f"test_{part}"] for r in records], marker="o", label="test")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(f"{name} per image")
+        ax.set_title(name)
+        ax.legend()
+    return _finish(fig, path)
