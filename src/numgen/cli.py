@@ -20,7 +20,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from numgen import generate, plots
-from numgen.data import DataError, check, check_files, download_mnist, load_digits, resolve_data_dir
+from numgen.data import (
+    DataError,
+    check,
+    check_files,
+    download_mnist,
+    load_digits,
+    resolve_data_dir,
+    verify_checksums,
+)
 from numgen.hub import ModelError, load
 from numgen.models import VAEConfig
 from numgen.train import TrainConfig, TrainingError, read_metrics, train
@@ -126,20 +134,23 @@ def data_check(
         files = Table("file", "bytes", "md5", "status", title=f"MNIST files in {directory}")
         for name, info in check_files(directory).items():
             colour = "green" if info["status"] == "ok" else "red"
-            files.add_row(
-                name, f"{info['bytes']:,}", info["md5"] or "", f"[{colour}]{info['status']}"
-            )
+            size = "" if info["bytes"] is None else f"{info['bytes']:,}"
+            files.add_row(name, size, info["md5"] or "", f"[{colour}]{info['status']}")
         console.print(files)
+        verify_checksums(directory)  # a wrong MD5 stops here with the file's name
     splits = {split: load_digits(dataset, split, directory) for split in ("train", "test")}
     report = check(splits)
+    figures = report["splits"]
     table = Table("check", *splits, title=f"{dataset} digits")
-    for key in ("count", "shape", "dtype", "pixel_min", "pixel_max", "label_min", "label_max",
-                "balance", "empty", "duplicates"):  # fmt: skip
-        table.add_row(key, *(str(report[s][key]) for s in splits))
-    table.add_row("class counts", *(" ".join(map(str, report[s]["class_counts"])) for s in splits))
+    for key in ("count", "image_shape", "dtype", "pixel_min", "pixel_max", "label_min", "label_max",
+                "balance", "empty_images", "duplicate_images"):  # fmt: skip
+        table.add_row(key, *(str(figures[s][key]) for s in splits))
+    table.add_row(
+        "class counts 0-9", *(" ".join(map(str, figures[s]["class_counts"])) for s in splits)
+    )
     console.print(table)
-    for name, count in report.get("shared", {}).items():
-        console.print(f"images in both {name}: {count}")
+    for pair, count in report["shared"].items():
+        console.print(f"images in both {pair}: {count}")
     out_path(plots.save_grid(splits["train"].images[:100], out, 10, 3))
 
 

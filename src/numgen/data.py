@@ -398,7 +398,8 @@ def load_digits(
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
     """uint8 ``(N, 28, 28)`` -> float32 tensor ``(N, 1, 28, 28)`` with values in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(images)).float().div_(255.0).unsqueeze(1)
+    # torch.tensor copies: arrays read from IDX files are read-only views of the file's bytes.
+    return torch.tensor(images, dtype=torch.float32).div_(255.0).unsqueeze(1)
 
 
 # --- the data check report -----------------------------------------------------------------------

@@ -25,7 +25,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from numgen.data import Digits, load_digits, to_tensor
-from numgen.hub import atomic_write, save_pretrained, save_weights
+from numgen.hub import atomic_write, place, save_pretrained, save_weights
 from numgen.models import VAE, VAEConfig, build_model, vae_loss
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,7 @@ class TrainConfig:
     dataset: str = "mnist"  # "mnist" (IDX files) or "embedded" (offline 5k subset)
     data_dir: str | None = None
     limit: int | None = None  # train on the first N training digits only (quick experiments)
+    kl_warmup: float = 0.0  # epochs over which the KL weight ramps linearly from 0 up to beta
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -57,6 +58,8 @@ class TrainConfig:
             raise ValueError(f"batch_size={self.batch_size}: must be at least 1")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr={self.lr}: must be a positive finite number")
+        if not self.kl_warmup >= 0:
+            raise ValueError(f"kl_warmup={self.kl_warmup}: must be >= 0 epochs")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit={self.limit}: must be at least 1")
         if self.dataset not in ("mnist", "embedded"):
@@ -105,8 +108,10 @@ BatchHook = Callable[[int, int, float], None]  # (batches done, batches total, b
 def train_epoch(
     model: VAE, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, batch_size: int,
     shuffle: torch.Generator, noise: torch.Generator, on_batch: BatchHook | None = None,
+    kl_weight: Callable[[int], float] | None = None,
 ) -> dict[str, float]:  # fmt: skip
-    """One pass over (x, y) in shuffled minibatches; returns the mean loss parts per image."""
+    """One pass over (x, y) in shuffled minibatches; returns the mean loss parts per image.
+    ``kl_weight(i)`` gives the KL weight for batch ``i`` (default: the model's beta)."""
     model.train()
     order = torch.randperm(len(x), generator=shuffle).to(x.device)
     totals = {"loss": 0.0, "recon": 0.0, "kl": 0.0}
@@ -114,8 +119,9 @@ def train_epoch(
     for i in range(n_batches):
         index = order[i * batch_size : (i + 1) * batch_size]
         xb, yb = x[index], y[index]
+        beta = kl_weight(i) if kl_weight else model.config.beta
         logits, mu, logvar = model(xb, yb, generator=noise)
-        parts = vae_loss(xb, logits, mu, logvar, model.config.likelihood, model.config.beta)
+        parts = vae_loss(xb, logits, mu, logvar, model.config.likelihood, beta)
         loss = parts["loss"].item()
         if not math.isfinite(loss):
             raise TrainingError(f"the loss became {loss} at batch {i + 1}; try a lower --lr")
@@ -144,6 +150,22 @@ def evaluate_loss(
         for key in totals:
             totals[key] += parts[key].item() * len(xb)
     return {key: value / len(x) for key, value in totals.items()}
+
+
+def warmup_schedule(
+    beta: float, config: TrainConfig, epoch: int, n_train: int
+) -> Callable[[int], float]:
+    """KL weight per batch of ``epoch``: rising linearly from 0 to ``beta`` over the first
+    ``config.kl_warmup`` epochs (Bowman et al. 2016), which keeps a small latent from collapsing
+    onto the prior before the decoder has learnt to use it; then ``beta``."""
+    batches = math.ceil(n_train / config.batch_size)
+    warmup_steps = config.kl_warmup * batches
+
+    def weight(i: int) -> float:
+        step = (epoch - 1) * batches + i + 1
+        return beta if step >= warmup_steps else beta * step / warmup_steps
+
+    return weight
 
 
 # --- checkpoints ---------------------------------------------------------------------------------
@@ -252,7 +274,7 @@ def train(
 
     # 2. model and optimiser, fresh (seeded) or restored
     torch.manual_seed(train_config.seed)
-    model = build_model(model_config).to(dev)
+    model = place(build_model(model_config), dev)
     optimizer = torch.optim.Adam(model.parameters(), lr=train_config.lr)
     if state:
         restore(model, optimizer, state[1], state[0])
@@ -272,10 +294,12 @@ def train(
     # 3. epochs: train, evaluate, checkpoint, log
     for epoch in range(start_epoch + 1, train_config.epochs + 1):
         shuffle, noise = epoch_generators(train_config.seed, epoch, dev)
+        kl_weight = warmup_schedule(model_config.beta, train_config, epoch, len(x_train))
         started = time.perf_counter()
         train_parts = train_epoch(
-            model, optimizer, x_train, y_train, train_config.batch_size, shuffle, noise, on_batch
-        )
+            model, optimizer, x_train, y_train, train_config.batch_size,
+            shuffle, noise, on_batch, kl_weight,
+        )  # fmt: skip
         seconds = time.perf_counter() - started
         test_parts = evaluate_loss(model, x_test, y_test, seed=train_config.seed)
         record = {

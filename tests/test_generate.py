@@ -1,0 +1,76 @@
+"""Generation helpers: grids in reading order, decoding, sampling, PCA projection."""
+
+import numpy as np
+import pytest
+import torch
+
+from numgen import generate
+from numgen.data import Digits
+from numgen.models import VAEConfig, build_model
+
+
+@pytest.fixture
+def vae():
+    torch.manual_seed(0)
+    return build_model(VAEConfig(arch="mlp", hidden=16)).eval()
+
+
+def test_latent_grid_is_in_reading_order() -> None:
+    grid = generate.latent_grid(3, -1.5, 1.5)
+    assert grid.shape == (9, 2)
+    np.testing.assert_allclose(grid[0], [-1.5, 1.5])  # top-left: smallest x, largest y
+    np.testing.assert_allclose(grid[2], [1.5, 1.5])
+    np.testing.assert_allclose(grid[-1], [1.5, -1.5])
+    with pytest.raises(ValueError, match="low end must be below"):
+        generate.latent_grid(3, 1.0, -1.0)
+
+
+def test_manifold_decodes_each_grid_point(vae) -> None:
+    grid = generate.manifold(vae, 4, -1.0, 1.0)
+    assert grid.shape == (4, 4, 28, 28)
+    expected = generate.decode(vae, generate.latent_grid(4, -1.0, 1.0))
+    np.testing.assert_array_equal(grid.reshape(16, 28, 28), expected)
+    assert grid.min() >= 0.0 and grid.max() <= 1.0
+
+
+def test_decode_checks_the_latent_shape(vae) -> None:
+    with pytest.raises(ValueError, match=r"shape \(N, 2\)"):
+        generate.decode(vae, np.zeros((3, 5)))
+
+
+def test_sampling_is_repeatable_by_seed(vae) -> None:
+    a, b, c = (
+        generate.sample(vae, 6, seed=1),
+        generate.sample(vae, 6, seed=1),
+        generate.sample(vae, 6, seed=2),
+    )
+    assert a.shape == (6, 28, 28)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_conditional_model_draws_the_asked_digit_labels() -> None:
+    cvae = build_model(VAEConfig(kind="cvae", arch="mlp", hidden=16)).eval()
+    z = np.zeros((2, 2), dtype=np.float32)
+    three, eight = generate.decode(cvae, z, 3), generate.decode(cvae, z, [3, 8])
+    np.testing.assert_array_equal(three[0], eight[0])
+    assert not np.array_equal(eight[0], eight[1])
+    with pytest.raises(ValueError, match="give the label"):
+        generate.decode(cvae, z)
+
+
+def test_reconstruct_returns_one_image_per_digit(vae, tiny_digits: Digits) -> None:
+    out = generate.reconstruct(vae, tiny_digits.subset(5))
+    assert out.shape == (5, 28, 28)
+
+
+def test_project_2d_keeps_2d_and_uses_pca_beyond() -> None:
+    z2 = np.random.default_rng(0).normal(size=(50, 2))
+    points, names = generate.project_2d(z2)
+    assert points is z2 and names == ("z[0]", "z[1]")
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(500, 5)) * np.array([5.0, 2.0, 0.1, 0.1, 0.1])
+    points, names = generate.project_2d(z)
+    assert points.shape == (500, 2)
+    assert names[0].startswith("PC 1") and "variance" in names[0]
+    assert points[:, 0].var() > points[:, 1].var() > 1.0  # the two wide directions, in order

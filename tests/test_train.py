@@ -1,0 +1,113 @@
+"""The training loop: it learns, checkpoints atomically, resumes exactly, stops on NaN."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import numgen.train as training
+from numgen.hub import load
+from numgen.models import VAEConfig
+from numgen.train import STATE_FILE, TrainConfig, TrainingError, read_metrics, train
+
+TINY = VAEConfig(arch="mlp", hidden=32, likelihood="bernoulli")
+
+
+def quick(epochs: int, **overrides) -> TrainConfig:
+    """A few hundred embedded digits: seconds on a CPU."""
+    return TrainConfig(
+        **{"epochs": epochs, "dataset": "embedded", "limit": 512, "batch_size": 64, **overrides}
+    )
+
+
+def test_training_lowers_the_loss_and_logs_each_epoch(tmp_path: Path) -> None:
+    train(tmp_path / "run", TINY, quick(3), device="cpu")
+    records = read_metrics(tmp_path / "run")
+    assert [r["epoch"] for r in records] == [1, 2, 3]
+    assert records[-1]["train_loss"] < records[0]["train_loss"]
+    assert records[-1]["test_loss"] < records[0]["test_loss"]
+    for r in records:
+        assert r["train_loss"] == pytest.approx(r["train_recon"] + r["train_kl"], rel=1e-5)
+        assert r["images_per_s"] > 0
+    assert {p.name for p in (tmp_path / "run").iterdir()} == {
+        "config.json", "model.safetensors", STATE_FILE, "metrics.jsonl",
+    }  # fmt: skip
+
+
+def test_same_seed_same_weights(tmp_path: Path) -> None:
+    a = train(tmp_path / "a", TINY, quick(1), device="cpu")
+    b = train(tmp_path / "b", TINY, quick(1), device="cpu")
+    c = train(tmp_path / "c", TINY, quick(1, seed=1), device="cpu")
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(pa, pb), name
+    assert not all(
+        torch.equal(pa, pc)
+        for pa, pc in zip(a.state_dict().values(), c.state_dict().values(), strict=True)
+    )
+
+
+def test_resume_continues_from_the_saved_epoch_and_matches_an_uninterrupted_run(
+    tmp_path: Path,
+) -> None:
+    straight = train(tmp_path / "straight", TINY, quick(3), device="cpu")
+    train(tmp_path / "resumed", TINY, quick(2), device="cpu")
+    assert [r["epoch"] for r in read_metrics(tmp_path / "resumed")] == [1, 2]
+    epochs_seen = []
+    resumed = train(tmp_path / "resumed", train_config=quick(3), device="cpu", resume=True,
+                    on_epoch=lambda r: epochs_seen.append(r["epoch"]))  # fmt: skip
+    assert epochs_seen == [3]
+    assert [r["epoch"] for r in read_metrics(tmp_path / "resumed")] == [1, 2, 3]
+    for (name, a), b in zip(
+        straight.state_dict().items(), resumed.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b), name
+    assert torch.equal(
+        load(tmp_path / "resumed").decode(torch.zeros(1, 2)), resumed.decode(torch.zeros(1, 2))
+    )
+
+
+def test_resume_without_a_checkpoint_says_so(tmp_path: Path) -> None:
+    with pytest.raises(TrainingError, match="nothing to resume"):
+        train(tmp_path / "empty", TINY, quick(1), device="cpu", resume=True)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path, monkeypatch) -> None:
+    run = tmp_path / "run"
+    train(run, TINY, quick(1), device="cpu")
+    good_state = (run / STATE_FILE).read_bytes()
+    good_weights = (run / "model.safetensors").read_bytes()
+    real_loss = training.vae_loss
+    calls = {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        parts = real_loss(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            parts["loss"] = parts["loss"] * float("nan")
+        return parts
+
+    monkeypatch.setattr(training, "vae_loss", poisoned)
+    with pytest.raises(TrainingError, match="the loss became nan at batch 3"):
+        train(run, train_config=quick(2), device="cpu", resume=True)
+    assert (run / STATE_FILE).read_bytes() == good_state
+    assert (run / "model.safetensors").read_bytes() == good_weights
+    assert [r["epoch"] for r in read_metrics(run)] == [1]
+    assert json.loads((run / "config.json").read_text())["arch"] == "mlp"
+
+
+def test_bad_train_config_names_the_value() -> None:
+    with pytest.raises(ValueError, match="epochs=0"):
+        TrainConfig(epochs=0)
+    with pytest.raises(ValueError, match="lr=-1"):
+        TrainConfig(lr=-1)
+
+
+def test_device_selection() -> None:
+    assert training.select_device("cpu").type == "cpu"
+    assert training.select_device("auto").type in {"cpu", "cuda", "mps"}
+    if not torch.cuda.is_available():
+        with pytest.raises(TrainingError, match="no CUDA GPU"):
+            training.select_device("cuda")
+    with pytest.raises(TrainingError, match="unknown device"):
+        training.select_device("tpu9")
