@@ -1,160 +1,31 @@
-"""The ``numgen`` command: thin Typer commands over the Python API, with Rich output.
-
-Bad arguments and bad input files end with one line on stderr and exit code 2 — never a
-traceback (see :func:`main`).
-"""
+"""Training, the original project's pictures, and the demo: `numgen train`, `decode`,
+`manifold`, `sample`, `reconstruct`, `plot latent|losses`, `demo`."""
 
 from __future__ import annotations
 
-import logging
 import math
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
 from numgen import generate, plots
-from numgen.data import (
-    DataError,
-    check,
-    check_files,
-    download_mnist,
-    load_digits,
-    resolve_data_dir,
-    verify_checksums,
+from numgen.cli.common import (
+    DataDir,
+    Dataset,
+    Device,
+    Model,
+    Seed,
+    app,
+    console,
+    out_path,
+    plot_app,
+    progress_bar,
 )
-from numgen.hub import ModelError, load
+from numgen.data import load_digits, resolve_data_dir
+from numgen.hub import load
 from numgen.models import VAEConfig
 from numgen.train import TrainConfig, TrainingError, read_metrics, train
-
-console = Console()
-err_console = Console(stderr=True)
-
-
-def show_help_without_command(ctx: typer.Context) -> None:
-    """`numgen`, `numgen data`, ... alone print their help (and exit 0)."""
-    if ctx.invoked_subcommand is None:
-        console.print(ctx.get_help())
-
-
-def command_group(help: str) -> typer.Typer:
-    group = typer.Typer(
-        help=help, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
-        invoke_without_command=True, callback=show_help_without_command,
-    )  # fmt: skip
-    return group
-
-
-app = command_group(
-    "Handwritten digits and numbers from variational autoencoders trained on MNIST."
-)
-data_app = command_group("Get and check MNIST.")
-plot_app = command_group("Pictures of a trained model.")
-app.add_typer(data_app, name="data")
-app.add_typer(plot_app, name="plot")
-
-# Errors that mean "your input is wrong": one line, exit 2.
-USER_ERRORS = (DataError, ModelError, TrainingError, ValueError, FileExistsError)
-
-# Options shared by several commands.
-DataDir = Annotated[
-    Path | None, typer.Option(help="Folder with the four MNIST IDX files [env: NUMGEN_DATA_DIR].")
-]
-Dataset = Annotated[
-    str, typer.Option(help="'mnist' (IDX files, downloaded if absent) or 'embedded' (offline).")
-]
-Seed = Annotated[int, typer.Option(help="Random seed: the same seed gives the same output.")]
-Device = Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")]
-Model = Annotated[str, typer.Argument(help="A run/model directory or a bundled model name.")]
-
-
-def choice(value: str, allowed: tuple[str, ...], name: str) -> str:
-    if value not in allowed:
-        raise typer.BadParameter(f"{value!r} is not one of {', '.join(allowed)}", param_hint=name)
-    return value
-
-
-@contextmanager
-def progress_bar(description: str) -> Iterator[Progress]:
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=err_console, transient=True) as progress:
-        yield progress
-
-
-def out_path(path: Path) -> Path:
-    console.print(f"wrote [green]{path}[/green]")
-    return path
-
-
-# --- data ----------------------------------------------------------------------------------------
-
-
-@data_app.command("download")
-def data_download(
-    cache_dir: Annotated[Path | None, typer.Option(help="Where to keep the files.")] = None,
-) -> None:
-    """Download the four MNIST files from public mirrors, checking their MD5 sums."""
-    with progress_bar("download") as progress:
-        tasks: dict[str, int] = {}
-
-        def report(name: str, done: int, total: int | None) -> None:
-            if name not in tasks:
-                tasks[name] = progress.add_task(name, total=total, status="")
-            progress.update(tasks[name], completed=done)
-
-        directory = download_mnist(cache_dir, progress=report)
-    console.print(f"MNIST is in [green]{directory}[/green]")
-
-
-@data_app.command("check")
-def data_check(
-    data_dir: DataDir = None,
-    dataset: Dataset = "mnist",
-    out: Annotated[Path, typer.Option(help="Where to save the sample grid.")] = Path(
-        "data_sample.png"
-    ),
-) -> None:
-    """Check MNIST: files, checksums, shapes, value and label ranges, balance, empty and
-    duplicate images; save a sample grid."""
-    choice(dataset, ("mnist", "embedded"), "--dataset")
-    directory = resolve_data_dir(data_dir)
-    if dataset == "mnist" and directory is not None:
-        files = Table("file", "bytes", "md5", "status", title=f"MNIST files in {directory}")
-        for name, info in check_files(directory).items():
-            colour = "green" if info["status"] == "ok" else "red"
-            size = "" if info["bytes"] is None else f"{info['bytes']:,}"
-            files.add_row(name, size, info["md5"] or "", f"[{colour}]{info['status']}")
-        console.print(files)
-        verify_checksums(directory)  # a wrong MD5 stops here with the file's name
-    splits = {split: load_digits(dataset, split, directory) for split in ("train", "test")}
-    report = check(splits)
-    figures = report["splits"]
-    table = Table("check", *splits, title=f"{dataset} digits")
-    for key in ("count", "image_shape", "dtype", "pixel_min", "pixel_max", "label_min", "label_max",
-                "balance", "empty_images", "duplicate_images"):  # fmt: skip
-        table.add_row(key, *(str(figures[s][key]) for s in splits))
-    table.add_row(
-        "class counts 0-9", *(" ".join(map(str, figures[s]["class_counts"])) for s in splits)
-    )
-    console.print(table)
-    for pair, count in report["shared"].items():
-        console.print(f"images in both {pair}: {count}")
-    out_path(plots.save_grid(splits["train"].images[:100], out, 10, 3))
-
-
-# --- training ------------------------------------------------------------------------------------
 
 
 @app.command("train")
@@ -348,39 +219,3 @@ def demo_command(
     console.print(
         f"report: [green]{report}[/green]  (pictures beside it, model in {report.parent / 'run'})"
     )
-
-
-# --- entry point ---------------------------------------------------------------------------------
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; bad arguments and bad input end with one line on stderr and exit code 2."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    command = typer.main.get_command(app)
-    try:
-        command.main(args=argv, prog_name="numgen", standalone_mode=False)
-    except (typer.Abort, KeyboardInterrupt):
-        err_console.print("Interrupted.")
-        return 130
-    except typer.Exit as done:
-        return done.exit_code
-    except typer.TyperException as err:  # Click's usage errors: bad option, missing argument ...
-        ctx = getattr(err, "ctx", None)
-        hint = f" (see `{ctx.command_path} --help`)" if ctx else ""
-        err_console.print(
-            f"Error: {err.format_message()}{hint}", highlight=False, soft_wrap=True, markup=False
-        )
-        return getattr(err, "exit_code", 2)
-    except USER_ERRORS as err:
-        err_console.print(f"Error: {err}", highlight=False, soft_wrap=True, markup=False)
-        return 2
-    return 0
-
-
-def run() -> None:
-    """Console-script entry point."""
-    sys.exit(main())
-
-
-if __name__ == "__main__":
-    run()

@@ -1,0 +1,48 @@
+"""The ``numgen`` command: thin Typer commands over the Python API, with Rich output.
+
+Each module here adds its commands to the shared app when imported. Bad arguments and bad input
+files end with one line on stderr and exit code 2 — never a traceback (see :func:`main`).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+
+from numgen.cli import data, model  # noqa: F401  (importing registers the commands)
+from numgen.cli.common import USER_ERRORS, app, err_console
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; bad arguments and bad input end with one line on stderr and exit code 2."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    command = typer.main.get_command(app)
+    try:
+        command.main(args=argv, prog_name="numgen", standalone_mode=False)
+    except (typer.Abort, KeyboardInterrupt):
+        err_console.print("Interrupted.")
+        return 130
+    except typer.Exit as done:
+        return done.exit_code
+    except typer.TyperException as err:  # Click's usage errors: bad option, missing argument ...
+        ctx = getattr(err, "ctx", None)
+        hint = f" (see `{ctx.command_path} --help`)" if ctx else ""
+        err_console.print(
+            f"Error: {err.format_message()}{hint}", highlight=False, soft_wrap=True, markup=False
+        )
+        return getattr(err, "exit_code", 2)
+    except USER_ERRORS as err:
+        err_console.print(f"Error: {err}", highlight=False, soft_wrap=True, markup=False)
+        return 2
+    return 0
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()
