@@ -17,6 +17,7 @@ likelihood functions, which work on torch tensors on the model's device.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -122,7 +123,9 @@ def frechet_distance(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
 # --- precision and recall ------------------------------------------------------------------------
 
 
-def _distance_chunks(a: torch.Tensor, b: torch.Tensor, chunk: int):
+def _distance_chunks(
+    a: torch.Tensor, b: torch.Tensor, chunk: int
+) -> Iterator[tuple[slice, torch.Tensor]]:
     """Yield (rows, distances) for row blocks of ``a``: Euclidean distances (len(rows), N_b)."""
     for start in range(0, len(a), chunk):
         rows = slice(start, start + chunk)
