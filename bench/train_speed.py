@@ -1,0 +1,131 @@
+"""Training and decoding speed on full MNIST, for the seed (conv) config and an MLP config.
+
+    NUMGEN_DATA_DIR=../shared/data/mnist python bench/train_speed.py [--epochs 1]
+
+Prints and records (bench/results/train_speed.{md,json}):
+- seconds per epoch and training images/s for each config (one full epoch of 60,000 digits);
+- decoding throughput (digits/s) of each decoder, and for the conv decoder every memory-layout
+  and batch-size variant tried, so the "before" (a plain NCHW implementation) stands beside the
+  "after" (what numgen ships: channels-last). All variants compute the same function; the script
+  checks their outputs agree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from numgen.data import DATA_DIR_ENV
+from numgen.hub import place
+from numgen.models import VAEConfig, build_model
+from numgen.train import TrainConfig, read_metrics, train
+
+RESULTS = Path(__file__).parent / "results"
+CONFIGS = {
+    "seed (conv, 2-D, MSE)": VAEConfig(),
+    "mlp (784-400-20, Bernoulli)": VAEConfig(arch="mlp", latent_dim=20, likelihood="bernoulli"),
+}
+
+
+def time_training(name: str, config: VAEConfig, epochs: int, workdir: Path) -> dict:
+    run = workdir / name.split()[0]
+    train(run, config, TrainConfig(epochs=epochs, data_dir=os.environ[DATA_DIR_ENV]), device="cpu")
+    records = read_metrics(run)
+    seconds = sum(r["seconds"] for r in records) / len(records)
+    return {
+        "seconds_per_epoch": seconds,
+        "train_images_per_s": 60_000 / seconds,
+        "final_test_loss": records[-1]["test_loss"],
+    }
+
+
+@torch.inference_mode()
+def decode_rate(model, batch: int, total: int = 20_000, repeats: int = 3) -> float:
+    """Best of ``repeats`` timings of decoding ``total`` prior latents in batches: digits/s."""
+    z = torch.randn(total, model.config.latent_dim, generator=torch.Generator().manual_seed(0))
+    model.decode(z[:batch])  # warm-up: first calls pick kernels
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for i in range(0, total, batch):
+            model.decode(z[i : i + batch])
+        best = min(best, time.perf_counter() - start)
+    return total / best
+
+
+def decoding(config: VAEConfig) -> dict:
+    torch.manual_seed(0)
+    plain = build_model(config).eval()  # "before": default contiguous (NCHW) layout
+    fast = place(build_model(config), "cpu").eval()  # "after": what numgen.load returns
+    fast.load_state_dict(plain.state_dict())
+    z = torch.randn(256, config.latent_dim)
+    with torch.inference_mode():
+        difference = (plain.decode(z) - fast.decode(z)).abs().max().item()
+    rates = {}
+    for batch in (256, 1024, 4096):
+        rates[f"NCHW, batch {batch}"] = decode_rate(plain, batch)
+        rates[f"channels-last, batch {batch}"] = decode_rate(fast, batch)
+    return {"digits_per_s": rates, "max_abs_difference": difference}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=1, help="epochs to time per config")
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/numgen-bench-train"))
+    args = parser.parse_args()
+    if not os.environ.get(DATA_DIR_ENV):
+        raise SystemExit(f"set {DATA_DIR_ENV} to the MNIST folder, e.g. ../shared/data/mnist")
+
+    results = {
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads",
+        "command": f"NUMGEN_DATA_DIR=... python bench/train_speed.py --epochs {args.epochs}",
+        "training": {},
+        "decoding": {},
+    }
+    for name, config in CONFIGS.items():
+        results["decoding"][name] = decoding(config)
+        print(
+            name,
+            "decoding:",
+            {k: round(v) for k, v in results["decoding"][name]["digits_per_s"].items()},
+            flush=True,
+        )
+        results["training"][name] = time_training(name, config, args.epochs, args.workdir)
+        print(name, "training:", results["training"][name], flush=True)
+    write_results(results)
+
+
+def write_results(results: dict) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "train_speed.json").write_text(json.dumps(results, indent=2) + "\n")
+    lines = [
+        "# Training and decoding speed",
+        "",
+        f"Machine: {results['machine']}. Command: `{results['command']}`.",
+        "",
+        "| config | s / epoch (60,000 digits) | train images/s | test loss after |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for name, r in results["training"].items():
+        lines.append(
+            f"| {name} | {r['seconds_per_epoch']:.1f} | {r['train_images_per_s']:,.0f} | {r['final_test_loss']:.2f} |"
+        )
+    lines += ["", "| decoder | variant | digits/s |", "| --- | --- | ---: |"]
+    for name, r in results["decoding"].items():
+        for variant, rate in r["digits_per_s"].items():
+            lines.append(f"| {name} | {variant} | {rate:,.0f} |")
+        lines.append(
+            f"| {name} | max \\|difference\\| between layouts | {r['max_abs_difference']:.1e} |"
+        )
+    (RESULTS / "train_speed.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
