@@ -119,7 +119,10 @@ class Recognizer(nn.Module):
 
 @torch.no_grad()
 def _in_batches(
-    fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, batch_size: int, device
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    images: torch.Tensor,
+    batch_size: int,
+    device: torch.device,
 ) -> torch.Tensor:
     """``fn`` applied batch by batch on ``device``, results concatenated on the CPU."""
     return torch.cat([fn(batch.to(device)).cpu() for batch in images.split(batch_size)])
