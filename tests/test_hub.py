@@ -6,7 +6,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from numgen.hub import ModelError, atomic_write, load, place, save_pretrained
+from numgen.hub import (
+    ModelError,
+    atomic_write,
+    generator_names,
+    load,
+    place,
+    pretrained_names,
+    save_pretrained,
+)
 from numgen.models import VAEConfig, build_model
 
 
@@ -65,3 +73,15 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path: Path) -> N
         atomic_write(target, fail)
     assert target.read_text() == "old"
     assert list(tmp_path.iterdir()) == [target]  # no temporary file left behind
+
+
+def test_saved_files_get_the_usual_permissions(tmp_path: Path) -> None:
+    save_pretrained(build_model(VAEConfig(arch="mlp", hidden=8)), tmp_path / "m")
+    for path in (tmp_path / "m").iterdir():
+        assert path.stat().st_mode & 0o044 == 0o044, path  # readable by group and others
+
+
+def test_bundled_names_are_listed_by_kind() -> None:
+    assert "recognizer" in pretrained_names("recognizer")
+    assert "recognizer" not in generator_names()
+    assert set(generator_names()) <= set(pretrained_names())

@@ -44,10 +44,17 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes files private (0600); use the usual mode
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_json(path: str | Path, data: dict) -> None:
@@ -93,11 +100,22 @@ def read_module(directory: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
     return config, weights
 
 
-def pretrained_names() -> list[str]:
-    """Names of the models bundled with numgen."""
+def pretrained_names(kind: str | None = None) -> list[str]:
+    """Names of the models bundled with numgen (of one ``kind`` — 'vae', 'cvae', 'recognizer' —
+    or all)."""
     if not PRETRAINED_DIR.is_dir():
         return []
-    return sorted(p.name for p in PRETRAINED_DIR.iterdir() if (p / CONFIG_FILE).is_file())
+    names = []
+    for directory in sorted(PRETRAINED_DIR.iterdir()):
+        config = directory / CONFIG_FILE
+        if config.is_file() and kind in (None, json.loads(config.read_text()).get("kind")):
+            names.append(directory.name)
+    return names
+
+
+def generator_names() -> list[str]:
+    """Bundled models that generate digits (VAEs and CVAEs, not the recognizer)."""
+    return [n for n in pretrained_names() if n not in pretrained_names("recognizer")]
 
 
 def resolve(name_or_path: str | Path) -> Path:
@@ -106,7 +124,7 @@ def resolve(name_or_path: str | Path) -> Path:
         return PRETRAINED_DIR / str(name_or_path)
     path = Path(name_or_path)
     if not path.exists():
-        names = ", ".join(pretrained_names()) or "none bundled"
+        names = ", ".join(generator_names()) or "none bundled"
         raise ModelError(
             f"{name_or_path}: no such directory and no bundled model of that name ({names})"
         )
