@@ -16,11 +16,14 @@ BATCH = 2048
 
 
 def _labels(model: VAE, labels: int | np.ndarray | list[int] | None, n: int) -> torch.Tensor | None:
-    """Digit labels for ``n`` items as a tensor on the model's device (None for plain VAEs)."""
+    """Digit labels for ``n`` items as a tensor on the model's device (None for plain VAEs):
+    one digit, ``(n,)`` digits, or ``(n, num_classes)`` float weights that blend digits."""
     if not model.conditional:
         return None
     if labels is None:
         raise ValueError("this model is conditioned on the digit: give the label(s) to draw")
+    if np.ndim(labels) == 2:  # (n, num_classes) float weights blending digits, for morphs
+        return torch.as_tensor(labels, dtype=torch.float32).to(model.device)
     labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
     if len(labels) == 1:
         labels = labels.expand(n)

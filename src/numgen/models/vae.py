@@ -198,14 +198,23 @@ class VAE(nn.Module):
 
 
 class CVAE(VAE):
-    """Conditional VAE: a one-hot digit label is concatenated to the encoder's features and to z."""
+    """Conditional VAE: a one-hot digit label is concatenated to the encoder's features and to z.
+    Labels are digits ``(B,)``, or ``(B, num_classes)`` float weights that blend digits."""
 
     conditional = True
 
     def _condition(self, labels: torch.Tensor | None, batch: int) -> torch.Tensor:
         if labels is None:
             raise ValueError("a conditional model needs labels: a (B,) tensor of digits 0-9")
-        labels = torch.as_tensor(labels, device=self.device).long().reshape(-1)
+        labels = torch.as_tensor(labels, device=self.device)
+        if labels.is_floating_point() and labels.ndim == 2:  # (B, classes) blends, for morphs
+            if labels.shape != (batch, self.config.num_classes):
+                raise ValueError(
+                    f"soft labels must have shape ({batch}, {self.config.num_classes}), "
+                    f"got {tuple(labels.shape)}"
+                )
+            return labels
+        labels = labels.long().reshape(-1)
         if len(labels) != batch:
             raise ValueError(f"got {len(labels)} labels for a batch of {batch}")
         if labels.min() < 0 or labels.max() >= self.config.num_classes:

@@ -1,0 +1,104 @@
+"""Writing with a conditional model: `numgen digits`, `write`, `morph` and `dataset`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+from PIL import Image
+
+from numgen import compose, plots
+from numgen.cli.common import Seed, app, out_path
+from numgen.hub import load
+
+ModelOption = Annotated[
+    str, typer.Option("--model", help="A bundled model name or a run/model directory (a CVAE).")
+]
+StyleSeed = Annotated[int, typer.Option(help="Seed of the handwriting style.")]
+
+
+@app.command("digits")
+def digits_command(
+    digit: Annotated[int, typer.Argument(help="The digit to draw, 0-9.", min=0, max=9)],
+    n: Annotated[int, typer.Option("-n", "--n", help="How many.", min=1, max=1024)] = 16,
+    model: ModelOption = "cvae",
+    seed: Seed = 0,
+    out: Annotated[Path, typer.Option(help="PNG to write.")] = Path("digits.png"),
+) -> None:
+    """A grid of one digit in varied handwriting styles."""
+    images = compose.digits(load(model), digit, n, seed)
+    out_path(plots.save_grid(images, out, scale=3))
+
+
+@app.command("write")
+def write_command(
+    text: Annotated[str, typer.Argument(help="The number to write, e.g. 2026.")],
+    model: ModelOption = "cvae",
+    style_seed: StyleSeed = 0,
+    style_from: Annotated[
+        Path | None, typer.Option(help="Copy the style of the digit in this picture.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the jitter of sizes and spacing.")] = 0,
+    variants: Annotated[
+        int, typer.Option(help="Write it this many times, one below the other.", min=1, max=100)
+    ] = 1,
+    height: Annotated[int, typer.Option(help="Height of the image in pixels.")] = 28,
+    ink: Annotated[str, typer.Option(help="light (white on black, as MNIST) or dark.")] = "light",
+    out: Annotated[Path | None, typer.Option(help="PNG to write [default: TEXT.png].")] = None,
+) -> None:
+    """One image of the whole number in one consistent handwriting style.
+
+    With --variants N, variant i uses style seed STYLE_SEED+i and jitter seed SEED+i (with
+    --style-from, only the jitter varies)."""
+    text = compose.check_text(text)
+    writer = compose.Writer(load(model))
+    style = writer.style_from_image(compose.open_image(style_from)) if style_from else None
+    pictures = [
+        writer.write(text, style, style_seed + i, seed + i, height, ink) for i in range(variants)
+    ]
+    out = out or Path(f"{text}.png")
+    if variants == 1:
+        out_path(plots.save_image(np.asarray(pictures[0]), out))
+        return
+    paper = 0 if ink == "light" else 255
+    width = max(p.width for p in pictures)
+    rows = np.full((variants, height, width), paper, dtype=np.uint8)
+    for row, picture in zip(rows, pictures, strict=True):
+        row[:, : picture.width] = np.asarray(picture)
+    out_path(plots.save_image(plots.tile(rows, ncols=1, pad=4, value=paper), out))
+
+
+@app.command("morph")
+def morph_command(
+    start: Annotated[int, typer.Argument(help="First digit, 0-9.", min=0, max=9)],
+    end: Annotated[int, typer.Argument(help="Last digit, 0-9.", min=0, max=9)],
+    steps: Annotated[int, typer.Option(help="Frames.", min=2, max=200)] = 10,
+    model: ModelOption = "cvae",
+    style_seed: StyleSeed = 0,
+    to_style_seed: Annotated[
+        int | None, typer.Option(help="Also morph the style into this seed's style.")
+    ] = None,
+    out: Annotated[
+        Path, typer.Option(help="A .gif (animation) or .png (a strip of frames).")
+    ] = Path("morph.gif"),
+) -> None:
+    """Morph one digit into another in one style (or, with the same digit twice and
+    --to-style-seed, one handwriting into another)."""
+    if out.suffix.lower() not in (".gif", ".png"):
+        raise typer.BadParameter(f"{out.name}: end the name in .gif or .png", param_hint="--out")
+    vae = load(model)
+    style = compose.style_latent(vae, style_seed)
+    end_style = None if to_style_seed is None else compose.style_latent(vae, to_style_seed)
+    frames = compose.morph(vae, start, end, steps, style, end_style)
+    if out.suffix.lower() == ".png":
+        out_path(plots.save_grid(frames, out, ncols=steps, scale=3))
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    size = (28 * 4, 28 * 4)
+    gif = [
+        Image.fromarray(plots.to_uint8(f)).resize(size, Image.Resampling.NEAREST) for f in frames
+    ]
+    gif[0].save(out, save_all=True, append_images=gif[1:], duration=120, loop=0)
+    out_path(out)

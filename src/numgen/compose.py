@@ -1,0 +1,371 @@
+"""Handwritten numbers from a conditional VAE: digits by class, whole numbers in one style, a style
+copied from an image, morphs between digits or styles.
+
+A conditional VAE (CVAE) takes the digit as its label and keeps the *style* — slant, thickness,
+width — in its latent ``z``. So a number is written by decoding each of its digits from the SAME
+``z`` with that digit's label, then laying the digits out left to right with natural gaps and a
+little seeded jitter of size, height and spacing.
+
+Images are float arrays ``(N, 28, 28)`` in [0, 1] (ink = 1) or PIL images; a style is a latent
+vector ``(latent_dim,)``. Every random choice comes from a ``seed``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from numgen import generate
+from numgen.hub import load
+from numgen.models import VAE
+from numgen.plots import to_uint8
+from numgen.recognizer import Recognizer, load_recognizer, predict
+
+MAX_DIGITS = 64  # the longest number one call writes
+DIGITS = "0123456789"
+INKS = ("light", "dark")  # white ink on black as MNIST, or dark ink on white paper
+# Prior draws are scaled by this "temperature": the tails of N(0, I) decode to malformed digits
+# more often than its centre, and 0.8 keeps almost all the variety while dropping most of those.
+TEMPERATURE = 0.8
+# Layout of a number, in pixels of the 28×28 digit cells.
+MARGIN = 4  # blank columns left and right of the number, as MNIST's 4-pixel border
+GAPS = (2, 5)  # blank columns between neighbouring digits: drawn uniformly from this range
+RISE = 1  # each digit moves up or down by up to this many pixels
+SIZE_JITTER = 0.06  # each digit is scaled by a factor within 1 ± this
+INK_LEVEL = 0.1  # a column holds ink where some pixel exceeds this; fainter columns are cut
+
+
+class ComposeError(ValueError):
+    """Input that cannot be written or read (bad text, a blank image ...); says which and why."""
+
+
+# --- checks --------------------------------------------------------------------------------------
+
+
+def check_model(model: VAE) -> VAE:
+    """The model itself, if it is conditional (it must be told which digit to draw)."""
+    if not model.conditional:
+        raise ComposeError(
+            f"writing chosen digits needs a conditional model (kind 'cvae'), "
+            f"not kind {model.config.kind!r}"
+        )
+    return model
+
+
+def check_text(text: str) -> str:
+    """The text itself if it is 1 to ``MAX_DIGITS`` digits 0-9; else a ComposeError saying why."""
+    if not text:
+        raise ComposeError("the text to write is empty: give digits 0-9, e.g. 2026")
+    if len(text) > MAX_DIGITS:
+        raise ComposeError(f"the text has {len(text):,} characters; at most {MAX_DIGITS} digits")
+    bad = [(i, c) for i, c in enumerate(text) if c not in DIGITS]
+    if bad:
+        position, char = bad[0]
+        raise ComposeError(
+            f"{text!r} is not a number: {char!r} at position {position + 1} is not a digit 0-9"
+        )
+    return text
+
+
+def check_style(model: VAE, style: np.ndarray) -> np.ndarray:
+    """A style as float32 ``(latent_dim,)``, or a ComposeError naming the wrong shape."""
+    style = np.asarray(style, dtype=np.float32)
+    if style.shape != (model.config.latent_dim,):
+        raise ComposeError(
+            f"a style for this model is a vector of {model.config.latent_dim} numbers, "
+            f"got shape {style.shape}"
+        )
+    if not np.isfinite(style).all():
+        raise ComposeError("the style holds NaN or infinite numbers")
+    return style
+
+
+# --- digits and styles ---------------------------------------------------------------------------
+
+
+def style_latent(model: VAE, seed: int, temperature: float = TEMPERATURE) -> np.ndarray:
+    """One handwriting style drawn from the prior with ``seed``: ``(latent_dim,)`` float32."""
+    return generate.prior_latents(model, 1, seed)[0] * np.float32(temperature)
+
+
+def digits(
+    model: VAE, digit: int, n: int, seed: int = 0, temperature: float = TEMPERATURE
+) -> np.ndarray:
+    """``n`` drawings of ``digit`` in ``n`` styles drawn with ``seed``: ``(n, 28, 28)`` in [0, 1]."""
+    check_model(model)
+    if digit not in range(10):
+        raise ComposeError(f"digit={digit}: choose a digit from 0 to 9")
+    if n < 1:
+        raise ComposeError(f"n={n}: ask for at least one digit")
+    z = generate.prior_latents(model, n, seed) * np.float32(temperature)
+    return generate.decode(model, z, digit)
+
+
+def morph(
+    model: VAE, start: int, end: int, steps: int = 10,
+    style: np.ndarray | None = None, end_style: np.ndarray | None = None,
+) -> np.ndarray:  # fmt: skip
+    """``steps`` frames from digit ``start`` to digit ``end``, ``(steps, 28, 28)`` in [0, 1].
+
+    The label fed to the decoder blends linearly from one digit's one-hot vector to the other's,
+    and the style from ``style`` to ``end_style`` (default: the same style throughout, so
+    ``morph(m, 3, 3, style=a, end_style=b)`` morphs the handwriting alone). ``style`` defaults to
+    the prior's centre, the model's "average" hand.
+    """
+    check_model(model)
+    for name, digit in (("start", start), ("end", end)):
+        if digit not in range(10):
+            raise ComposeError(f"{name}={digit}: choose a digit from 0 to 9")
+    if steps < 2:
+        raise ComposeError(f"steps={steps}: a morph needs at least 2 frames")
+    a = np.zeros(model.config.latent_dim, np.float32) if style is None else style
+    a = check_style(model, a)
+    b = a if end_style is None else check_style(model, end_style)
+    t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]  # (steps, 1)
+    eye = np.eye(model.config.num_classes, dtype=np.float32)
+    soft_labels = (1 - t) * eye[start] + t * eye[end]  # (steps, 10), rows sum to 1
+    return generate.decode(model, (1 - t) * a + t * b, soft_labels)
+
+
+# --- laying out a number -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The jitter of one number of ``n`` digits, drawn by :func:`draw_layout`."""
+
+    scales: np.ndarray  # (n,) size factor of each digit, within 1 ± SIZE_JITTER
+    rises: np.ndarray  # (n,) int: pixels each digit moves up (negative: down)
+    gaps: np.ndarray  # (n - 1,) int: blank columns between neighbours
+
+
+def draw_layout(rng: np.random.Generator, n: int) -> Layout:
+    """Random sizes, heights and gaps for ``n`` digits, all from ``rng``."""
+    return Layout(
+        scales=1 + rng.uniform(-SIZE_JITTER, SIZE_JITTER, n).astype(np.float32),
+        rises=rng.integers(-RISE, RISE, n, endpoint=True),
+        gaps=rng.integers(GAPS[0], GAPS[1], n - 1, endpoint=True),
+    )
+
+
+def resize_about_centre(images: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """Each image ``(N, 28, 28)`` enlarged by its factor in ``scales`` ``(N,)`` about the image
+    centre (bilinear; the canvas stays 28×28): ``(N, 28, 28)``."""
+    x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).unsqueeze(1)
+    theta = torch.zeros(len(x), 2, 3)  # maps output to input coordinates: 1/scale enlarges
+    theta[:, 0, 0] = theta[:, 1, 1] = 1 / torch.as_tensor(scales, dtype=torch.float32)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, align_corners=False).squeeze(1).numpy()
+
+
+def lay_out(glyphs: np.ndarray, layout: Layout) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Place the digits ``(n, 28, 28)`` side by side: each is cut to its inked columns, raised by
+    its rise, and separated from the previous by its gap, within a ``MARGIN`` on both ends.
+
+    Returns the canvas ``(28, W)`` in [0, 1] and each digit's columns ``[x0, x1)`` on it.
+    """
+    inked = glyphs.max(axis=1) > INK_LEVEL  # (n, 28): which columns of each digit hold ink
+    first = inked.argmax(axis=1)
+    last = 27 - inked[:, ::-1].argmax(axis=1)  # a digit without ink keeps all 28 columns
+    widths = last - first + 1
+    canvas = np.zeros((28, 2 * MARGIN + widths.sum() + layout.gaps.sum()), dtype=np.float32)
+    boxes, x = [], MARGIN
+    for i, glyph in enumerate(glyphs):
+        r = int(layout.rises[i])  # rows move up by r; the 4-pixel border keeps the ink whole
+        src = glyph[max(r, 0) : 28 + min(r, 0), first[i] : last[i] + 1]
+        canvas[max(-r, 0) : 28 + min(-r, 0), x : x + widths[i]] = src
+        boxes.append((x, x + int(widths[i])))
+        x += int(widths[i]) + (int(layout.gaps[i]) if i < len(layout.gaps) else 0)
+    return canvas, boxes
+
+
+def to_picture(canvas: np.ndarray, height: int = 28, ink: str = "light") -> Image.Image:
+    """A canvas ``(h, W)`` in [0, 1] (ink = 1) as an "L" image ``height`` pixels tall, in the
+    chosen ink: "light" (white on black, as MNIST) or "dark" (dark on white paper)."""
+    if ink not in INKS:
+        raise ComposeError(f"ink={ink!r}: choose one of {', '.join(INKS)}")
+    if not 8 <= height <= 1024:
+        raise ComposeError(f"height={height}: choose between 8 and 1024 pixels")
+    pixels = to_uint8(canvas)
+    picture = Image.fromarray(pixels if ink == "light" else 255 - pixels, mode="L")
+    if height != picture.height:
+        width = max(1, round(picture.width * height / picture.height))
+        picture = picture.resize((width, height), Image.Resampling.LANCZOS)
+    return picture
+
+
+def render(
+    model: VAE, texts: list[str], styles: np.ndarray, layouts: list[Layout]
+) -> list[tuple[np.ndarray, list[tuple[int, int]]]]:
+    """Canvases of many numbers with ONE decode call for all their digits.
+
+    ``texts[i]`` is written in style ``styles[i]`` (``styles`` is ``(len(texts), latent_dim)``)
+    with jitter ``layouts[i]``; returns :func:`lay_out`'s ``(canvas, boxes)`` for each number.
+    """
+    lengths = [len(t) for t in texts]
+    z = np.repeat(styles, lengths, axis=0)  # every digit of a number shares its number's style
+    labels = np.frombuffer("".join(texts).encode(), dtype=np.uint8) - ord("0")
+    scales = np.concatenate([layout.scales for layout in layouts])
+    glyphs = resize_about_centre(generate.decode(model, z, labels), scales)
+    ends = np.cumsum(lengths)
+    return [
+        lay_out(glyphs[end - n : end], layout)
+        for end, n, layout in zip(ends, lengths, layouts, strict=True)
+    ]
+
+
+def write(
+    model: VAE, text: str, style: np.ndarray | None = None, style_seed: int = 0, seed: int = 0,
+    height: int = 28, ink: str = "light",
+) -> Image.Image:  # fmt: skip
+    """The number ``text`` written in one handwriting style, as an "L" image ``height`` tall.
+
+    The style is ``style`` (``(latent_dim,)``, e.g. from :func:`style_from_image`) or else the one
+    drawn with ``style_seed``; ``seed`` draws the jitter of sizes, heights and gaps.
+    """
+    check_model(model)
+    text = check_text(text)
+    style = check_style(model, style_latent(model, style_seed) if style is None else style)
+    layout = draw_layout(np.random.default_rng(seed), len(text))
+    [(canvas, _)] = render(model, [text], style[None], [layout])
+    return to_picture(canvas, height, ink)
+
+
+# --- a style from an image -----------------------------------------------------------------------
+
+
+def open_image(path: str | Path) -> Image.Image:
+    """The picture in the file at ``path``, fully read; a ComposeError if it is not one."""
+    try:
+        with Image.open(path) as image:
+            image.load()  # Pillow reads lazily: a truncated file fails here, not later
+            return image.copy()
+    except OSError as err:  # missing, empty, not an image, truncated ...
+        reason = str(err) or type(err).__name__
+        raise ComposeError(f"{path}: not a readable image ({reason})") from None
+
+
+def _grey(image: Image.Image | np.ndarray) -> np.ndarray:
+    """A picture (PIL, or an array (H, W) / (H, W, 3|4) of uint8 or floats) -> grey levels
+    ``(H, W)`` float32 in [0, 1]; transparent pixels count as white paper."""
+    if isinstance(image, np.ndarray):
+        if image.size == 0 or image.ndim not in (2, 3) or image.shape[2:] not in ((), (3,), (4,)):
+            raise ComposeError(f"an image array must be (H, W) or (H, W, 3|4), got {image.shape}")
+        if image.dtype != np.uint8:  # floats in [0, 1], or in [0, 255] if any exceeds 1
+            image = to_uint8(image / 255 if np.nanmax(image) > 1 else image)
+        image = Image.fromarray(image)
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        paper = Image.new("RGBA", image.size, "white")
+        image = Image.alpha_composite(paper, image.convert("RGBA"))
+    return np.asarray(image.convert("L"), dtype=np.float32) / 255
+
+
+def image_to_ink(image: Image.Image | np.ndarray) -> np.ndarray:
+    """Any picture of a digit -> its ink ``(H, W)`` float32 in [0, 1], background 0.
+
+    The background level is the median of the border pixels, so dark-on-light and light-on-dark
+    pictures both come out as light ink on black; the contrast is stretched to reach 1.
+    """
+    grey = _grey(image)
+    if min(grey.shape) < 2:
+        raise ComposeError(f"the image of {grey.shape[1]}×{grey.shape[0]} pixels is too small")
+    border = np.concatenate([grey[0], grey[-1], grey[1:-1, 0], grey[1:-1, -1]])
+    background = float(np.median(border))
+    ink = grey - background if background < 0.5 else background - grey
+    contrast = float(ink.max())
+    if contrast < 0.15:
+        raise ComposeError("the image is blank: no strokes stand out from its background")
+    return np.clip(ink / contrast, 0.0, 1.0)
+
+
+def centre_like_mnist(ink: np.ndarray) -> np.ndarray:
+    """Ink ``(H, W)`` in [0, 1] -> a digit ``(28, 28)`` framed as MNIST frames its digits: the
+    inked box scaled (aspect kept) so its longer side is 20 pixels, then placed so its centre of
+    mass sits at the centre of the 28×28 field."""
+    rows, cols = np.nonzero(ink > 0.2)  # faint specks do not stretch the box
+    if len(rows) == 0:
+        raise ComposeError("the image is blank: it holds no ink")
+    box = ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+    h, w = box.shape
+    factor = 20 / max(h, w)
+    size = (max(1, round(w * factor)), max(1, round(h * factor)))
+    small = np.asarray(Image.fromarray(box).resize(size, Image.Resampling.BILINEAR))
+    small = np.clip(small, 0.0, 1.0)
+    mass = small.sum()
+    cy = (small.sum(axis=1) * np.arange(small.shape[0])).sum() / mass
+    cx = (small.sum(axis=0) * np.arange(small.shape[1])).sum() / mass
+    top = int(np.clip(round(13.5 - cy), 0, 28 - small.shape[0]))
+    left = int(np.clip(round(13.5 - cx), 0, 28 - small.shape[1]))
+    out = np.zeros((28, 28), dtype=np.float32)
+    out[top : top + small.shape[0], left : left + small.shape[1]] = small
+    return out
+
+
+def read_digits(recognizer: Recognizer, images: np.ndarray) -> np.ndarray:
+    """The recognizer's reading of digits ``(N, 28, 28)`` in [0, 1]: labels ``(N,)`` int64."""
+    labels, _ = predict(recognizer, torch.from_numpy(np.asarray(images, np.float32)).unsqueeze(1))
+    return labels
+
+
+def style_from_image(
+    model: VAE, image: Image.Image | np.ndarray, recognizer: Recognizer | None = None
+) -> np.ndarray:
+    """The handwriting style of a picture of one digit: ``(latent_dim,)`` float32.
+
+    The picture (any size, either polarity) is framed as MNIST, read by the recognizer (the bundled
+    one by default) to learn which digit it is, and encoded with that label; the posterior mean is
+    the style, ready for :func:`write`.
+    """
+    check_model(model)
+    digit = centre_like_mnist(image_to_ink(image))
+    label = read_digits(recognizer or load_recognizer(), digit[None])
+    return generate.encode(model, digit[None], label)[0]
+
+
+# --- the pipeline --------------------------------------------------------------------------------
+
+
+class Writer:
+    """A conditional VAE ready to write: ``Writer.from_pretrained("cvae").write("2026")``."""
+
+    def __init__(self, model: VAE, recognizer: Recognizer | None = None) -> None:
+        self.model = check_model(model)
+        self._recognizer = recognizer  # loaded on first use by style_from_image
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str = "cvae", device: str = "cpu") -> Writer:
+        """A writer over a bundled model name or a model/run directory."""
+        return cls(load(name_or_path, device))
+
+    def style(self, seed: int) -> np.ndarray:
+        """The style drawn with ``seed``: ``(latent_dim,)``."""
+        return style_latent(self.model, seed)
+
+    def digits(self, digit: int, n: int = 16, seed: int = 0) -> np.ndarray:
+        """``n`` drawings of ``digit`` in varied styles: ``(n, 28, 28)`` in [0, 1]."""
+        return digits(self.model, digit, n, seed)
+
+    def write(
+        self, text: str, style: np.ndarray | None = None, style_seed: int = 0, seed: int = 0,
+        height: int = 28, ink: str = "light",
+    ) -> Image.Image:  # fmt: skip
+        """The number ``text`` in one style, as an "L" image (see :func:`write`)."""
+        return write(self.model, text, style, style_seed, seed, height, ink)
+
+    def style_from_image(self, image: Image.Image | np.ndarray) -> np.ndarray:
+        """The style of a picture of one digit: ``(latent_dim,)`` (see :func:`style_from_image`)."""
+        if self._recognizer is None:
+            self._recognizer = load_recognizer(device=self.model.device)
+        return style_from_image(self.model, image, self._recognizer)
+
+    def morph(
+        self, start: int, end: int, steps: int = 10,
+        style: np.ndarray | None = None, end_style: np.ndarray | None = None,
+    ) -> np.ndarray:  # fmt: skip
+        """Frames from digit ``start`` to ``end``: ``(steps, 28, 28)`` (see :func:`morph`)."""
+        return morph(self.model, start, end, steps, style, end_style)

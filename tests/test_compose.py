@@ -1,0 +1,208 @@
+"""Writing numbers: digits by class, one style per number, styles from images, morphs, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from numgen import compose, generate
+from numgen.cli import main
+from numgen.models import VAEConfig, build_model
+
+
+@pytest.fixture(scope="module")
+def cvae():
+    """A tiny untrained CVAE with a bias that inks the centre, so every digit has columns of ink."""
+    torch.manual_seed(0)
+    model = build_model(VAEConfig(kind="cvae", arch="mlp", latent_dim=4, hidden=16)).eval()
+    with torch.no_grad():
+        bias = torch.full((28, 28), -4.0)
+        bias[6:22, 10:18] = 2.0
+        model.decoder.net[-1].bias.copy_(bias.flatten())
+    return model
+
+
+@pytest.fixture(scope="module")
+def model_dir(cvae, tmp_path_factory):
+    from numgen.hub import save_pretrained
+
+    return save_pretrained(cvae, tmp_path_factory.mktemp("cvae"))
+
+
+def test_digits_are_repeatable_and_shaped(cvae) -> None:
+    a, b = compose.digits(cvae, 7, 5, seed=1), compose.digits(cvae, 7, 5, seed=1)
+    assert a.shape == (5, 28, 28) and a.dtype == np.float32
+    assert a.min() >= 0 and a.max() <= 1
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, compose.digits(cvae, 7, 5, seed=2))
+
+
+def test_one_style_is_shared_by_every_digit_of_a_number(cvae, monkeypatch) -> None:
+    calls = []
+    decode = generate.decode
+
+    def spy(model, z, labels=None):
+        calls.append((np.array(z), np.array(labels)))
+        return decode(model, z, labels)
+
+    monkeypatch.setattr(generate, "decode", spy)
+    compose.write(cvae, "2026", style_seed=3)
+    [(z, labels)] = calls  # one decode call for the whole number
+    assert labels.tolist() == [2, 0, 2, 6]
+    np.testing.assert_array_equal(z, np.repeat(compose.style_latent(cvae, 3)[None], 4, axis=0))
+
+
+def test_write_is_repeatable_and_style_seeds_differ(cvae) -> None:
+    a = np.asarray(compose.write(cvae, "31415", style_seed=1, seed=2))
+    b = np.asarray(compose.write(cvae, "31415", style_seed=1, seed=2))
+    np.testing.assert_array_equal(a, b)
+    other = compose.write(cvae, "31415", style_seed=2, seed=2)
+    assert other.size != a.shape[::-1] or not np.array_equal(np.asarray(other), a)
+
+
+def test_write_height_and_ink(cvae) -> None:
+    light = compose.write(cvae, "42", seed=0)
+    assert light.mode == "L" and light.height == 28
+    dark = compose.write(cvae, "42", seed=0, ink="dark")
+    np.testing.assert_array_equal(np.asarray(dark), 255 - np.asarray(light))
+    tall = compose.write(cvae, "42", seed=0, height=112)
+    assert tall.height == 112 and abs(tall.width - 4 * light.width) <= 2
+
+
+def test_lay_out_keeps_gaps_between_digit_boxes() -> None:
+    glyphs = np.zeros((3, 28, 28), np.float32)
+    glyphs[:, 8:20, 12:16] = 1.0  # 4 columns of ink each
+    layout = compose.Layout(np.ones(3, np.float32), np.zeros(3, int), np.array([2, 5]))
+    canvas, boxes = compose.lay_out(glyphs, layout)
+    m = compose.MARGIN
+    assert boxes == [(m, m + 4), (m + 6, m + 10), (m + 15, m + 19)]
+    assert canvas.shape == (28, 19 + 2 * m)
+    assert canvas[:, boxes[0][1] : boxes[1][0]].max() == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("", "empty"), ("12a4", "'a' at position 3"), ("1" * 10_000, "10,000 characters"),
+     (" 12", "position 1"), ("١٢", "not a digit 0-9")],
+)  # fmt: skip
+def test_bad_text_is_refused(cvae, text: str, message: str) -> None:
+    with pytest.raises(compose.ComposeError, match=message):
+        compose.write(cvae, text)
+
+
+def test_bad_options_are_refused(cvae) -> None:
+    with pytest.raises(compose.ComposeError, match="ink='blue'"):
+        compose.write(cvae, "1", ink="blue")
+    with pytest.raises(compose.ComposeError, match="height=2"):
+        compose.write(cvae, "1", height=2)
+    with pytest.raises(compose.ComposeError, match="vector of 4 numbers"):
+        compose.write(cvae, "1", style=np.zeros(3))
+    with pytest.raises(compose.ComposeError, match="digit=10"):
+        compose.digits(cvae, 10, 2)
+    plain = build_model(VAEConfig(arch="mlp", hidden=8))
+    with pytest.raises(compose.ComposeError, match="conditional model"):
+        compose.digits(plain, 1, 2)
+
+
+def test_morph_blends_digits_and_styles(cvae) -> None:
+    a, b = compose.style_latent(cvae, 0), compose.style_latent(cvae, 1)
+    frames = compose.morph(cvae, 3, 8, steps=5, style=a)
+    assert frames.shape == (5, 28, 28)
+    np.testing.assert_allclose(frames[0], generate.decode(cvae, a[None], 3)[0], atol=1e-6)
+    np.testing.assert_allclose(frames[-1], generate.decode(cvae, a[None], 8)[0], atol=1e-6)
+    styles = compose.morph(cvae, 3, 3, steps=3, style=a, end_style=b)
+    np.testing.assert_allclose(styles[-1], generate.decode(cvae, b[None], 3)[0], atol=1e-6)
+
+
+def test_centre_like_mnist_frames_the_ink() -> None:
+    ink = np.zeros((200, 100), np.float32)
+    ink[20:180, 60:80] = 1.0  # a tall bar off to the right
+    digit = compose.centre_like_mnist(ink)
+    rows, cols = np.nonzero(digit > 0.5)
+    assert rows.max() - rows.min() + 1 == 20  # the longer side is 20 pixels
+    assert abs(rows.mean() - 13.5) <= 1 and abs(cols.mean() - 13.5) <= 1
+
+
+@pytest.mark.parametrize("polarity", ["dark on white", "light on black", "rgba"])
+def test_image_to_ink_handles_either_polarity(polarity: str) -> None:
+    ink = np.zeros((40, 30), np.float32)
+    ink[10:30, 12:16] = 1.0
+    if polarity == "dark on white":
+        image = Image.fromarray(((1 - ink) * 255).astype(np.uint8))
+    elif polarity == "light on black":
+        image = (ink * 200).astype(np.uint8)  # a plain array, dim ink
+    else:  # black ink on a transparent sheet
+        rgba = np.zeros((40, 30, 4), np.uint8)
+        rgba[..., 3] = (ink * 255).astype(np.uint8)
+        image = Image.fromarray(rgba)
+    np.testing.assert_allclose(compose.image_to_ink(image), ink, atol=0.01)
+
+
+def test_style_from_image_encodes_a_picture(cvae) -> None:
+    picture = np.full((90, 60), 255, np.uint8)
+    picture[15:75, 25:35] = 0  # a dark "1" on white paper
+    style = compose.Writer(cvae).style_from_image(picture)
+    assert style.shape == (4,) and np.isfinite(style).all()
+    assert compose.write(cvae, "11", style=style).height == 28
+
+
+@pytest.mark.parametrize(
+    "image", [np.full((50, 50), 255, np.uint8), np.zeros((1, 40)), np.zeros((0, 3))]
+)
+def test_blank_or_degenerate_images_are_refused(cvae, image) -> None:
+    with pytest.raises(compose.ComposeError):
+        compose.style_from_image(cvae, image)
+
+
+def test_open_image_refuses_files_that_are_not_images(tmp_path) -> None:
+    empty, text = tmp_path / "empty.png", tmp_path / "notes.png"
+    empty.write_bytes(b"")
+    text.write_text("not an image")
+    for path in (empty, text, tmp_path / "missing.png"):
+        with pytest.raises(compose.ComposeError, match="not a readable image"):
+            compose.open_image(path)
+
+
+# --- the commands --------------------------------------------------------------------------------
+
+
+def test_write_command_writes_the_number(model_dir, tmp_path) -> None:
+    out = tmp_path / "n.png"
+    args = ["write", "2026", "--model", str(model_dir), "--out", str(out), "--ink", "dark"]
+    assert main(args) == 0
+    image = Image.open(out)
+    assert image.mode == "L" and image.height == 28
+    assert main([*args, "--variants", "3"]) == 0
+    assert Image.open(out).height == 3 * 28 + 4 * 4
+
+
+def test_digits_and_morph_commands(model_dir, tmp_path) -> None:
+    assert main(["digits", "7", "-n", "4", "--model", str(model_dir),
+                 "--out", str(tmp_path / "d.png")]) == 0  # fmt: skip
+    gif = tmp_path / "m.gif"
+    assert main(["morph", "3", "8", "--steps", "4", "--model", str(model_dir),
+                 "--out", str(gif)]) == 0  # fmt: skip
+    assert Image.open(gif).n_frames == 4
+
+
+@pytest.mark.parametrize("text", ["12a4", "", "1" * 10_000])
+def test_write_command_refuses_bad_text(model_dir, tmp_path, capsys, text: str) -> None:
+    out = tmp_path / "n.png"
+    assert main(["write", text, "--model", str(model_dir), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("Error:") and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"plain text"])
+def test_write_command_refuses_a_style_file_that_is_no_image(
+    model_dir, tmp_path, capsys, content: bytes
+) -> None:
+    style, out = tmp_path / "style.png", tmp_path / "n.png"
+    style.write_bytes(content)
+    args = ["write", "12", "--model", str(model_dir), "--style-from", str(style), "--out", str(out)]
+    assert main(args) == 2
+    assert "not a readable image" in capsys.readouterr().err
+    assert not out.exists()
