@@ -23,6 +23,7 @@ from numgen.cli.common import (
     progress_bar,
 )
 from numgen.data import load_digits, resolve_data_dir
+from numgen.demo import DEMO_EPOCHS, run_demo
 from numgen.hub import load
 from numgen.models import VAEConfig
 from numgen.train import TrainConfig, TrainingError, read_metrics, train
@@ -194,14 +195,12 @@ def demo_command(
     out: Annotated[Path, typer.Option(help="Folder for the model, pictures and report.")] = Path(
         "demo_out"
     ),
-    epochs: Annotated[int, typer.Option(help="Training epochs.", min=1)] = 10,
+    epochs: Annotated[int, typer.Option(help="Training epochs.", min=1)] = DEMO_EPOCHS,
     seed: Seed = 0,
     device: Device = "auto",
 ) -> None:
     """The original project end to end on the embedded digits (offline): train the 2-D VAE,
     draw every picture, write report.md."""
-    from numgen.demo import run_demo
-
     with progress_bar("demo") as progress:
         task = progress.add_task("epoch 1", total=None, status="")
 
