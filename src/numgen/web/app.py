@@ -1,0 +1,340 @@
+"""The numgen web app: a thin FastAPI layer over :mod:`numgen.generate` and :mod:`numgen.compose`.
+
+``create_app`` loads each model once, encodes the embedded MNIST test digits with every model that
+has a 2-D latent (the explorer's scatter) and returns an app serving
+
+    /                    the page (static/index.html, app.js, style.css)
+    /docs                the OpenAPI docs of the endpoints below
+    GET  /api/models     served models, which one the explorer and the writer use, input limits
+    GET  /api/scatter    test digits encoded in a 2-D latent plane: points + labels (JSON)
+    GET  /api/decode     one latent point -> a 28×28 digit
+    GET  /api/manifold   an n×n grid of digits decoded over a rectangle of the latent plane
+    GET  /api/digits     n samples of one digit, as a grid
+    GET  /api/write      a whole number written in one style
+    POST /api/style      an uploaded image of a digit -> its style (latent vector) for /api/write
+
+Images come back as PNG (white ink on black, as MNIST) or, with ``format=json``, as JSON holding
+the PNG in base64 beside the request's values. Every input is checked before it reaches a model:
+a bad one gets a 4xx JSON answer whose ``detail`` names it; malformed requests never give a 500.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+import numpy as np
+from fastapi import FastAPI, HTTPException, Query, Request, UploadFile
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from PIL import Image, UnidentifiedImageError
+from pydantic import Field
+
+from numgen import __version__, compose, generate, hub, plots
+from numgen.data import Digits, load_digits
+from numgen.models import VAE
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+MAX_COORDINATE = 10.0  # |z| beyond this is far outside any trained prior N(0, I)
+MAX_SAMPLES = 100  # digits per /api/digits request
+MAX_GRID = 40  # manifold points per side
+MAX_SEED = 2**32 - 1
+MIN_HEIGHT, MAX_HEIGHT = 14, 112  # pixel height of a written number
+MAX_UPLOAD_BYTES = 4 * 1024 * 1024
+MAX_UPLOAD_PIXELS = 4096 * 4096
+UPLOAD_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")
+# A request body this much bigger than the largest upload is refused before it is read.
+MAX_BODY_BYTES = MAX_UPLOAD_BYTES + 64 * 1024
+
+# Argument types shared by the endpoints; FastAPI turns a violation into a 422 naming the field.
+Coordinate = Annotated[
+    float, Field(ge=-MAX_COORDINATE, le=MAX_COORDINATE, allow_inf_nan=False)
+]  # fmt: skip
+ModelName = Annotated[
+    str | None, Query(description="A served model (see /api/models); default: the page's choice.")
+]
+Digit = Annotated[int | None, Query(ge=0, le=9, description="Digit 0-9 (conditional models).")]
+Seed = Annotated[
+    int, Query(ge=0, le=MAX_SEED, description="Random seed: the same seed gives the same output.")
+]
+Format = Annotated[
+    Literal["png", "json"], Query(description="png, or json with the PNG in base64.")
+]
+PNG_RESPONSE = {200: {"content": {"image/png": {}}, "description": "A grey PNG (or JSON)."}}
+
+
+@dataclass
+class Served:
+    """A loaded model and what the app keeps ready for it."""
+
+    name: str
+    model: VAE
+    scatter: dict | None  # the explorer's test-digit encodings, for models with a 2-D latent
+    writer: compose.Writer | None  # for conditional models; keeps the recognizer once loaded
+
+    def info(self) -> dict:
+        config = self.model.config
+        return {
+            "name": self.name,
+            "kind": config.kind,
+            "arch": config.arch,
+            "latent_dim": config.latent_dim,
+            "likelihood": config.likelihood,
+            "conditional": self.model.conditional,
+            "explorer": self.scatter is not None,
+        }
+
+
+def scatter(name: str, model: VAE, test: Digits) -> dict:
+    """The test digits encoded by a 2-D model: points, labels and their bounds."""
+    z = generate.encode(model, test.images, test.labels if model.conditional else None)
+    return {
+        "model": name,
+        "points": np.round(z.astype(np.float64), 4).tolist(),  # float64: no float32 digits noise
+        "labels": test.labels.tolist(),
+        "bounds": {
+            "x_min": float(z[:, 0].min()), "x_max": float(z[:, 0].max()),
+            "y_min": float(z[:, 1].min()), "y_max": float(z[:, 1].max()),
+        },
+    }  # fmt: skip
+
+
+def png_bytes(image: np.ndarray | Image.Image) -> bytes:
+    """A grey PNG of a 2-D array (floats in [0, 1] or uint8) or of a PIL image."""
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(plots.to_uint8(image), mode="L")
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def image_response(image: np.ndarray | Image.Image, format: str, **values) -> Response:
+    """The image as PNG, or as JSON ``{**values, width, height, png: base64}``."""
+    png = png_bytes(image)
+    if format == "png":
+        return Response(png, media_type="image/png")
+    height, width = image.shape if isinstance(image, np.ndarray) else (image.height, image.width)
+    encoded = base64.b64encode(png).decode("ascii")
+    return JSONResponse({**values, "width": width, "height": height, "png": encoded})
+
+
+def read_upload(upload: UploadFile) -> Image.Image:
+    """The uploaded file as a decoded PIL image, or a 4xx naming what is wrong with it."""
+    data = upload.file.read(MAX_UPLOAD_BYTES + 1)
+    if not data:
+        raise HTTPException(400, "image: the uploaded file is empty")
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise HTTPException(413, f"image: larger than {MAX_UPLOAD_BYTES // 2**20} MiB")
+    kinds = ", ".join(UPLOAD_FORMATS)
+    try:
+        image = Image.open(io.BytesIO(data))
+    except (UnidentifiedImageError, Image.DecompressionBombError):
+        raise HTTPException(415, f"image: not a {kinds} image (or too large to open)") from None
+    if image.format not in UPLOAD_FORMATS:
+        raise HTTPException(415, f"image: {image.format} files are not accepted ({kinds})")
+    if image.width * image.height > MAX_UPLOAD_PIXELS:
+        raise HTTPException(
+            413, f"image: {image.width}×{image.height} pixels is over {MAX_UPLOAD_PIXELS:,}"
+        )
+    try:
+        image.load()  # Pillow reads lazily: a truncated or corrupt file fails here
+    except (OSError, SyntaxError, ValueError) as err:
+        raise HTTPException(415, f"image: a damaged {image.format} file ({err})") from None
+    return image
+
+
+def create_app(models: dict[str, str] | None = None) -> FastAPI:
+    """The app serving ``models`` (served name -> bundled name or model directory; default: the
+    bundled generators). Every model is loaded, and every 2-D one encodes the test digits, here."""
+    sources = {name: name for name in hub.generator_names()} if models is None else models
+    if not sources:
+        raise hub.ModelError(
+            "no models to serve: none bundled; train one and pass its directory (--model DIR)"
+        )
+    test = load_digits("embedded", "test")  # 1,000 real MNIST digits that ship with numgen
+    served = {}
+    for name, source in sources.items():
+        model = hub.load(source)
+        points = scatter(name, model, test) if model.config.latent_dim == 2 else None
+        served[name] = Served(
+            name, model, points, compose.Writer(model) if model.conditional else None
+        )
+    # The explorer prefers a plain 2-D VAE (its latent holds the digit), the writer a CVAE.
+    explorer = next(
+        (s.name for s in served.values() if s.scatter and not s.writer),
+        next((s.name for s in served.values() if s.scatter), None),
+    )
+    writer = next((s.name for s in served.values() if s.writer), None)
+
+    app = FastAPI(
+        title="numgen",
+        version=__version__,
+        description="Handwritten digits and numbers from VAEs trained on MNIST. Images are "
+        "white ink on black, 28 pixels per digit; `format=json` returns the PNG in base64.",
+    )
+
+    def pick(name: str | None, default: str | None, use: str) -> Served:
+        """The served model asked for, or the default one for this use; 404 when unknown."""
+        name = name if name is not None else default
+        if name is None:
+            raise HTTPException(404, f"model: no served model is suited to {use}")
+        if name not in served:
+            raise HTTPException(404, f"model: unknown {name!r}; served: {', '.join(served)}")
+        return served[name]
+
+    def labels_for(chosen: Served, digit: int | None) -> int | None:
+        """The digit a conditional model needs; a plain VAE takes none."""
+        conditional = chosen.model.conditional
+        if conditional and digit is None:
+            raise HTTPException(400, f"digit: model {chosen.name!r} draws a given digit; pass 0-9")
+        if not conditional and digit is not None:
+            raise HTTPException(400, f"digit: model {chosen.name!r} is not conditional; omit it")
+        return digit
+
+    def writer_model(name: str | None, use: str) -> Served:
+        chosen = pick(name, writer, use)
+        if chosen.writer is None:
+            raise HTTPException(400, f"model: {chosen.name!r} is not conditional; {use} needs one")
+        return chosen
+
+    def explorer_model(name: str | None) -> Served:
+        chosen = pick(name, explorer, "the latent explorer")
+        if chosen.scatter is None:
+            raise HTTPException(400, f"model: {chosen.name!r} has no 2-D latent to explore")
+        return chosen
+
+    @app.exception_handler(compose.ComposeError)
+    def compose_error(request: Request, err: compose.ComposeError) -> JSONResponse:
+        return JSONResponse({"detail": str(err)}, status_code=400)
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next):
+        length = request.headers.get("content-length", "0")
+        if not length.isdigit() or int(length) > MAX_BODY_BYTES:
+            detail = f"request body larger than {MAX_UPLOAD_BYTES // 2**20} MiB"
+            return JSONResponse({"detail": detail}, status_code=413)
+        return await call_next(request)
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/api/models", tags=["models"])
+    def list_models() -> dict:
+        """The served models, the default for the explorer and the writer, and the input limits."""
+        return {
+            "models": [s.info() for s in served.values()],
+            "explorer": explorer,
+            "writer": writer,
+            "limits": {
+                "max_coordinate": MAX_COORDINATE, "max_samples": MAX_SAMPLES,
+                "max_grid": MAX_GRID, "max_digits": compose.MAX_DIGITS, "max_seed": MAX_SEED,
+                "min_height": MIN_HEIGHT, "max_height": MAX_HEIGHT,
+                "max_upload_bytes": MAX_UPLOAD_BYTES, "upload_formats": UPLOAD_FORMATS,
+            },
+        }  # fmt: skip
+
+    @app.get("/api/scatter", tags=["latent space"])
+    def latent_scatter(model: ModelName = None) -> JSONResponse:
+        """The 1,000 embedded MNIST test digits encoded into a 2-D latent (posterior means):
+        ``points`` [[z0, z1], ...], ``labels`` [digit, ...] and their ``bounds``."""
+        return JSONResponse(explorer_model(model).scatter)
+
+    @app.get("/api/decode", tags=["latent space"], responses=PNG_RESPONSE)
+    def decode(
+        z: Annotated[
+            list[Coordinate],
+            Query(description="The latent point, one value per dimension: z=0.5&z=-1.2."),
+        ],
+        model: ModelName = None,
+        digit: Digit = None,
+        format: Format = "png",
+    ) -> Response:
+        """Decode one latent point into a 28×28 digit."""
+        chosen = pick(model, explorer, "decoding")
+        if len(z) != chosen.model.config.latent_dim:
+            dims = chosen.model.config.latent_dim
+            raise HTTPException(400, f"z: model {chosen.name!r} takes {dims} values, got {len(z)}")
+        image = generate.decode(chosen.model, [z], labels_for(chosen, digit))[0]
+        return image_response(image, format, model=chosen.name, z=z, digit=digit)
+
+    @app.get("/api/manifold", tags=["latent space"], responses=PNG_RESPONSE)
+    def manifold(
+        x_min: Coordinate = -1.5,
+        x_max: Coordinate = 1.5,
+        y_min: Coordinate = -1.5,
+        y_max: Coordinate = 1.5,
+        n: Annotated[int, Query(ge=2, le=MAX_GRID, description="Digits per side.")] = 30,
+        model: ModelName = None,
+        digit: Digit = None,
+        format: Format = "png",
+    ) -> Response:
+        """Digits decoded at the centres of an n×n tiling of the rectangle [x_min, x_max] ×
+        [y_min, y_max] of a 2-D latent: one (28·n)² picture, top row at y_max, as the plane is
+        drawn, so it lines up with the rectangle it covers."""
+        if not (x_min < x_max and y_min < y_max):
+            raise HTTPException(400, "x_min/x_max, y_min/y_max: each minimum must be below its max")
+        chosen = explorer_model(model)
+        unit = generate.latent_grid(n, 0.5 / n, 1 - 0.5 / n)  # cell centres of [0, 1]², in order
+        z = np.array([x_min, y_min]) + unit * np.array([x_max - x_min, y_max - y_min])
+        images = generate.decode(chosen.model, z, labels_for(chosen, digit))
+        bounds = {"x_min": x_min, "x_max": x_max, "y_min": y_min, "y_max": y_max}
+        return image_response(plots.tile(images, n, pad=0), format, model=chosen.name, n=n,
+                              digit=digit, **bounds)  # fmt: skip
+
+    @app.get("/api/digits", tags=["generation"], responses=PNG_RESPONSE)
+    def digits(
+        digit: Annotated[int, Query(ge=0, le=9, description="The digit to draw, 0-9.")],
+        n: Annotated[int, Query(ge=1, le=MAX_SAMPLES, description="How many samples.")] = 10,
+        seed: Seed = 0,
+        model: ModelName = None,
+        format: Format = "png",
+    ) -> Response:
+        """n samples of one digit in a grid of up to 10 columns (2 px gaps)."""
+        chosen = writer_model(model, "drawing a chosen digit")
+        grid = plots.tile(chosen.writer.digits(digit, n, seed=seed), min(n, 10))
+        return image_response(grid, format, model=chosen.name, digit=digit, n=n, seed=seed)
+
+    @app.get("/api/write", tags=["generation"], responses=PNG_RESPONSE)
+    def write(
+        text: Annotated[
+            str,
+            Query(max_length=compose.MAX_DIGITS, description="The number: digits 0-9, e.g. 2026."),
+        ],
+        style: Annotated[
+            list[Coordinate] | None,
+            Query(description="A style latent (from POST /api/style); default: from style_seed."),
+        ] = None,
+        style_seed: Seed = 0,
+        seed: Seed = 0,
+        height: Annotated[int, Query(ge=MIN_HEIGHT, le=MAX_HEIGHT, description="Pixels.")] = 28,
+        ink: Annotated[
+            Literal[compose.INKS], Query(description="light: white on black; dark: on white.")
+        ] = "light",
+        model: ModelName = None,
+        format: Format = "png",
+    ) -> Response:
+        """A number written by hand: every digit drawn in one style (a style latent, or one drawn
+        from ``style_seed``); ``seed`` varies the digits within that style."""
+        chosen = writer_model(model, "writing numbers")
+        image = chosen.writer.write(
+            text, None if style is None else np.asarray(style), style_seed, seed, height, ink
+        )
+        return image_response(image, format, model=chosen.name, text=text, style=style,
+                              style_seed=style_seed, seed=seed, height=height, ink=ink)  # fmt: skip
+
+    @app.post("/api/style", tags=["generation"])
+    def style_from_image(image: UploadFile, model: ModelName = None) -> dict:
+        """The style latent of an uploaded image of one handwritten digit (PNG, JPEG, GIF, BMP or
+        WebP, up to 4 MiB), to pass to /api/write as ``style``."""
+        chosen = writer_model(model, "copying a style")
+        style = chosen.writer.style_from_image(read_upload(image))
+        return {"model": chosen.name, "style": style.astype(np.float64).tolist()}  # exact values
+
+    return app
