@@ -145,11 +145,12 @@ class Layout:
 
 
 def draw_layout(rng: np.random.Generator, n: int) -> Layout:
-    """Random sizes, heights and gaps for ``n`` digits, all from ``rng``."""
+    """Random sizes, heights and gaps for ``n`` digits, all from one draw of ``rng``."""
+    u = rng.random((3, n))  # one call, not three: exports draw millions of layouts
     return Layout(
-        scales=1 + rng.uniform(-SIZE_JITTER, SIZE_JITTER, n).astype(np.float32),
-        rises=rng.integers(-RISE, RISE, n, endpoint=True),
-        gaps=rng.integers(GAPS[0], GAPS[1], n - 1, endpoint=True),
+        scales=(1 + SIZE_JITTER * (2 * u[0] - 1)).astype(np.float32),
+        rises=(u[1] * (2 * RISE + 1)).astype(int) - RISE,
+        gaps=GAPS[0] + (u[2, 1:] * (GAPS[1] - GAPS[0] + 1)).astype(int),
     )
 
 

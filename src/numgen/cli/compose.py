@@ -9,8 +9,8 @@ import numpy as np
 import typer
 from PIL import Image
 
-from numgen import compose, plots
-from numgen.cli.common import Seed, app, out_path
+from numgen import compose, export, plots
+from numgen.cli.common import Seed, app, console, out_path, progress_bar
 from numgen.hub import load
 
 ModelOption = Annotated[
@@ -102,3 +102,38 @@ def morph_command(
     ]
     gif[0].save(out, save_all=True, append_images=gif[1:], duration=120, loop=0)
     out_path(out)
+
+
+@app.command("dataset")
+def dataset_command(
+    count: Annotated[int, typer.Option(help="How many images.", min=1)] = 1000,
+    length: Annotated[
+        str, typer.Option(help="Digits per number: 4, or a range such as 3-8.")
+    ] = "4",
+    alphabet: Annotated[str, typer.Option(help="The digits to draw from.")] = "0123456789",
+    model: ModelOption = "cvae",
+    seed: Seed = 0,
+    height: Annotated[int, typer.Option(help="Height of each image in pixels.")] = 28,
+    ink: Annotated[str, typer.Option(help="light (white on black, as MNIST) or dark.")] = "light",
+    workers: Annotated[int, typer.Option(help="Processes writing in parallel.", min=1)] = 2,
+    out: Annotated[Path, typer.Option(help="Folder for images/ and labels.csv.")] = Path("dataset"),
+    overwrite: Annotated[bool, typer.Option(help="Replace an earlier export in --out.")] = False,
+    resume: Annotated[
+        bool, typer.Option(help="Continue an interrupted export (repeat its options).")
+    ] = False,
+) -> None:
+    """A labelled dataset of handwritten numbers for OCR: OUT/images/*.png and OUT/labels.csv
+    (file,text). The same --seed gives the same files, whatever the number of --workers."""
+    low, high = export.parse_length(length)
+    config = export.ExportConfig(count, low, high, alphabet, seed, height, ink, model)
+    with progress_bar("dataset") as progress:
+        task = progress.add_task("images", total=count, status="")
+        summary = export.export_dataset(
+            out, config, workers=workers, overwrite=overwrite, resume=resume,
+            on_progress=lambda done, total: progress.update(task, completed=done),
+        )  # fmt: skip
+    console.print(
+        f"{summary['images']:,} images ({summary['digits']:,} digits) in [green]{out}[/green]: "
+        f"{summary['decoded']:,} made in {summary['seconds']:.1f} s "
+        f"({summary['images_per_s']:,.0f} images/s); labels in {out / export.LABELS_FILE}"
+    )
