@@ -311,7 +311,9 @@ function setUpExplorer(models, chosen) {
   fillSelect($("explorer-digit"), [...Array(10).keys()], 0);
   buildLegend();
   const byName = (name) => usable.find((m) => m.name === name);
-  $("explorer-model").addEventListener("change", (e) => selectExplorerModel(byName(e.target.value)));
+  $("explorer-model").addEventListener("change", (e) => {
+    selectExplorerModel(byName(e.target.value)).catch((err) => showError("explorer-error", err));
+  });
   $("explorer-digit").addEventListener("change", () => {
     explorer.manifold = null;
     refreshManifold();
