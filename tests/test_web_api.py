@@ -269,6 +269,15 @@ def test_the_upload_size_is_checked_on_the_file_itself(client, monkeypatch) -> N
 # --- building the app and the command ------------------------------------------------------------
 
 
+@pytest.mark.skipif(
+    not {"vae2d", "cvae"} <= set(hub.generator_names()), reason="the bundled models are absent"
+)
+def test_the_default_app_serves_the_bundled_generators() -> None:
+    answer = TestClient(create_app()).get("/api/models").json()
+    assert [m["name"] for m in answer["models"]] == hub.generator_names()  # not the recognizer
+    assert (answer["explorer"], answer["writer"]) == ("vae2d", "cvae")
+
+
 def test_create_app_refuses_missing_models(tmp_path) -> None:
     with pytest.raises(hub.ModelError, match="no models to serve"):
         create_app({})
