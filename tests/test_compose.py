@@ -71,6 +71,18 @@ def test_write_height_and_ink(cvae) -> None:
     assert tall.height == 112 and abs(tall.width - 4 * light.width) <= 2
 
 
+def test_resize_about_centre_matches_grid_sample() -> None:
+    rng = np.random.default_rng(0)
+    images = rng.random((6, 28, 28)).astype(np.float32)
+    scales = np.array([0.7, 0.94, 1.0, 1.06, 1.3, 2.0], np.float32)
+    x = torch.from_numpy(images).unsqueeze(1)
+    theta = torch.zeros(6, 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1 / torch.from_numpy(scales)
+    grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
+    expected = torch.nn.functional.grid_sample(x, grid, align_corners=False).squeeze(1).numpy()
+    np.testing.assert_allclose(compose.resize_about_centre(images, scales), expected, atol=1e-5)
+
+
 def test_lay_out_keeps_gaps_between_digit_boxes() -> None:
     glyphs = np.zeros((3, 28, 28), np.float32)
     glyphs[:, 8:20, 12:16] = 1.0  # 4 columns of ink each

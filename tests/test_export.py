@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 
 import numpy as np
 import pytest
@@ -50,6 +51,13 @@ def test_labels_match_the_files_written(cvae, tmp_path) -> None:
         assert image.mode == "L" and image.height == 28
     lengths = {len(t) for _, t in rows}
     assert len(lengths) > 3  # the range is used, not only its ends
+
+
+def test_png_bytes_round_trip_through_pillow() -> None:
+    pixels = np.random.default_rng(0).integers(0, 256, (28, 117), dtype=np.uint8)
+    image = Image.open(io.BytesIO(export.png_bytes(pixels)))
+    assert image.format == "PNG" and image.mode == "L"
+    np.testing.assert_array_equal(np.asarray(image), pixels)
 
 
 def test_the_plan_of_an_image_depends_on_seed_and_index_only() -> None:

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from numgen import generate
@@ -38,6 +37,7 @@ GAPS = (2, 5)  # blank columns between neighbouring digits: drawn uniformly from
 RISE = 1  # each digit moves up or down by up to this many pixels
 SIZE_JITTER = 0.06  # each digit is scaled by a factor within 1 ± this
 INK_LEVEL = 0.1  # a column holds ink where some pixel exceeds this; fainter columns are cut
+STROKE_LEVEL = 0.2  # when reading pictures: ink above this is a stroke, fainter ink is haze
 
 
 class ComposeError(ValueError):
@@ -156,12 +156,25 @@ def draw_layout(rng: np.random.Generator, n: int) -> Layout:
 
 def resize_about_centre(images: np.ndarray, scales: np.ndarray) -> np.ndarray:
     """Each image ``(N, 28, 28)`` enlarged by its factor in ``scales`` ``(N,)`` about the image
-    centre (bilinear; the canvas stays 28×28): ``(N, 28, 28)``."""
-    x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).unsqueeze(1)
-    theta = torch.zeros(len(x), 2, 3)  # maps output to input coordinates: 1/scale enlarges
-    theta[:, 0, 0] = theta[:, 1, 1] = 1 / torch.as_tensor(scales, dtype=torch.float32)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, align_corners=False).squeeze(1).numpy()
+    centre, bilinearly, on the same 28×28 canvas: ``(N, 28, 28)``.
+
+    Bilinear resampling is separable, so each image is two small matrix products ``R X Rᵀ``,
+    where row ``i`` of ``R`` holds the interpolation weights output pixel ``i`` reads from —
+    several times faster than ``grid_sample`` for 28×28 images, with the same result.
+    """
+    n = len(scales)
+    # Pixel i has its centre at i + 0.5; it reads the source at (i + 0.5 - 14) / scale + 14.
+    source = (np.arange(28) + 0.5 - 14) / np.asarray(scales, np.float32)[:, None] + 13.5  # (N, 28)
+    left = np.floor(source).astype(int)
+    weight = (source - left).astype(np.float32)
+    # Columns 0 and 29 stand for pixels beyond the edges (ink 0); they are dropped after filling.
+    r = np.zeros((n, 28, 30), dtype=np.float32)
+    image, pixel = np.arange(n)[:, None], np.arange(28)[None, :]
+    r[image, pixel, np.clip(left, -1, 28) + 1] = 1 - weight
+    r[image, pixel, np.clip(left + 1, -1, 28) + 1] = weight
+    r = torch.from_numpy(r[:, :, 1:29].copy())
+    x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
+    return (r @ x @ r.transpose(1, 2)).numpy()
 
 
 def lay_out(glyphs: np.ndarray, layout: Layout) -> tuple[np.ndarray, list[tuple[int, int]]]:
@@ -288,7 +301,7 @@ def centre_like_mnist(ink: np.ndarray) -> np.ndarray:
     """Ink ``(H, W)`` in [0, 1] -> a digit ``(28, 28)`` framed as MNIST frames its digits: the
     inked box scaled (aspect kept) so its longer side is 20 pixels, then placed so its centre of
     mass sits at the centre of the 28×28 field."""
-    rows, cols = np.nonzero(ink > 0.2)  # faint specks do not stretch the box
+    rows, cols = np.nonzero(ink > STROKE_LEVEL)  # faint haze does not stretch the box
     if len(rows) == 0:
         raise ComposeError("the image is blank: it holds no ink")
     box = ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
@@ -311,6 +324,22 @@ def read_digits(recognizer: Recognizer, images: np.ndarray) -> np.ndarray:
     """The recognizer's reading of digits ``(N, 28, 28)`` in [0, 1]: labels ``(N,)`` int64."""
     labels, _ = predict(recognizer, torch.from_numpy(np.asarray(images, np.float32)).unsqueeze(1))
     return labels
+
+
+def segment(ink: np.ndarray) -> list[tuple[int, int]]:
+    """The columns ``[x0, x1)`` of each run of stroked columns of ``ink`` ``(H, W)``, left to
+    right: the digits of a number written with gaps between them."""
+    stroked = np.concatenate([[0], (ink.max(axis=0) > STROKE_LEVEL).astype(np.int8), [0]])
+    edges = np.flatnonzero(np.diff(stroked))  # where runs start and end, alternately
+    return [(int(x0), int(x1)) for x0, x1 in zip(edges[::2], edges[1::2], strict=True)]
+
+
+def read_number(recognizer: Recognizer, image: Image.Image | np.ndarray) -> str:
+    """The number the recognizer reads in a picture (either ink): each run of stroked columns is
+    cut out, framed as MNIST and read as one digit."""
+    ink = image_to_ink(image)
+    cells = [centre_like_mnist(ink[:, x0:x1]) for x0, x1 in segment(ink)]
+    return "".join(str(d) for d in read_digits(recognizer, np.stack(cells)))
 
 
 def style_from_image(

@@ -16,7 +16,9 @@ import logging
 import multiprocessing
 import re
 import signal
+import struct
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
@@ -48,7 +50,7 @@ CHUNK = 256  # images decoded together; part of the recipe, so it never depends 
 IMAGES_DIR = "images"
 LABELS_FILE = "labels.csv"
 MANIFEST_FILE = "export.json"
-PNG_LEVEL = 1  # zlib level: 1 is ~3x faster than Pillow's default 6 and barely larger here
+PNG_LEVEL = 1  # zlib level: 1 is about twice as fast as zlib's default 6 and ~5% larger here
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,31 @@ def plan(config: ExportConfig, index: int, latent_dim: int) -> tuple[str, np.nda
     return text, style, draw_layout(rng, length)
 
 
+def png_bytes(pixels: np.ndarray, level: int = PNG_LEVEL) -> bytes:
+    """A grey image, uint8 ``(H, W)``, as the bytes of an 8-bit greyscale PNG file.
+
+    The PNG format (https://www.w3.org/TR/png/) is a signature and three chunks: IHDR (size and
+    pixel format), IDAT (the rows, each led by its filter type — 0, none — then zlib-compressed)
+    and IEND. Written directly, it costs a third of what Pillow's encoder spends on these small
+    images, which is most of an export's time after decoding.
+    """
+    height, width = pixels.shape
+    rows = np.zeros((height, width + 1), dtype=np.uint8)
+    rows[:, 1:] = pixels
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data)
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grey, no interlace
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows.tobytes(), level))
+        + chunk(b"IEND", b"")
+    )
+
+
 def chunk_indices(config: ExportConfig, chunk: int) -> range:
     """The image indices of chunk number ``chunk``."""
     return range(chunk * CHUNK, min((chunk + 1) * CHUNK, config.count))
@@ -120,8 +147,8 @@ def write_chunk(model: VAE, config: ExportConfig, chunk: int, out_dir: Path) -> 
         path = out_dir / IMAGES_DIR / config.file_name(index)
         if path.exists():  # finished by an earlier, interrupted run: the same bytes
             continue
-        picture = to_picture(canvas, config.height, config.ink)
-        atomic_write(path, lambda tmp, p=picture: p.save(tmp, "PNG", compress_level=PNG_LEVEL))
+        data = png_bytes(np.asarray(to_picture(canvas, config.height, config.ink)))
+        atomic_write(path, lambda tmp, data=data: tmp.write_bytes(data))
     return texts
 
 
