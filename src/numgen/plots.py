@@ -144,3 +144,79 @@ def plot_losses(records: list[dict], path: str | Path) -> Path:
         ax.set_title(name)
         ax.legend()
     return _finish(fig, path)
+
+
+# --- evaluation pictures -------------------------------------------------------------------------
+
+
+def plot_grid_agreement(
+    grid: np.ndarray, intended: np.ndarray, recognised: np.ndarray, lo: float, hi: float,
+    path: str | Path,
+) -> Path:  # fmt: skip
+    """The decoded ``(n, n, 28, 28)`` grid over [lo, hi]² with each digit the recognizer reads
+    differently from its intended label boxed in red: the recognizer's label top left (red), the
+    intended one bottom right (blue). ``intended``, ``recognised``: labels ``(n*n,)`` in reading
+    order (row 0 at the top = largest z[1])."""
+    n = grid.shape[0]
+    canvas = grid.transpose(0, 2, 1, 3).reshape(n * 28, n * 28)
+    fig, ax = plt.subplots(figsize=(10, 10))
+    ax.imshow(canvas, cmap="Greys_r", vmin=0, vmax=1)
+    for i in np.flatnonzero(intended != recognised):
+        top, left = divmod(int(i), n)
+        x, y = left * 28 - 0.5, top * 28 - 0.5
+        ax.add_patch(plt.Rectangle((x, y), 28, 28, fill=False, edgecolor="red", linewidth=1.2))
+        ax.text(x + 2, y + 2, str(recognised[i]), color="red", fontsize=6, va="top")
+        ax.text(x + 26, y + 26, str(intended[i]), color="deepskyblue", fontsize=6, ha="right")
+    ticks = np.arange(n) * 28 + 13.5
+    coords = np.linspace(lo, hi, n)
+    step = max(1, n // 10)
+    ax.set_xticks(ticks[::step], [f"{c:.2f}" for c in coords[::step]], rotation=90)
+    ax.set_yticks(ticks[::step], [f"{c:.2f}" for c in coords[::-1][::step]])
+    ax.set_xlabel("z[0]")
+    ax.set_ylabel("z[1]")
+    agree = np.mean(intended == recognised)
+    ax.set_title(
+        f"Recognizer agrees with the intended digit at {agree:.1%} of {n * n} points\n"
+        "red box: disagreement (red = recognised, blue = majority of nearest test encodings)"
+    )
+    return _finish(fig, path)
+
+
+def plot_confusion(
+    counts: np.ndarray, path: str | Path,
+    xlabel: str = "recognised as", ylabel: str = "requested digit",
+) -> Path:  # fmt: skip
+    """A confusion matrix ``(C, C)`` of counts (row = requested, column = recognised): colour is
+    the share of the row, every non-zero count is written in its cell."""
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(7, 6))
+    image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    for (row, col), count in np.ndenumerate(counts):
+        if count:
+            colour = "white" if shares[row, col] > 0.5 else "black"
+            ax.text(col, row, str(count), ha="center", va="center", fontsize=8, color=colour)
+    classes = np.arange(len(counts))
+    ax.set_xticks(classes)
+    ax.set_yticks(classes)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{np.trace(counts) / counts.sum():.2%} on the diagonal")
+    fig.colorbar(image, ax=ax, label="share of the row")
+    return _finish(fig, path)
+
+
+def plot_class_bars(
+    series: dict[str, np.ndarray], path: str | Path, ylabel: str, title: str
+) -> Path:
+    """Grouped bars, one group per digit 0-9 and one bar per named series of 10 values."""
+    fig, ax = plt.subplots(figsize=(9, 3.6))
+    width = 0.8 / len(series)
+    for i, (name, values) in enumerate(series.items()):
+        ax.bar(np.arange(10) + (i - (len(series) - 1) / 2) * width, values, width, label=name)
+    ax.set_xticks(np.arange(10))
+    ax.set_xlabel("digit")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if len(series) > 1:
+        ax.legend()
+    return _finish(fig, path)

@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from numgen.cli import compose, data, model, serve  # noqa: F401  (importing registers the commands)
+from numgen.cli import compose, data, evaluate, model, serve  # noqa: F401  (importing registers the commands)
 from numgen.cli.common import USER_ERRORS, app, err_console
 
 

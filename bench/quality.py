@@ -1,0 +1,147 @@
+"""Quality of every bundled generator, and of any run directories given: `numgen evaluate` on each,
+gathered into one table.
+
+    NUMGEN_DATA_DIR=../shared/data/mnist python bench/quality.py [RUN_DIR ...] [--iwae-k K]
+
+Writes bench/results/quality.md (one row per model, one column per metric, with training time
+from the model's MODEL_CARD.md or its run's metrics.jsonl) and quality.json (every model's full
+metrics). Each model's own report, with pictures, goes to REPORTS/<name>/ (default evaluations/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import time
+from pathlib import Path
+
+import torch
+
+from numgen import hub
+from numgen.data import DATA_DIR_ENV
+from numgen.evaluate import EvalConfig, evaluate
+from numgen.train import read_metrics
+
+RESULTS = Path(__file__).parent / "results"
+# (column header, metrics group, key, format); "real" columns come from the real-data row
+COLUMNS = [
+    ("recon MSE", "likelihood", "recon_mse", ".2f"),
+    ("recon BCE (nats)", "likelihood", "recon_bce", ".1f"),
+    ("−ELBO", "likelihood", "neg_elbo", ".2f"),
+    ("IWAE NLL (nats)", "likelihood", "iwae_nll", ".2f"),
+    ("k-NN acc.", "latent", "knn_accuracy", ".3f"),
+    ("grid agreement", "latent", "grid_agreement", ".3f"),
+    ("Fréchet", "samples", "frechet", ".2f"),
+    ("precision", "samples", "precision", ".3f"),
+    ("recall", "samples", "recall", ".3f"),
+    ("confidence", "samples", "confidence", ".3f"),
+    ("class entropy", "samples", "class_entropy", ".3f"),
+    ("class accuracy", "conditional", "class_accuracy", ".4f"),
+]
+TIME = re.compile(r"([\d,.]+)\s*(s|seconds|min|minutes|h|hours)\b")
+
+
+def training_time(directory: Path) -> str:
+    """How long the model trained: the epochs' seconds in its run's metrics.jsonl, else the first
+    time given on a line of its MODEL_CARD.md that mentions time, else "—"."""
+    records = read_metrics(directory)
+    if records:
+        epochs = f"{len(records)} epoch{'s' if len(records) > 1 else ''}"
+        return f"{sum(r['seconds'] for r in records):,.0f} s ({epochs}, run log)"
+    card = directory / "MODEL_CARD.md"
+    if card.is_file():
+        for line in card.read_text().splitlines():
+            if "time" in line.lower() and (match := TIME.search(line)):
+                return f"{match.group(0)} (model card)"
+    return "—"
+
+
+def cell(value: float | None, spec: str) -> str:
+    return "—" if value is None else format(value + 0.0, spec)  # + 0.0: no "-0.000"
+
+
+def write_results(results: dict) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "quality.json").write_text(json.dumps(results, indent=2) + "\n")
+    s = results["settings"]
+    lines = [
+        "# Model quality",
+        "",
+        f"Machine: {results['machine']}. Command: `{results['command']}`.",
+        f"Every model evaluated by `numgen evaluate` on {s['test_set']}, seed {s['seed']}: "
+        f"{s['samples']:,} generated digits against the test digits in the bundled recognizer's "
+        f"features; IWAE NLL (Bernoulli models only) with K = {s['iwae_k']:,} on "
+        f"{s['iwae_digits']:,} random test digits, stochastically binarized. The last row puts "
+        f"{s['samples']:,} real training digits in place of generated ones: the floor of the "
+        "Fréchet distance and the real-data precision, recall, confidence and entropy. "
+        "— : not applicable to the model (each report says why). Definitions and pictures: each "
+        "model's report.md.",
+        "",
+        "| model | kind | training time | " + " | ".join(c[0] for c in COLUMNS) + " | eval s |",
+        "| --- | --- | --- |" + " ---: |" * (len(COLUMNS) + 1),
+    ]
+    for name, entry in results["models"].items():
+        m = entry["metrics"]
+        values = [cell(m[group][key], spec) for _, group, key, spec in COLUMNS]
+        kind = f"{m['model']['kind']}, {m['model']['arch']}, {m['model']['latent_dim']}-D, "
+        kind += m["model"]["likelihood"]
+        lines.append(
+            f"| {name} | {kind} | {entry['training_time']} | {' | '.join(values)} "
+            f"| {sum(m['seconds'].values()):.0f} |"
+        )
+    if results["models"]:
+        real = next(iter(results["models"].values()))["metrics"]["real"]
+        values = [
+            cell(real[key], spec) if group == "samples" else "" for _, group, key, spec in COLUMNS
+        ]
+        lines.append(f"| real training digits | | | {' | '.join(values)} | |")
+    (RESULTS / "quality.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="*", type=Path, help="run or model directories to add")
+    defaults = EvalConfig()
+    parser.add_argument("--iwae-k", type=int, default=defaults.iwae_k)
+    parser.add_argument("--iwae-digits", type=int, default=defaults.iwae_digits)
+    parser.add_argument("--samples", type=int, default=defaults.samples)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--reports", type=Path, default=Path("evaluations"))
+    args = parser.parse_args()
+    if not os.environ.get(DATA_DIR_ENV):
+        raise SystemExit(f"set {DATA_DIR_ENV} to the MNIST folder, e.g. ../shared/data/mnist")
+
+    config = EvalConfig(
+        samples=args.samples, iwae_k=args.iwae_k, iwae_digits=args.iwae_digits, seed=args.seed,
+        data_dir=os.environ[DATA_DIR_ENV],
+    )  # fmt: skip
+    models = {name: hub.resolve(name) for name in hub.generator_names()}
+    models |= {run.resolve().name: run for run in args.runs}
+    if not models:
+        raise SystemExit("no bundled generator and no run directory given: nothing to evaluate")
+    results = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads",
+        "command": "NUMGEN_DATA_DIR=... python bench/quality.py "
+        + " ".join(str(run) for run in args.runs)
+        + f" --iwae-k {args.iwae_k} --iwae-digits {args.iwae_digits} --samples {args.samples}"
+        f" --seed {args.seed}",
+        "settings": {},
+        "models": {},
+    }
+    for name, directory in models.items():
+        started = time.perf_counter()
+        metrics = evaluate(directory, args.reports / name, config, args.device)
+        print(f"{name}: evaluated in {time.perf_counter() - started:.0f} s", flush=True)
+        results["settings"] = metrics["settings"]
+        results["models"][name] = {"training_time": training_time(directory), "metrics": metrics}
+    write_results(results)
+
+
+if __name__ == "__main__":
+    main()

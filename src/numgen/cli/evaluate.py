@@ -1,0 +1,107 @@
+"""Judging models: `numgen evaluate` and `numgen recognizer train`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from numgen.cli.common import (
+    DataDir,
+    Dataset,
+    Device,
+    Model,
+    Seed,
+    app,
+    command_group,
+    console,
+    progress_bar,
+)
+from numgen.data import load_digits, resolve_data_dir
+from numgen.evaluate import METRICS_FILE, REPORT_FILE, EvalConfig, evaluate
+from numgen.recognizer import RecognizerConfig, save_recognizer, train_recognizer
+from numgen.train import select_device
+
+recognizer_app = command_group("The digit recognizer that judges generated digits.")
+app.add_typer(recognizer_app, name="recognizer")
+
+DEFAULTS = EvalConfig()
+
+
+@app.command("evaluate")
+def evaluate_command(
+    model: Model,
+    out: Annotated[
+        Path | None, typer.Option(help="Folder for the report [default: evaluations/<MODEL>].")
+    ] = None,
+    iwae_k: Annotated[
+        int, typer.Option(help="Importance samples per digit for the IWAE NLL.", min=1)
+    ] = DEFAULTS.iwae_k,
+    iwae_digits: Annotated[
+        int, typer.Option(help="Random test digits that get an IWAE estimate.", min=2)
+    ] = DEFAULTS.iwae_digits,
+    samples: Annotated[
+        int, typer.Option(help="Generated digits for sample quality.", min=4)
+    ] = DEFAULTS.samples,
+    seed: Seed = DEFAULTS.seed,
+    dataset: Dataset = DEFAULTS.dataset,
+    data_dir: DataDir = None,
+    device: Device = "auto",
+) -> None:
+    """Measure a model (a run or model directory, or a bundled name) and write metrics.json,
+    report.md and its pictures: reconstruction, ELBO and IWAE likelihood, k-NN accuracy of the
+    latent space, the original grid test, Fréchet distance, precision/recall, per-class accuracy."""
+    data_dir = resolve_data_dir(data_dir)
+    config = EvalConfig(
+        samples=samples, iwae_k=iwae_k, iwae_digits=iwae_digits, seed=seed, dataset=dataset,
+        data_dir=str(data_dir) if data_dir else None,
+    )  # fmt: skip
+    out = out or Path("evaluations") / Path(model).resolve().name
+    with progress_bar("evaluate") as progress:
+        task = progress.add_task("loading", total=None, status="")
+
+        def on_progress(stage: str, done: int, total: int) -> None:
+            progress.update(task, description=stage, completed=done, total=total)
+
+        metrics = evaluate(model, out, config, device, on_progress)
+    likelihood, samples_ = metrics["likelihood"], metrics["samples"]
+    console.print(
+        f"recon MSE {likelihood['recon_mse']:.2f}, Fréchet {samples_['frechet']:.2f} "
+        f"(real digits {metrics['real']['frechet']:.2f}), precision {samples_['precision']:.3f}, "
+        f"recall {samples_['recall']:.3f}"
+    )
+    console.print(f"wrote [green]{out / REPORT_FILE}[/green] and {out / METRICS_FILE}")
+
+
+@recognizer_app.command("train")
+def recognizer_train_command(
+    out: Annotated[Path, typer.Option(help="Folder for config.json + model.safetensors.")] = Path(
+        "runs/recognizer"
+    ),
+    epochs: Annotated[int, typer.Option(help="Training epochs.", min=1)] = RecognizerConfig.epochs,
+    seed: Seed = RecognizerConfig.seed,
+    dataset: Dataset = "mnist",
+    data_dir: DataDir = None,
+    device: Device = "auto",
+) -> None:
+    """Train the digit recognizer (the judge of `numgen evaluate`) and save it. The bundled one
+    was made with the defaults on full MNIST (99.60 % test accuracy)."""
+    train = load_digits(dataset, "train", data_dir)
+    test = load_digits(dataset, "test", data_dir)
+    config = RecognizerConfig(epochs=epochs, seed=seed)
+    with progress_bar("recognizer") as progress:
+        task = progress.add_task("epoch 1", total=epochs, status="")
+
+        def on_epoch(row: dict) -> None:
+            progress.update(task, completed=row["epoch"], description=f"epoch {row['epoch'] + 1}")
+            progress.console.print(
+                f"epoch {row['epoch']}: loss {row['train_loss']:.4f}, "
+                f"test accuracy {row['test_accuracy']:.2%}, {row['seconds']:.0f} s"
+            )
+
+        model, metrics = train_recognizer(train, test, config, select_device(device), on_epoch)
+    save_recognizer(model, out)
+    console.print(
+        f"test accuracy {metrics['test_accuracy']:.2%}; recognizer saved in [green]{out}[/green]"
+    )

@@ -1,0 +1,221 @@
+"""The evaluation pipeline on tiny trained models: every figure, the report, bad inputs, the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from numgen import hub
+from numgen.cli import main
+from numgen.data import Digits
+from numgen.evaluate import EvalConfig, evaluate, load_generator, random_subset
+from numgen.models import VAEConfig, build_model
+from numgen.recognizer import BUNDLED_DIR, Recognizer, RecognizerConfig, load_recognizer
+from numgen.train import TrainConfig, train
+
+TINY = EvalConfig(samples=100, iwae_k=8, iwae_digits=20, grid_n=6, dataset="embedded")
+KEYS = {
+    "likelihood": {
+        "recon_mse", "recon_bce", "kl", "neg_elbo", "iwae_nll", "iwae_nll_stderr",
+        "binarized_neg_elbo",
+    },
+    "latent": {"knn_accuracy", "grid_agreement"},
+    "samples": {"frechet", "precision", "recall", "confidence", "class_entropy"},
+    "real": {"frechet", "precision", "recall", "confidence", "class_entropy"},
+    "conditional": {"class_accuracy", "per_class_accuracy", "confusion"},
+}  # fmt: skip
+SKIPPED_KEYS = {  # what each part of the evaluation that can be skipped would have given
+    "iwae": {"iwae_nll", "iwae_nll_stderr", "binarized_neg_elbo"},
+    "grid": {"grid_agreement"},
+    "conditional": KEYS["conditional"],
+}
+# 100 samples in 128-d features: the covariances are singular, and scipy says so
+pytestmark = pytest.mark.filterwarnings("ignore::scipy.linalg.LinAlgWarning")
+
+
+def train_tiny(run: Path, **model: object) -> Path:
+    config = VAEConfig(arch="mlp", hidden=32, **model)
+    train(run, config, TrainConfig(dataset="embedded", limit=256, epochs=1), device="cpu")
+    return run
+
+
+@pytest.fixture(scope="module")
+def vae_eval(tmp_path_factory) -> tuple[dict, Path]:
+    """A Bernoulli VAE with a 3-D latent (the grid lies in its first two dimensions)."""
+    tmp = tmp_path_factory.mktemp("vae")
+    run = train_tiny(tmp / "run", likelihood="bernoulli", latent_dim=3)
+    return evaluate(run, tmp / "eval", TINY, device="cpu"), tmp / "eval"
+
+
+@pytest.fixture(scope="module")
+def cvae_eval(tmp_path_factory) -> tuple[dict, Path]:
+    """A conditional VAE with the MSE likelihood."""
+    tmp = tmp_path_factory.mktemp("cvae")
+    run = train_tiny(tmp / "run", kind="cvae", likelihood="mse")
+    return evaluate(run, tmp / "eval", TINY, device="cpu"), tmp / "eval"
+
+
+def numbers(value: object) -> list[float]:
+    """Every number inside nested lists."""
+    if isinstance(value, list):
+        return [x for item in value for x in numbers(item)]
+    return [value]
+
+
+@pytest.mark.parametrize("which", ["vae_eval", "cvae_eval"])
+def test_metrics_json_has_every_key_and_finite_values(which: str, request) -> None:
+    result, out = request.getfixturevalue(which)
+    written = json.loads((out / "metrics.json").read_text())
+    assert written == result
+    missing = set()
+    for group, keys in KEYS.items():
+        assert set(written[group]) == keys, group
+        for key, value in written[group].items():
+            if value is None:
+                missing.add(key)
+            else:
+                assert all(math.isfinite(x) for x in numbers(value)), key
+    # exactly the figures that do not apply are missing, and the report gets the reason
+    assert missing == {key for part in written["skipped"] for key in SKIPPED_KEYS[part]}
+    assert written["settings"]["iwae_digits"] == 20 and written["settings"]["seed"] == 0
+    assert written["model"]["source"].endswith("run")
+
+
+def test_the_report_shows_every_picture(vae_eval) -> None:
+    _, out = vae_eval
+    report = (out / "report.md").read_text()
+    pictures = [line.split("](")[1][:-1] for line in report.splitlines() if line.startswith("![")]
+    assert {"samples.png", "reconstructions.png", "latent.png", "classes.png", "grid.png"} <= set(
+        pictures
+    )
+    for name in pictures:
+        with Image.open(out / name) as image:
+            assert image.format == "PNG"
+    assert "first two latent dimensions" in report and "27.3 %" in report
+
+
+def test_iwae_bound_is_at_least_the_elbo(vae_eval) -> None:
+    likelihood = vae_eval[0]["likelihood"]
+    assert likelihood["iwae_nll"] <= likelihood["binarized_neg_elbo"]
+    assert 0 < likelihood["iwae_nll"] < 784 * math.log(2) * 2  # nats, for a barely trained model
+
+
+def test_conditional_model_gets_per_class_accuracy_and_a_confusion_matrix(cvae_eval) -> None:
+    result, out = cvae_eval
+    conditional = result["conditional"]
+    confusion = np.array(conditional["confusion"])
+    assert confusion.shape == (10, 10) and confusion.sum() == TINY.samples
+    np.testing.assert_allclose(conditional["per_class_accuracy"], np.diag(confusion) / 10)
+    assert conditional["class_accuracy"] == pytest.approx(np.trace(confusion) / TINY.samples)
+    assert (out / "confusion.png").is_file() and (out / "per_class.png").is_file()
+    # no grid test for a conditional model, no nats for an MSE one: each says why
+    assert result["latent"]["grid_agreement"] is None and not (out / "grid.png").exists()
+    assert "draws the digit it is given" in result["skipped"]["grid"]
+    assert "mse" in result["skipped"]["iwae"]
+    assert "Not run" in (out / "report.md").read_text()
+
+
+def test_random_subset_is_seeded_and_keeps_the_order() -> None:
+    digits = Digits(np.zeros((50, 28, 28), np.uint8), np.repeat(np.arange(10), 5), "sorted")
+    first, again = random_subset(digits, 20, seed=1), random_subset(digits, 20, seed=1)
+    np.testing.assert_array_equal(first.labels, again.labels)
+    assert len(first) == 20 and np.all(np.diff(first.labels) >= 0) and len(set(first.labels)) > 5
+    assert random_subset(digits, 100, seed=1) is digits
+
+
+def test_eval_config_names_a_bad_size() -> None:
+    with pytest.raises(ValueError, match="iwae_k=0"):
+        EvalConfig(iwae_k=0)
+    with pytest.raises(ValueError, match="samples=3: must exceed pr_k=3"):
+        EvalConfig(samples=3)
+
+
+# --- bad input -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def model_for_32px(tmp_path: Path) -> Path:
+    """An MLP VAE's files whose weights were made for 32×32 images (1,024 pixels)."""
+    model = build_model(VAEConfig(arch="mlp", hidden=8))
+    weights = model.state_dict()
+    weights["encoder.net.0.weight"] = torch.zeros(8, 32 * 32)
+    weights["decoder.net.2.weight"] = torch.zeros(32 * 32, 8)
+    weights["decoder.net.2.bias"] = torch.zeros(32 * 32)
+    hub.save_weights(tmp_path / hub.WEIGHTS_FILE, weights)
+    hub.write_json(tmp_path / hub.CONFIG_FILE, model.config.to_dict())
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda tmp: tmp, "not a model directory (missing config.json)"),
+        (lambda tmp: "no-such-model", "no such directory and no bundled model"),
+        (lambda tmp: BUNDLED_DIR, "recognizer, the judge of generated digits, not a generator"),
+    ],
+    ids=["empty directory", "unknown name", "recognizer"],
+)
+def test_bad_models_get_one_clear_error(make, message: str, tmp_path: Path) -> None:
+    with pytest.raises(hub.ModelError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_generator(make(tmp_path))
+
+
+def test_weights_for_another_image_size_are_named(model_for_32px: Path) -> None:
+    with pytest.raises(hub.ModelError, match=r"encoder.net.0.weight has shape \(8, 1024\)"):
+        load_generator(model_for_32px)
+
+
+# --- the command line ----------------------------------------------------------------------------
+
+
+def test_cli_evaluate_writes_the_report(cvae_eval, tmp_path: Path, capsys) -> None:
+    run = Path(cvae_eval[0]["model"]["source"])  # conditional: no 30×30 grid to draw, faster
+    out = tmp_path / "eval"
+    args = ["--samples", "50", "--iwae-k", "4", "--iwae-digits", "10", "--dataset", "embedded"]
+    assert main(["evaluate", str(run), "--out", str(out), *args, "--device", "cpu"]) == 0
+    assert (out / "report.md").is_file() and (out / "metrics.json").is_file()
+    assert "Fréchet" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["no-such-model"], "no bundled model of that name"),
+        (["recognizer"], "not a generator"),
+        (["32px"], "28×28"),
+        (["32px", "--iwae-k", "0"], "Invalid value for '--iwae-k'"),
+    ],
+)
+def test_cli_bad_input_is_one_line_and_exit_2(
+    args: list[str], message: str, model_for_32px: Path, tmp_path: Path, capsys
+) -> None:
+    args = [str(model_for_32px) if a == "32px" else a for a in args]
+    assert main(["evaluate", *args, "--out", str(tmp_path / "out"), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_recognizer_train_saves_what_it_trains(tmp_path: Path, monkeypatch, capsys) -> None:
+    """The command's wiring: options in, the trained model saved. (Training itself is tested in
+    test_recognizer.py; a stand-in keeps this test fast.)"""
+    calls = []
+
+    def fake_training(train_set, test_set, config, device, progress):
+        calls.append((len(train_set), len(test_set), config.epochs, config.seed, device.type))
+        progress({"epoch": 1, "train_loss": 0.5, "test_accuracy": 0.9, "seconds": 1.0})
+        return Recognizer(RecognizerConfig(channels=2, features=8)).eval(), {"test_accuracy": 0.9}
+
+    monkeypatch.setattr("numgen.cli.evaluate.train_recognizer", fake_training)
+    out = tmp_path / "judge"
+    assert main(["recognizer", "train", "--out", str(out), "--epochs", "3", "--seed", "7",
+                 "--dataset", "embedded", "--device", "cpu"]) == 0  # fmt: skip
+    assert calls == [(4000, 1000, 3, 7, "cpu")]
+    assert load_recognizer(out).config.features == 8
+    assert "test accuracy 90.00%" in capsys.readouterr().out
