@@ -220,9 +220,9 @@ def latent_section(
 ) -> dict[str, float | None]:  # fmt: skip
     """k-NN accuracy of the test encodings (training encodings vote) and, for a VAE, the grid
     test (None for a CVAE). Draws ``latent.png`` and ``grid.png``."""
-    labels = model.conditional  # a CVAE encodes each digit given its label
-    test_z = generate.encode(model, test.images, test.labels if labels else None)
-    train_z = generate.encode(model, train.images, train.labels if labels else None)
+    cvae = model.conditional  # a CVAE encodes each digit given its label
+    test_z = generate.encode(model, test.images, test.labels if cvae else None)
+    train_z = generate.encode(model, train.images, train.labels if cvae else None)
     points, axis_names = generate.project_2d(test_z)
     plots.plot_latent(points, test.labels, out_dir / "latent.png", axis_names)
     result = {
@@ -303,9 +303,7 @@ def sample_section(
 
 
 def _batch(images: np.ndarray) -> torch.Tensor:
-    """Images (N, 28, 28), uint8 or floats in [0, 1] -> a float tensor (N, 1, 28, 28) in [0, 1]."""
-    if images.dtype == np.uint8:
-        return to_tensor(images)
+    """Decoded images (N, 28, 28) in [0, 1] -> a float tensor (N, 1, 28, 28) for the recognizer."""
     return torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).unsqueeze(1)
 
 
@@ -388,6 +386,7 @@ def evaluate(
         "settings": {
             **asdict(config),
             "iwae_digits": min(config.iwae_digits, len(test)),
+            "real_digits": min(config.samples, len(train)),
             "test_set": f"{test.source}: {len(test):,} digits",
             "train_set": f"{train.source}: {len(train):,} digits",
             "binarization": BINARIZATION,
@@ -456,8 +455,8 @@ separates the digits{knn_note}
 
 ## 3. Sample quality
 
-{samples:,} digits decoded from the prior (seed {seed}) and, in their place as the reference, as
-many real training digits drawn at random, each set compared with the test digits in the feature
+{samples:,} digits decoded from the prior (seed {seed}) and, in their place as the reference,
+{real_digits:,} real training digits drawn at random, each set compared with the test digits in the feature
 space of numgen's bundled recognizer (its 128-d penultimate layer). Fréchet distances in these
 features compare only with others measured with the same recognizer and the same number of digits.
 
