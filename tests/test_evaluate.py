@@ -102,8 +102,8 @@ def test_the_report_shows_every_picture(vae_eval) -> None:
 
 def test_iwae_bound_is_at_least_the_elbo(vae_eval) -> None:
     likelihood = vae_eval[0]["likelihood"]
-    assert likelihood["iwae_nll"] <= likelihood["binarized_neg_elbo"]
-    assert 0 < likelihood["iwae_nll"] < 784 * math.log(2) * 2  # nats, for a barely trained model
+    assert 0 < likelihood["iwae_nll"] <= likelihood["binarized_neg_elbo"]
+    assert likelihood["iwae_nll_stderr"] > 0
 
 
 def test_conditional_model_gets_per_class_accuracy_and_a_confusion_matrix(cvae_eval) -> None:

@@ -280,11 +280,11 @@ def sample_section(
     real_digits = random_subset(train, config.samples, config.seed)
     real, _ = sample_quality(recognizer, to_tensor(real_digits.images), test_feats, config.pr_k)
     shares = {
-        "generated": np.bincount(recognised, minlength=classes) / len(recognised),
-        "test set": np.bincount(test.labels, minlength=classes) / len(test),
+        "generated (as recognised)": np.bincount(recognised, minlength=classes) / len(recognised),
+        "test set (true labels)": np.bincount(test.labels, minlength=classes) / len(test),
     }
     plots.save_grid(generated[:100], out_dir / "samples.png", ncols=10, scale=2)
-    plots.plot_class_bars(shares, out_dir / "classes.png", "share", "Digits the recognizer reads")
+    plots.plot_class_bars(shares, out_dir / "classes.png", "share of digits", "Digit frequencies")
     conditional = dict.fromkeys(SKIPPED_KEYS["conditional"])
     if model.conditional:
         confusion = metrics.confusion_matrix(recognised, requested, classes)
@@ -470,7 +470,7 @@ features compare only with others measured with the same recognizer and the same
 
 ![generated digits](samples.png)
 
-![recognised digits, generated and test](classes.png)
+![digit frequencies, generated and test](classes.png)
 
 ## 4. Conditional generation
 
