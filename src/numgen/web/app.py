@@ -32,6 +32,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from PIL import Image, UnidentifiedImageError
 from pydantic import Field
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from numgen import __version__, compose, generate, hub, plots
 from numgen.data import Digits, load_digits
@@ -147,6 +148,24 @@ def read_upload(upload: UploadFile) -> Image.Image:
     return image
 
 
+class LimitBody:
+    """ASGI middleware: a request declaring a body over ``limit`` bytes gets a 413 before the body
+    is read. Plain ASGI, as Starlette's BaseHTTPMiddleware adds a task and streams to every
+    request."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            length = dict(scope["headers"]).get(b"content-length", b"0")
+            if not length.isdigit() or int(length) > self.limit:
+                detail = f"request body larger than {MAX_UPLOAD_BYTES // 2**20} MiB"
+                await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def create_app(models: dict[str, str] | None = None) -> FastAPI:
     """The app serving ``models`` (served name -> bundled name or model directory; default: the
     bundled generators). Every model is loaded, and every 2-D one encodes the test digits, here."""
@@ -211,13 +230,7 @@ def create_app(models: dict[str, str] | None = None) -> FastAPI:
     def compose_error(request: Request, err: compose.ComposeError) -> JSONResponse:
         return JSONResponse({"detail": str(err)}, status_code=400)
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):
-        length = request.headers.get("content-length", "0")
-        if not length.isdigit() or int(length) > MAX_BODY_BYTES:
-            detail = f"request body larger than {MAX_UPLOAD_BYTES // 2**20} MiB"
-            return JSONResponse({"detail": detail}, status_code=413)
-        return await call_next(request)
+    app.add_middleware(LimitBody, limit=MAX_BODY_BYTES)
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:

@@ -171,7 +171,7 @@ function draw() {
   }
   drawTicks(ctx);
   const { points, labels } = explorer.scatter;
-  ctx.globalAlpha = manifold ? 0.35 : 0.85;
+  ctx.globalAlpha = manifold ? 0.5 : 0.85;
   points.forEach(([x, y], i) => {
     if (explorer.hidden.has(labels[i])) return;
     const [px, py] = toCanvas(x, y);
