@@ -82,7 +82,7 @@ def decoding(config: VAEConfig) -> dict:
     rates, difference = {}, 0.0
     with torch.inference_mode():
         reference = shipped.decode(z)
-        for name, model in variants.items():
+        for model in variants.values():
             model.load_state_dict(shipped.state_dict())
             model.eval()
             difference = max(difference, (model.decode(z) - reference).abs().max().item())
