@@ -1,6 +1,7 @@
 """The page in a real headless Chromium (Debian's `chromium`, driven by Playwright for Python):
 the latent explorer decodes where the mouse goes, the manifold shows, a number is written,
-downloaded and restyled from an upload, the digit grid draws. Screenshots go to test-artifacts/.
+downloaded and restyled from an upload, the digit grid draws, the API docs render with no network.
+Screenshots go to test-artifacts/.
 
 CI installs the browser with .ci/install-browser.sh; without it these tests are skipped.
 """
@@ -168,3 +169,11 @@ def test_the_digit_grid_draws_n_samples(page) -> None:
     page.click("#grid-form button[type=submit]")
     page.wait_for_function("document.getElementById('grid-image').naturalWidth === 5 * 30 + 2")
     screenshot(page, "web-page.png", full_page=True)
+
+
+def test_the_api_docs_render_without_network(browser, server) -> None:
+    page = browser.new_page(viewport={"width": 1100, "height": 1400})
+    page.goto(f"{server}/docs")  # the browser has no network: Swagger UI must come from the app
+    page.get_by_text("/api/decode", exact=True).first.wait_for(timeout=15_000)
+    screenshot(page, "web-docs.png", full_page=True)
+    page.close()

@@ -4,7 +4,7 @@
 has a 2-D latent (the explorer's scatter) and returns an app serving
 
     /                    the page (static/index.html, app.js, style.css)
-    /docs                the OpenAPI docs of the endpoints below
+    /docs                the OpenAPI docs of the endpoints below (works offline too)
     GET  /api/models     served models, which one the explorer and the writer use, input limits
     GET  /api/scatter    test digits encoded in a 2-D latent plane: points + labels (JSON)
     GET  /api/decode     one latent point -> a 28×28 digit
@@ -30,6 +30,7 @@ import numpy as np
 from fastapi import FastAPI, HTTPException, Query, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from PIL import Image, UnidentifiedImageError
 from pydantic import Field
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -189,7 +190,7 @@ def create_app(models: dict[str, str] | None = None) -> FastAPI:
     )
     writer = next((s.name for s in served.values() if s.writer), None)
 
-    app = FastAPI(
+    app = FastAPIOffline(  # FastAPI whose /docs page ships Swagger UI instead of using a CDN
         title="numgen",
         version=__version__,
         description="Handwritten digits and numbers from VAEs trained on MNIST. Images are "
