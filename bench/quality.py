@@ -70,15 +70,18 @@ def write_results(results: dict) -> None:
     lines = [
         "# Model quality",
         "",
-        f"Machine: {results['machine']}. Command: `{results['command']}`.",
+        f"Machine: {results['machine']}. Command: `{results['command']}`. 1-minute load average "
+        f"at start / end: {results['load_average'][0]:.1f} / {results['load_average'][1]:.1f} "
+        "(other work on the 2 cores slows the evaluation seconds, not the figures).",
         f"Every model evaluated by `numgen evaluate` on {s['test_set']}, seed {s['seed']}: "
         f"{s['samples']:,} generated digits against the test digits in the bundled recognizer's "
         f"features; IWAE NLL (Bernoulli models only) with K = {s['iwae_k']:,} on "
         f"{s['iwae_digits']:,} random test digits, stochastically binarized. The last row puts "
         f"{s['samples']:,} real training digits in place of generated ones: the floor of the "
         "Fréchet distance and the real-data precision, recall, confidence and entropy. "
-        "— : not applicable to the model (each report says why). Definitions and pictures: each "
-        "model's report.md.",
+        "A CVAE's IWAE NLL is of −log p(x | y) given the true label (its −log p(x) is at most "
+        "2.30 nats higher). — : not applicable to the model (each report says why). Definitions "
+        "and pictures: each model's report.md.",
         "",
         "| model | kind | training time | " + " | ".join(c[0] for c in COLUMNS) + " | eval s |",
         "| --- | --- | --- |" + " ---: |" * (len(COLUMNS) + 1),
@@ -98,6 +101,11 @@ def write_results(results: dict) -> None:
             cell(real[key], spec) if group == "samples" else "" for _, group, key, spec in COLUMNS
         ]
         lines.append(f"| real training digits | | | {' | '.join(values)} | |")
+    lines += ["", "Models:"]
+    lines += [
+        f"- {name}: `{entry['metrics']['model']['source']}`"
+        for name, entry in results["models"].items()
+    ]
     (RESULTS / "quality.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
@@ -120,7 +128,7 @@ def main() -> None:
         samples=args.samples, iwae_k=args.iwae_k, iwae_digits=args.iwae_digits, seed=args.seed,
         data_dir=os.environ[DATA_DIR_ENV],
     )  # fmt: skip
-    models = {name: hub.resolve(name) for name in hub.generator_names()}
+    models: dict[str, str | Path] = {name: name for name in hub.generator_names()}
     models |= {run.resolve().name: run for run in args.runs}
     if not models:
         raise SystemExit("no bundled generator and no run directory given: nothing to evaluate")
@@ -134,12 +142,17 @@ def main() -> None:
         "settings": {},
         "models": {},
     }
-    for name, directory in models.items():
+    load_at_start = os.getloadavg()[0]
+    for name, model in models.items():
         started = time.perf_counter()
-        metrics = evaluate(directory, args.reports / name, config, args.device)
+        metrics = evaluate(model, args.reports / name, config, args.device)
         print(f"{name}: evaluated in {time.perf_counter() - started:.0f} s", flush=True)
         results["settings"] = metrics["settings"]
-        results["models"][name] = {"training_time": training_time(directory), "metrics": metrics}
+        results["models"][name] = {
+            "training_time": training_time(hub.resolve(model)),
+            "metrics": metrics,
+        }
+    results["load_average"] = [load_at_start, os.getloadavg()[0]]
     write_results(results)
 
 
