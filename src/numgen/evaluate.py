@@ -419,7 +419,7 @@ def _stage(name: str, seconds: dict[str, float], progress: Progress | None) -> I
 
 REPORT = """# Evaluation of `{source}`
 
-A {kind} ({arch} encoder/decoder, {latent_dim}-D latent, {likelihood} likelihood, β = {beta},
+A {kind_name} ({arch} encoder/decoder, {latent_dim}-D latent, {likelihood} likelihood, β = {beta},
 {parameters:,} parameters). Test digits: {test_set}. Training digits (k-NN references and the
 real-data reference): {train_set}. Seed {seed}; {seconds:.0f} s on {device}.
 Reproduce with `{command}`.
@@ -555,6 +555,7 @@ def report(m: dict) -> str:
         **model,
         **s,
         **figures,
+        kind_name=model["kind"].upper(),
         seconds=sum(m["seconds"].values()),
         command=command,
         iwae_text=iwae_text,
