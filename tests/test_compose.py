@@ -9,7 +9,9 @@ from PIL import Image
 
 from numgen import compose, generate
 from numgen.cli import main
+from numgen.hub import load, pretrained_names, save_pretrained
 from numgen.models import VAEConfig, build_model
+from numgen.recognizer import load_recognizer
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +28,6 @@ def cvae():
 
 @pytest.fixture(scope="module")
 def model_dir(cvae, tmp_path_factory):
-    from numgen.hub import save_pretrained
-
     return save_pretrained(cvae, tmp_path_factory.mktemp("cvae"))
 
 
@@ -218,3 +218,32 @@ def test_write_command_refuses_a_style_file_that_is_no_image(
     assert main(args) == 2
     assert "not a readable image" in capsys.readouterr().err
     assert not out.exists()
+
+
+# --- the bundled model ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    if "cvae" not in pretrained_names():
+        pytest.skip("no bundled cvae model")
+    return load("cvae"), load_recognizer()
+
+
+def test_the_recognizer_reads_the_bundled_models_digits(bundled) -> None:
+    model, recognizer = bundled
+    images = np.concatenate([compose.digits(model, d, 10, seed=d) for d in range(10)])
+    read = compose.read_digits(recognizer, images)
+    assert (read == np.repeat(np.arange(10), 10)).mean() >= 0.95
+
+
+def test_the_recognizer_reads_back_written_numbers(bundled) -> None:
+    model, recognizer = bundled
+    texts = [f"{n:04d}" for n in np.random.default_rng(0).integers(0, 10_000, 20)]
+    read = [
+        compose.read_number(recognizer, compose.write(model, t, style_seed=i, seed=i, ink="dark"))
+        for i, t in enumerate(texts)
+    ]
+    assert all(len(r) == 4 for r in read)  # cut into the right number of digits
+    right = sum(a == b for r, t in zip(read, texts, strict=True) for a, b in zip(r, t, strict=True))
+    assert right >= 0.9 * 4 * len(texts)

@@ -43,6 +43,7 @@ def test_default_config_is_the_original_project() -> None:
         ({"latent_dim": 0}, "latent_dim=0"),
         ({"beta": -1.0}, "beta=-1.0"),
         ({"kind": "gan"}, "kind='gan'"),
+        ({"depth": 0}, "depth=0"),
     ],
 )
 def test_bad_config_names_the_value(values: dict, message: str) -> None:
@@ -78,3 +79,22 @@ def test_conditional_model_needs_valid_labels() -> None:
         model.encode(torch.rand(2, 1, 28, 28))
     with pytest.raises(ValueError, match="labels must lie in 0..9"):
         model.decode(torch.zeros(2, 2), torch.tensor([3, 10]))
+
+
+def test_mlp_depth_adds_hidden_layers_and_keeps_depth_one_weights() -> None:
+    one = build_model(VAEConfig(kind="cvae", arch="mlp", hidden=8))
+    assert list(one.decoder.state_dict()) == ["net.0.weight", "net.0.bias", "net.2.weight",
+                                              "net.2.bias"]  # fmt: skip
+    two = build_model(VAEConfig(kind="cvae", arch="mlp", hidden=8, depth=2))
+    linears = [m for m in two.decoder.net if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(12, 8), (8, 8), (8, 784)]
+    assert len([m for m in two.encoder.net if isinstance(m, torch.nn.Linear)]) == 2
+
+
+def test_soft_labels_blend_digits() -> None:
+    model = build_model(VAEConfig(kind="cvae", arch="mlp", hidden=8)).eval()
+    z = torch.zeros(1, 2)
+    three = torch.nn.functional.one_hot(torch.tensor([3]), 10).float()
+    torch.testing.assert_close(model.decode(z, three), model.decode(z, torch.tensor([3])))
+    with pytest.raises(ValueError, match="soft labels must have shape"):
+        model.decode(z, torch.ones(1, 9))

@@ -259,7 +259,9 @@ def open_image(path: str | Path) -> Image.Image:
         with Image.open(path) as image:
             image.load()  # Pillow reads lazily: a truncated file fails here, not later
             return image.copy()
-    except OSError as err:  # missing, empty, not an image, truncated ...
+    # missing, empty, not an image, truncated, corrupt (some decoders raise SyntaxError or
+    # ValueError), or so large that Pillow suspects a decompression bomb
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         reason = str(err) or type(err).__name__
         raise ComposeError(f"{path}: not a readable image ({reason})") from None
 

@@ -42,6 +42,7 @@ def train_command(
     hidden: Annotated[
         int | None, typer.Option(help="Dense width (default 16 conv, 400 mlp).")
     ] = None,
+    depth: Annotated[int, typer.Option(help="Hidden layers of an mlp encoder and decoder.")] = 1,
     epochs: Annotated[int, typer.Option(help="Epochs to train (in total, when resuming).")] = 10,
     batch_size: Annotated[int, typer.Option(help="Minibatch size.")] = 128,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
@@ -60,6 +61,7 @@ def train_command(
         likelihood=likelihood,
         beta=beta,
         hidden=hidden,
+        depth=depth,
     )
     data_dir = resolve_data_dir(data_dir)
     train_config = TrainConfig(

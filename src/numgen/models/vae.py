@@ -37,6 +37,7 @@ class VAEConfig:
     likelihood: str = "mse"  # "mse" as the original project, or "bernoulli" (binary cross-entropy)
     beta: float = 1.0  # weight of the KL term
     hidden: int | None = None  # dense width: None = 16 for conv (as Keras), 400 for mlp
+    depth: int = 1  # hidden layers of the mlp encoder and decoder (conv ignores it)
     num_classes: int = 10  # used by the conditional model only
 
     def __post_init__(self) -> None:
@@ -54,6 +55,8 @@ class VAEConfig:
             self.hidden = DEFAULT_HIDDEN[self.arch]
         if self.hidden < 1:
             raise ValueError(f"hidden={self.hidden}: must be a positive width")
+        if not 1 <= self.depth <= 8:
+            raise ValueError(f"depth={self.depth}: must be between 1 and 8 hidden layers")
 
     @classmethod
     def from_dict(cls, values: dict) -> VAEConfig:
@@ -112,10 +115,20 @@ class ConvDecoder(nn.Module):
         return self.deconv(self.dense(h).view(-1, 64, 7, 7))
 
 
+def _dense_stack(in_features: int, hidden: int, depth: int) -> list[nn.Module]:
+    """``depth`` layers Linear -> ReLU, the first from ``in_features``, all ``hidden`` wide."""
+    layers: list[nn.Module] = []
+    for i in range(depth):
+        layers += [nn.Linear(in_features if i == 0 else hidden, hidden), nn.ReLU()]
+    return layers
+
+
 class MLPEncoder(nn.Module):
-    def __init__(self, hidden: int, extra_inputs: int = 0) -> None:
+    """(B, 1+c, 28, 28) flattened (+ extra inputs) -> ``depth`` dense layers -> (B, hidden)."""
+
+    def __init__(self, hidden: int, extra_inputs: int = 0, depth: int = 1) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(28 * 28 + extra_inputs, hidden), nn.ReLU())
+        self.net = nn.Sequential(*_dense_stack(28 * 28 + extra_inputs, hidden, depth))
         self.out_features = hidden
 
     def forward(self, x: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
@@ -126,10 +139,12 @@ class MLPEncoder(nn.Module):
 
 
 class MLPDecoder(nn.Module):
-    def __init__(self, in_features: int, hidden: int) -> None:
+    """(B, in) -> ``depth`` dense layers -> Linear to 784 logits -> (B, 1, 28, 28)."""
+
+    def __init__(self, in_features: int, hidden: int, depth: int = 1) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, 28 * 28)
+            *_dense_stack(in_features, hidden, depth), nn.Linear(hidden, 28 * 28)
         )
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
@@ -153,8 +168,8 @@ class VAE(nn.Module):
             self.encoder = ConvEncoder(config.hidden, extra_inputs=extra)
             self.decoder = ConvDecoder(config.latent_dim + extra)
         else:
-            self.encoder = MLPEncoder(config.hidden, extra_inputs=extra)
-            self.decoder = MLPDecoder(config.latent_dim + extra, config.hidden)
+            self.encoder = MLPEncoder(config.hidden, extra_inputs=extra, depth=config.depth)
+            self.decoder = MLPDecoder(config.latent_dim + extra, config.hidden, config.depth)
         self.to_mu = nn.Linear(self.encoder.out_features, config.latent_dim)
         self.to_logvar = nn.Linear(self.encoder.out_features, config.latent_dim)
 
