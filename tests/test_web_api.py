@@ -121,10 +121,20 @@ def test_decode_answers_well_under_100_ms(client) -> None:
 
 
 def test_a_conditional_model_decodes_the_asked_digit(client, cvae) -> None:
-    answer = client.get("/api/decode?z=0&z=0&digit=3&model=cvae")
-    np.testing.assert_array_equal(
-        pixels(answer.content), plots.to_uint8(generate.decode(cvae, [[0.0, 0.0]], 3)[0])
-    )
+    z = [0.5] * cvae.config.latent_dim
+    answer = client.get("/api/decode", params={"z": z, "digit": 3, "model": "cvae"})
+    expected = plots.to_uint8(generate.decode(cvae, [z], 3)[0])
+    np.testing.assert_array_equal(pixels(answer.content), expected)
+    without_digit = client.get("/api/decode", params={"z": z, "model": "cvae"})
+    assert without_digit.status_code == 400 and "pass 0-9" in without_digit.json()["detail"]
+
+
+def test_the_explorer_needs_a_2d_latent(client, cvae) -> None:
+    if cvae.config.latent_dim == 2:
+        pytest.skip("the cvae served here has a 2-D latent")
+    for endpoint in ("scatter", "manifold"):
+        answer = client.get(f"/api/{endpoint}?model=cvae")
+        assert answer.status_code == 400 and "no 2-D latent" in answer.json()["detail"]
 
 
 def test_scatter_holds_the_test_digits_encodings(client, vae) -> None:
@@ -198,15 +208,13 @@ TOO_MANY_DIGITS = "1" * (compose.MAX_DIGITS + 1)
         ("/api/decode?z=1&z=2&z=3", 400, "takes 2 values"),
         ("/api/decode?z=1&z=2&model=nope", 404, "unknown 'nope'"),
         ("/api/decode?z=1&z=2&digit=3", 400, "not conditional"),
-        ("/api/decode?z=1&z=2&model=cvae", 400, "pass 0-9"),
-        ("/api/decode?z=1&z=2&model=cvae&digit=10", 422, "digit"),
+        ("/api/decode?z=1&z=2&digit=10", 422, "digit"),
         ("/api/decode?z=1&z=2&format=gif", 422, "format"),
         ("/api/scatter?model=nope", 404, "unknown"),
         ("/api/manifold?n=1000", 422, "n"),
         ("/api/manifold?n=1", 422, "n"),
         ("/api/manifold?x_min=1&x_max=0", 400, "minimum must be below"),
         ("/api/manifold?y_max=nan", 422, "finite"),
-        ("/api/manifold?model=cvae", 400, "pass 0-9"),
         ("/api/digits", 422, "digit"),
         ("/api/digits?digit=x", 422, "digit"),
         ("/api/digits?digit=-1", 422, "digit"),
@@ -224,7 +232,7 @@ TOO_MANY_DIGITS = "1" * (compose.MAX_DIGITS + 1)
         ("/api/write?text=1&height=5000", 422, "height"),
         ("/api/write?text=1&ink=blue", 422, "ink"),
         ("/api/write?text=1&style=nan&style=0", 422, "finite"),
-        ("/api/write?text=1&style=1&style=2&style=3", 400, "vector of 2 numbers"),
+        ("/api/write?text=1&style=1&style=2&style=3", 400, "a style for this model is a vector"),
         ("/api/write?text=1&style_seed=abc", 422, "style_seed"),
         ("/api/write?text=1&model=vae2d", 400, "not conditional"),
     ],
