@@ -88,7 +88,12 @@ def write_results(results: dict) -> None:
     ]
     for name, entry in results["models"].items():
         m = entry["metrics"]
-        values = [cell(m[group][key], spec) for _, group, key, spec in COLUMNS]
+        values = []
+        for _, group, key, spec in COLUMNS:
+            text = cell(m[group][key], spec)
+            if key == "iwae_nll" and m[group][key] is not None:  # ± its standard error
+                text += f" ± {m[group]['iwae_nll_stderr']:.2f}"
+            values.append(text)
         kind = f"{m['model']['kind']}, {m['model']['arch']}, {m['model']['latent_dim']}-D, "
         kind += m["model"]["likelihood"]
         lines.append(
@@ -135,10 +140,11 @@ def main() -> None:
     results = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads",
-        "command": "NUMGEN_DATA_DIR=... python bench/quality.py "
-        + " ".join(str(run) for run in args.runs)
-        + f" --iwae-k {args.iwae_k} --iwae-digits {args.iwae_digits} --samples {args.samples}"
-        f" --seed {args.seed}",
+        "command": " ".join(
+            ["NUMGEN_DATA_DIR=... python bench/quality.py", *map(str, args.runs)]
+            + [f"--iwae-k {args.iwae_k} --iwae-digits {args.iwae_digits}"]
+            + [f"--samples {args.samples} --seed {args.seed}"]
+        ),
         "settings": {},
         "models": {},
     }
