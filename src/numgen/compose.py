@@ -91,14 +91,15 @@ def check_style(model: VAE, style: np.ndarray) -> np.ndarray:
 
 
 def style_latent(model: VAE, seed: int, temperature: float = TEMPERATURE) -> np.ndarray:
-    """One handwriting style drawn from the prior with ``seed``: ``(latent_dim,)`` float32."""
+    """One handwriting style drawn from N(0, temperature² I) with ``seed``: ``(latent_dim,)``."""
     return generate.prior_latents(model, 1, seed)[0] * np.float32(temperature)
 
 
 def digits(
     model: VAE, digit: int, n: int, seed: int = 0, temperature: float = TEMPERATURE
 ) -> np.ndarray:
-    """``n`` drawings of ``digit`` in ``n`` styles drawn with ``seed``: ``(n, 28, 28)`` in [0, 1]."""
+    """``n`` drawings of ``digit`` in ``n`` styles drawn with ``seed`` (as :func:`style_latent`
+    draws them): ``(n, 28, 28)`` in [0, 1]."""
     check_model(model)
     if digit not in range(10):
         raise ComposeError(f"digit={digit}: choose a digit from 0 to 9")
