@@ -84,6 +84,18 @@ def plot_latent(
     return _finish(fig, path)
 
 
+def label_latent_axes(ax: plt.Axes, n: int, lo: float, hi: float) -> None:
+    """Tick an n×n grid picture of 28-pixel digits with the latent coordinates it was decoded at
+    (about 10 ticks a side; row 0 at the top = ``hi``)."""
+    ticks = np.arange(n) * 28 + 13.5
+    coords = np.linspace(lo, hi, n)
+    step = max(1, n // 10)
+    ax.set_xticks(ticks[::step], [f"{c:.2f}" for c in coords[::step]], rotation=90)
+    ax.set_yticks(ticks[::step], [f"{c:.2f}" for c in coords[::-1][::step]])
+    ax.set_xlabel("z[0]")
+    ax.set_ylabel("z[1]")
+
+
 def plot_manifold(
     grid: np.ndarray, lo: float, hi: float, path: str | Path, title: str | None = None
 ) -> Path:
@@ -93,13 +105,7 @@ def plot_manifold(
     canvas = grid.transpose(0, 2, 1, 3).reshape(n * 28, n * 28)
     fig, ax = plt.subplots(figsize=(10, 10))
     ax.imshow(canvas, cmap="Greys_r", vmin=0, vmax=1)
-    ticks = np.arange(n) * 28 + 13.5
-    coords = np.linspace(lo, hi, n)
-    step = max(1, n // 10)
-    ax.set_xticks(ticks[::step], [f"{c:.2f}" for c in coords[::step]], rotation=90)
-    ax.set_yticks(ticks[::step], [f"{c:.2f}" for c in coords[::-1][::step]])
-    ax.set_xlabel("z[0]")
-    ax.set_ylabel("z[1]")
+    label_latent_axes(ax, n, lo, hi)
     ax.set_title(title or f"Decoded digits over [{lo}, {hi}]²")
     return _finish(fig, path)
 
@@ -167,13 +173,7 @@ def plot_grid_agreement(
         ax.add_patch(plt.Rectangle((x, y), 28, 28, fill=False, edgecolor="red", linewidth=1.2))
         ax.text(x + 2, y + 2, str(recognised[i]), color="red", fontsize=6, va="top")
         ax.text(x + 26, y + 26, str(intended[i]), color="deepskyblue", fontsize=6, ha="right")
-    ticks = np.arange(n) * 28 + 13.5
-    coords = np.linspace(lo, hi, n)
-    step = max(1, n // 10)
-    ax.set_xticks(ticks[::step], [f"{c:.2f}" for c in coords[::step]], rotation=90)
-    ax.set_yticks(ticks[::step], [f"{c:.2f}" for c in coords[::-1][::step]])
-    ax.set_xlabel("z[0]")
-    ax.set_ylabel("z[1]")
+    label_latent_axes(ax, n, lo, hi)
     agree = np.mean(intended == recognised)
     ax.set_title(
         f"Recognizer agrees with the intended digit at {agree:.1%} of {n * n} points\n"

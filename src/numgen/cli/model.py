@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -26,7 +28,34 @@ from numgen.data import load_digits, resolve_data_dir
 from numgen.demo import DEMO_EPOCHS, run_demo
 from numgen.hub import load
 from numgen.models import VAEConfig
-from numgen.train import TrainConfig, TrainingError, read_metrics, train
+from numgen.train import BatchHook, TrainConfig, TrainingError, read_metrics, train
+
+
+@contextmanager
+def epoch_progress(
+    name: str, describe: Callable[[dict], str]
+) -> Iterator[tuple[BatchHook, Callable[[dict], None]]]:
+    """A progress bar over each epoch's batches, and a line per finished epoch:
+    yields the (on_batch, on_epoch) hooks that :func:`numgen.train.train` takes."""
+    with progress_bar(name) as progress:
+        task = progress.add_task("epoch 1", total=None, status="")
+
+        def on_batch(done: int, total: int, loss: float) -> None:
+            progress.update(task, completed=done, total=total, status=f"loss {loss:.2f}")
+
+        def on_epoch(r: dict) -> None:
+            progress.update(task, description=f"epoch {r['epoch'] + 1}")
+            progress.console.print(f"epoch {r['epoch']}: {describe(r)}")
+
+        yield on_batch, on_epoch
+
+
+def describe_epoch(r: dict) -> str:
+    return (
+        f"train {r['train_loss']:.2f} (recon {r['train_recon']:.2f}, KL {r['train_kl']:.2f})  "
+        f"test {r['test_loss']:.2f} (recon {r['test_recon']:.2f}, KL {r['test_kl']:.2f})  "
+        f"{r['seconds']:.1f} s"
+    )
 
 
 @app.command("train")
@@ -67,20 +96,7 @@ def train_command(
     train_config = TrainConfig(
         epochs, batch_size, lr, seed, dataset, str(data_dir) if data_dir else None, limit
     )
-    with progress_bar("train") as progress:
-        task = progress.add_task("epoch", total=None, status="")
-
-        def on_batch(done: int, total: int, loss: float) -> None:
-            progress.update(task, completed=done, total=total, status=f"loss {loss:.2f}")
-
-        def on_epoch(r: dict) -> None:
-            progress.update(task, description=f"epoch {r['epoch'] + 1}")
-            progress.console.print(
-                f"epoch {r['epoch']}: train {r['train_loss']:.2f} (recon {r['train_recon']:.2f}, "
-                f"KL {r['train_kl']:.2f})  test {r['test_loss']:.2f} (recon {r['test_recon']:.2f}, "
-                f"KL {r['test_kl']:.2f})  {r['seconds']:.1f} s"
-            )
-
+    with epoch_progress("train", describe_epoch) as (on_batch, on_epoch):
         train(
             run,
             model_config,
@@ -203,17 +219,11 @@ def demo_command(
 ) -> None:
     """The original project end to end on the embedded digits (offline): train the 2-D VAE,
     draw every picture, write report.md."""
-    with progress_bar("demo") as progress:
-        task = progress.add_task("epoch 1", total=None, status="")
 
-        def on_batch(done: int, total: int, loss: float) -> None:
-            progress.update(task, completed=done, total=total, status=f"loss {loss:.2f}")
+    def losses(r: dict) -> str:
+        return f"train loss {r['train_loss']:.2f}, test loss {r['test_loss']:.2f}"
 
-        def on_epoch(r: dict) -> None:
-            progress.update(task, description=f"epoch {r['epoch'] + 1}")
-            losses = f"train loss {r['train_loss']:.2f}, test loss {r['test_loss']:.2f}"
-            progress.console.print(f"epoch {r['epoch']}: {losses}")
-
+    with epoch_progress("demo", losses) as (on_batch, on_epoch):
         report = run_demo(
             out, epochs=epochs, seed=seed, device=device, on_batch=on_batch, on_epoch=on_epoch
         )
