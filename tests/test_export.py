@@ -68,7 +68,8 @@ def test_the_plan_of_an_image_depends_on_seed_and_index_only() -> None:
     assert export.plan(small, 4, 8)[0] != export.plan(small, 3, 8)[0]
 
 
-def test_same_seed_same_bytes_whatever_the_workers(cvae, tmp_path) -> None:
+def test_same_seed_same_bytes_whatever_the_workers(cvae, tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(export, "POOL_MIN_IMAGES", 0)  # a pool even for this small export
     count = export.CHUNK + 7  # two chunks, so two workers each take one
     run(cvae, tmp_path / "one", count=count)
     run(cvae, tmp_path / "two", workers=2, count=count)

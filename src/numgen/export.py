@@ -52,6 +52,9 @@ CHUNK = 256  # images decoded together; part of the recipe, so it never depends 
 IMAGES_DIR = "images"
 LABELS_FILE = "labels.csv"
 MANIFEST_FILE = "export.json"
+# Starting a worker process (a fresh Python importing torch) takes seconds, in which one process
+# writes thousands of images: smaller exports run in the calling process, whatever ``workers``.
+POOL_MIN_IMAGES = 20_000
 PNG_LEVEL = 1  # zlib level: 1 is about twice as fast as zlib's default 6 and ~5% larger here
 
 
@@ -206,10 +209,10 @@ def run_chunks(
     model: VAE, config: ExportConfig, chunks: list[int], out_dir: Path, workers: int,
     on_chunk: Callable[[int], None],
 ) -> dict[int, list[str]]:  # fmt: skip
-    """Write ``chunks`` in this process (1 worker) or a process pool, calling ``on_chunk(chunk)``
-    after each; returns each chunk's texts."""
+    """Write ``chunks`` in this process (1 worker, or a small export) or a process pool, calling
+    ``on_chunk(chunk)`` after each; returns each chunk's texts."""
     results: dict[int, list[str]] = {}
-    if workers == 1 or len(chunks) == 1:
+    if workers == 1 or len(chunks) * CHUNK < POOL_MIN_IMAGES:
         with _one_thread():
             for chunk in chunks:
                 results[chunk] = write_chunk(model, config, chunk, out_dir)

@@ -115,7 +115,13 @@ def dataset_command(
     seed: Seed = 0,
     height: Annotated[int, typer.Option(help="Height of each image in pixels.")] = 28,
     ink: Annotated[str, typer.Option(help="light (white on black, as MNIST) or dark.")] = "light",
-    workers: Annotated[int, typer.Option(help="Processes writing in parallel.", min=1)] = 2,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help=f"Processes writing in parallel (from {export.POOL_MIN_IMAGES:,} images on).",
+            min=1,
+        ),
+    ] = 2,
     out: Annotated[Path, typer.Option(help="Folder for images/ and labels.csv.")] = Path("dataset"),
     overwrite: Annotated[bool, typer.Option(help="Replace an earlier export in --out.")] = False,
     resume: Annotated[
