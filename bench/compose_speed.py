@@ -76,7 +76,6 @@ def export_rate(model, model_name: str, count: int, workers: int, folder: Path) 
         png_bytes = sum(p.stat().st_size for p in images.iterdir())
     (t0, n0), (t1, n1) = stamps[0], stamps[-1]
     return {
-        "folder": str(folder),
         "workers": workers,
         "images": count,
         "seconds": seconds,
@@ -113,7 +112,8 @@ def markdown(figures: dict) -> str:
             *rows,
             "",
             "images/s counts the whole call (worker start-up included); steady images/s leaves "
-            "out the start-up (first to last finished chunk).",
+            "out the start-up (first to last finished chunk). Exports under "
+            f"{export.POOL_MIN_IMAGES:,} images run in one process whatever the workers.",
             "",
             f"Creating one small file (the floor under every image): {creates}.",
             "",
@@ -129,7 +129,10 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=50_000)
     parser.add_argument("--out", default=str(RESULTS / "compose_speed"))
     args = parser.parse_args()
-    folders = [Path.cwd()] + [Path("/dev/shm")] * Path("/dev/shm").is_dir()  # disk, RAM disk
+    # The disk the repository is on (run from its root), and a RAM disk when there is one.
+    folders = {"repository disk": Path.cwd()}
+    if Path("/dev/shm").is_dir():
+        folders["/dev/shm"] = Path("/dev/shm")
     model = load(args.model)
     figures = {
         "model": args.model,
@@ -137,9 +140,11 @@ def main() -> None:
         "machine": f"{os.cpu_count()} CPU cores, torch {torch.__version__}",
         "load_average": " ".join(f"{x:.1f}" for x in os.getloadavg()),
         "decoder_digits_per_s": decoder_rate(model),
-        "create_us": {str(f): create_latency(f) for f in folders},
+        "create_us": {name: create_latency(folder) for name, folder in folders.items()},
         "exports": [
-            export_rate(model, args.model, args.count, w, f) for f in folders for w in (1, 2)
+            {"folder": name, **export_rate(model, args.model, args.count, workers, folder)}
+            for name, folder in folders.items()
+            for workers in (1, 2)
         ],
     }
     out = Path(args.out)
