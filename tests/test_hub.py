@@ -53,7 +53,7 @@ def test_load_errors_name_the_problem(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="weights do not fit the config"):
         load(model_dir)
     (model_dir / "config.json").write_text(json.dumps({"arch": "mlp", "colour": "red"}))
-    with pytest.raises(ModelError, match="not a numgen VAE config"):
+    with pytest.raises(ModelError, match="not a numgen model config"):
         load(model_dir)
     (model_dir / "model.safetensors").write_bytes(b"garbage")
     (model_dir / "config.json").write_text(json.dumps({"arch": "mlp"}))

@@ -8,7 +8,7 @@ import torch
 
 import numgen.train as training
 from numgen.hub import load
-from numgen.models import VAEConfig
+from numgen.models import VAE, VAEConfig
 from numgen.train import STATE_FILE, TrainConfig, TrainingError, read_metrics, train
 
 TINY = VAEConfig(arch="mlp", hidden=32, likelihood="bernoulli")
@@ -77,7 +77,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path, monke
     train(run, TINY, quick(1), device="cpu")
     good_state = (run / STATE_FILE).read_bytes()
     good_weights = (run / "model.safetensors").read_bytes()
-    real_loss = training.vae_loss
+    real_loss = VAE.loss
     calls = {"n": 0}
 
     def poisoned(*args, **kwargs):
@@ -87,7 +87,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path, monke
             parts["loss"] = parts["loss"] * float("nan")
         return parts
 
-    monkeypatch.setattr(training, "vae_loss", poisoned)
+    monkeypatch.setattr(VAE, "loss", poisoned)
     with pytest.raises(TrainingError, match="the loss became nan at batch 3"):
         train(run, train_config=quick(2), device="cpu", resume=True)
     assert (run / STATE_FILE).read_bytes() == good_state

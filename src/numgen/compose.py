@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 
 from numgen import generate
+from numgen.errors import NumgenError
 from numgen.hub import load
 from numgen.models import VAE
 from numgen.plots import to_uint8
@@ -42,7 +43,7 @@ INK_LEVEL = 0.1  # a column holds ink where some pixel exceeds this; fainter col
 STROKE_LEVEL = 0.2  # when reading pictures: ink above this is a stroke, fainter ink is haze
 
 
-class ComposeError(ValueError):
+class ComposeError(NumgenError, ValueError):
     """Input that cannot be written or read (bad text, a blank image ...); says which and why."""
 
 

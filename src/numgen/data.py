@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from numgen.errors import NumgenError
+
 logger = logging.getLogger(__name__)
 
 DATA_DIR_ENV = "NUMGEN_DATA_DIR"
@@ -59,7 +61,7 @@ MIRRORS = (
 )
 
 
-class DataError(Exception):
+class DataError(NumgenError):
     """A data file is missing or broken; the message names the file and what to do."""
 
 

@@ -25,14 +25,15 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from numgen import __version__
-from numgen.models import VAE, VAEConfig, build_model
+from numgen.errors import NumgenError
+from numgen.models import Generator, build_model, config_from_dict
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 
 
-class ModelError(Exception):
+class ModelError(NumgenError):
     """A path or name that is not a loadable model; the message says what is wrong."""
 
 
@@ -141,19 +142,19 @@ def place(model: torch.nn.Module, device: str | torch.device) -> torch.nn.Module
     return model.to(device=device, memory_format=torch.channels_last)
 
 
-def save_pretrained(model: VAE, directory: str | Path) -> Path:
-    """Save a VAE/CVAE so that :func:`load` rebuilds it."""
+def save_pretrained(model: Generator, directory: str | Path) -> Path:
+    """Save a model of any family so that :func:`load` rebuilds it."""
     return save_module(directory, model, model.config.to_dict())
 
 
-def load(name_or_path: str | Path, device: str | torch.device = "cpu") -> VAE:
+def load(name_or_path: str | Path, device: str | torch.device = "cpu") -> Generator:
     """A ready model (eval mode) from a bundled name or a model/run directory."""
     directory = resolve(name_or_path)
     config_dict, weights = read_module(directory)
     try:
-        config = VAEConfig.from_dict(config_dict)
+        config = config_from_dict(config_dict)
     except (TypeError, ValueError) as err:
-        raise ModelError(f"{directory / CONFIG_FILE}: not a numgen VAE config ({err})") from None
+        raise ModelError(f"{directory / CONFIG_FILE}: not a numgen model config ({err})") from None
     model = build_model(config)
     try:
         model.load_state_dict(weights)

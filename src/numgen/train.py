@@ -25,8 +25,9 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from numgen.data import Digits, load_digits, to_tensor
+from numgen.errors import NumgenError
 from numgen.hub import atomic_write, place, save_pretrained, save_weights
-from numgen.models import VAE, VAEConfig, build_model, vae_loss
+from numgen.models import Generator, VAEConfig, build_model, config_from_dict
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ STATE_FILE = "train_state.safetensors"
 METRICS_FILE = "metrics.jsonl"
 
 
-class TrainingError(Exception):
+class TrainingError(NumgenError):
     """Training cannot start or go on; the message says why and what to do."""
 
 
@@ -106,30 +107,29 @@ BatchHook = Callable[[int, int, float], None]  # (batches done, batches total, b
 
 
 def train_epoch(
-    model: VAE, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, batch_size: int,
-    shuffle: torch.Generator, noise: torch.Generator, on_batch: BatchHook | None = None,
-    kl_weight: Callable[[int], float] | None = None,
+    model: Generator, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+    batch_size: int, shuffle: torch.Generator, noise: torch.Generator,
+    on_batch: BatchHook | None = None, kl_weight: Callable[[int], float] | None = None,
 ) -> dict[str, float]:  # fmt: skip
     """One pass over (x, y) in shuffled minibatches; returns the mean loss parts per image.
-    ``kl_weight(i)`` gives the KL weight for batch ``i`` (default: the model's beta)."""
+    The model computes its own loss (any family); ``kl_weight(i)`` gives the KL weight for
+    batch ``i`` in families with a KL term (default: the model's own)."""
     model.train()
     order = torch.randperm(len(x), generator=shuffle).to(x.device)
-    totals = {"loss": 0.0, "recon": 0.0, "kl": 0.0}
+    totals: dict[str, float] = {}
     n_batches = math.ceil(len(x) / batch_size)
     for i in range(n_batches):
         index = order[i * batch_size : (i + 1) * batch_size]
         xb, yb = x[index], y[index]
-        beta = kl_weight(i) if kl_weight else model.config.beta
-        logits, mu, logvar = model(xb, yb, generator=noise)
-        parts = vae_loss(xb, logits, mu, logvar, model.config.likelihood, beta)
+        parts = model.loss(xb, yb, generator=noise, kl_weight=kl_weight(i) if kl_weight else None)
         loss = parts["loss"].item()
         if not math.isfinite(loss):
             raise TrainingError(f"the loss became {loss} at batch {i + 1}; try a lower --lr")
         optimizer.zero_grad(set_to_none=True)
         parts["loss"].backward()
         optimizer.step()
-        for key in totals:
-            totals[key] += parts[key].item() * len(xb)
+        for key, value in parts.items():
+            totals[key] = totals.get(key, 0.0) + value.item() * len(xb)
         if on_batch:
             on_batch(i + 1, n_batches, loss)
     return {key: value / len(x) for key, value in totals.items()}
@@ -137,18 +137,16 @@ def train_epoch(
 
 @torch.no_grad()
 def evaluate_loss(
-    model: VAE, x: torch.Tensor, y: torch.Tensor, seed: int = 0, batch_size: int = 1000
+    model: Generator, x: torch.Tensor, y: torch.Tensor, seed: int = 0, batch_size: int = 1000
 ) -> dict[str, float]:
     """Mean loss parts per image on held-out data, with fixed noise so epochs compare fairly."""
     model.eval()
     noise = torch.Generator(x.device).manual_seed(seed)
-    totals = {"loss": 0.0, "recon": 0.0, "kl": 0.0}
+    totals: dict[str, float] = {}
     for start in range(0, len(x), batch_size):
         xb, yb = x[start : start + batch_size], y[start : start + batch_size]
-        logits, mu, logvar = model(xb, yb, generator=noise)
-        parts = vae_loss(xb, logits, mu, logvar, model.config.likelihood, model.config.beta)
-        for key in totals:
-            totals[key] += parts[key].item() * len(xb)
+        for key, value in model.loss(xb, yb, generator=noise).items():
+            totals[key] = totals.get(key, 0.0) + value.item() * len(xb)
     return {key: value / len(x) for key, value in totals.items()}
 
 
@@ -173,7 +171,7 @@ def warmup_schedule(
 
 def save_checkpoint(
     run_dir: Path,
-    model: VAE,
+    model: Generator,
     optimizer: torch.optim.Optimizer,
     epoch: int,
     train_config: TrainConfig,
@@ -206,7 +204,10 @@ def read_checkpoint(run_dir: Path) -> tuple[dict, dict[str, torch.Tensor]]:
 
 
 def restore(
-    model: VAE, optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], metadata: dict
+    model: Generator,
+    optimizer: torch.optim.Optimizer,
+    tensors: dict[str, torch.Tensor],
+    metadata: dict,
 ) -> None:
     """Load weights and Adam state saved by :func:`save_checkpoint`."""
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
@@ -241,14 +242,14 @@ def load_training_data(config: TrainConfig) -> tuple[Digits, Digits]:
 
 def train(
     run_dir: str | Path,
-    model_config: VAEConfig | None = None,
+    model_config: object | None = None,
     train_config: TrainConfig | None = None,
     device: str = "auto",
     resume: bool = False,
     on_batch: BatchHook | None = None,
     on_epoch: Callable[[dict], None] | None = None,
-) -> VAE:
-    """Train a VAE into ``run_dir`` and return it. With ``resume`` the model and train configs are
+) -> Generator:
+    """Train a model of any family into ``run_dir`` and return it. With ``resume`` the model and train configs are
     read back from the run's checkpoint (``train_config.epochs`` may raise the epoch target)."""
     run_dir = Path(run_dir)
     dev = select_device(device)
@@ -256,7 +257,7 @@ def train(
     if resume:
         metadata, tensors = read_checkpoint(run_dir)
         start_epoch = int(metadata["epoch"])
-        model_config = VAEConfig.from_dict(json.loads(metadata["model_config"]))
+        model_config = config_from_dict(json.loads(metadata["model_config"]))
         saved = TrainConfig.from_dict(json.loads(metadata["train_config"]))
         if train_config is not None:
             saved.epochs = train_config.epochs

@@ -1,5 +1,29 @@
-"""The networks: VAE and conditional VAE, their config and loss."""
+"""The model families behind one interface (:class:`Generator`), registered by their config's
+``kind``: VAE and conditional VAE. A new family is a new module here and a line in ``MODEL_KINDS``."""
 
-from numgen.models.vae import CVAE, MODEL_KINDS, VAE, VAEConfig, build_model, vae_loss
+from __future__ import annotations
 
-__all__ = ["CVAE", "MODEL_KINDS", "VAE", "VAEConfig", "build_model", "vae_loss"]
+from numgen.models.base import Generator
+from numgen.models.vae import CVAE, VAE, VAEConfig, vae_loss
+
+# config "kind" -> the class that builds it; each class names its config dataclass
+MODEL_KINDS: dict[str, type[Generator]] = {"vae": VAE, "cvae": CVAE}
+
+
+def config_from_dict(values: dict) -> object:
+    """The config dataclass of the family named by ``values["kind"]`` (default "vae")."""
+    kind = values.get("kind", "vae")
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"kind={kind!r}: choose one of {sorted(MODEL_KINDS)}")
+    return MODEL_KINDS[kind].config_class.from_dict(values)
+
+
+def build_model(config) -> Generator:
+    """The model of the family registered for ``config.kind``, built from the config."""
+    return MODEL_KINDS[config.kind](config)
+
+
+__all__ = [
+    "CVAE", "MODEL_KINDS", "VAE", "Generator", "VAEConfig", "build_model", "config_from_dict",
+    "vae_loss",
+]  # fmt: skip

@@ -1,0 +1,7 @@
+"""The one base class of every error that means "the input is wrong" (a bad file, value, model
+directory or text). The CLI turns these — and only these — into one line and exit code 2; any
+other exception is a bug and keeps its traceback."""
+
+
+class NumgenError(Exception):
+    """A user-facing error: the message names the bad input and what to do about it."""

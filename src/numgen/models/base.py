@@ -1,0 +1,69 @@
+"""The one interface every model family answers, so that the rest of numgen never asks which
+family it holds.
+
+numgen asks a generator the same few things, whatever is inside it (a latent and a decoder, or a
+velocity field and an ODE sampler):
+
+- ``loss(x, labels, generator)``: the training objective's parts, for the training loop;
+- ``draw(labels, styles, seeds)``: digits for given labels in given handwriting styles;
+- ``encode_style(images, labels)``: the style of given pictures (where ``can_encode_style``);
+- and what it supports: ``conditional`` (labels choose the digit), ``has_latent_plane`` (a 2-D
+  latent to explore, decode a point of and tile as a manifold: the seed's 2-D VAE).
+
+A *style* is a vector of ``style_dim`` numbers; styles are drawn from N(0, T² I) with the
+family's ``temperature`` T. Every digit of a number shares its number's style. ``seeds`` fix the
+rest of a digit's randomness one digit at a time, so a digit's pixels depend only on its
+(label, style, seed) — never on what else was drawn in the same batch.
+
+Images are tensors ``(N, 1, 28, 28)`` with values in [0, 1]; labels are digits ``(N,)`` or
+``(N, num_classes)`` float weights that blend digits (morphs).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class Generator(nn.Module):
+    """Base class of numgen's model families (see the module docstring for the contract)."""
+
+    config: object  # the family's config dataclass: kind, sizes, ...; saved as config.json
+    conditional: bool = False  # labels choose the digit
+    can_encode_style: bool = False  # encode_style works (style from a picture)
+    temperature: float = 1.0  # styles are drawn from N(0, temperature² I)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def style_dim(self) -> int:
+        """The length of a style vector."""
+        raise NotImplementedError
+
+    @property
+    def has_latent_plane(self) -> bool:
+        """Whether the style space is a 2-D plane of digits to explore (decode a point, tile a
+        manifold, scatter encodings)."""
+        return False
+
+    def loss(
+        self, x: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None = None,
+        kl_weight: float | None = None,
+    ) -> dict[str, torch.Tensor]:  # fmt: skip
+        """The training objective on a batch ``x`` ``(B, 1, 28, 28)``: a dict of scalar parts
+        averaged over the batch, whose ``"loss"`` is minimised. ``kl_weight`` overrides the
+        weight of a KL term (the training loop's warm-up) in families that have one."""
+        raise NotImplementedError
+
+    def draw(
+        self, labels: torch.Tensor | None, styles: torch.Tensor, seeds: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Digits ``(N, 1, 28, 28)`` in [0, 1] for ``labels`` in ``styles`` ``(N, style_dim)``,
+        with ``seeds`` ``(N,)`` int64 fixing any further randomness digit by digit."""
+        raise NotImplementedError
+
+    def encode_style(self, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """The styles ``(N, style_dim)`` of pictures ``(N, 1, 28, 28)`` in [0, 1]."""
+        raise NotImplementedError(f"a {type(self).__name__} cannot read a style from a picture")
