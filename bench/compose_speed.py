@@ -40,7 +40,7 @@ def decoder_rate(model, seconds: float = 5.0, batch: int = 1536) -> float:
     """Digits per second from ``generate.decode`` alone, on one thread."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    z = generate.prior_latents(model, batch, seed=0)
+    z = generate.draw_styles(model, batch, seed=0, temperature=1.0)
     labels = np.arange(batch) % 10
     generate.decode(model, z, labels)  # warm-up
     done, started = 0, time.perf_counter()

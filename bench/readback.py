@@ -133,13 +133,16 @@ def main() -> None:
     parser.add_argument("--model", default="cvae")
     parser.add_argument("--per-digit", type=int, default=1000)
     parser.add_argument("--numbers", type=int, default=1000)
-    parser.add_argument("--temperature", type=float, default=compose.TEMPERATURE)
+    parser.add_argument(
+        "--temperature", type=float, default=None, help="style temperature (default: the model's)"
+    )
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--out", default=str(RESULTS / "compose_readback"))
     args = parser.parse_args()
     torch.manual_seed(0)
     started = time.perf_counter()
     model, recognizer = load(args.model), load_recognizer()
+    args.temperature = model.temperature if args.temperature is None else args.temperature
     digits, images = digit_figures(model, recognizer, args.per_digit, args.temperature)
     digits["per_digit_n"] = args.per_digit
     figures = {

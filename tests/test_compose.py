@@ -41,15 +41,15 @@ def test_digits_are_repeatable_and_shaped(cvae) -> None:
 
 def test_one_style_is_shared_by_every_digit_of_a_number(cvae, monkeypatch) -> None:
     calls = []
-    decode = generate.decode
+    draw = generate.draw
 
-    def spy(model, z, labels=None):
+    def spy(model, z, labels=None, seeds=None):
         calls.append((np.array(z), np.array(labels)))
-        return decode(model, z, labels)
+        return draw(model, z, labels, seeds)
 
-    monkeypatch.setattr(generate, "decode", spy)
+    monkeypatch.setattr(generate, "draw", spy)
     compose.write(cvae, "2026", style_seed=3)
-    [(z, labels)] = calls  # one decode call for the whole number
+    [(z, labels)] = calls  # one draw call for the whole number
     assert labels.tolist() == [2, 0, 2, 6]
     np.testing.assert_array_equal(z, np.repeat(compose.style_latent(cvae, 3)[None], 4, axis=0))
 

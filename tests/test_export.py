@@ -62,10 +62,12 @@ def test_png_bytes_round_trip_through_pillow() -> None:
 
 def test_the_plan_of_an_image_depends_on_seed_and_index_only() -> None:
     small, large = export.ExportConfig(count=5, seed=3), export.ExportConfig(count=5000, seed=3)
-    a, b = export.plan(small, 4, 8), export.plan(large, 4, 8)
+    a, b = export.plan(small, 4, 8, 0.6), export.plan(large, 4, 8, 0.6)
     assert a[0] == b[0]
     np.testing.assert_array_equal(a[1], b[1])
-    assert export.plan(small, 4, 8)[0] != export.plan(small, 3, 8)[0]
+    np.testing.assert_array_equal(a[3], b[3])  # the per-digit seeds
+    assert len(a[3]) == len(a[0])
+    assert export.plan(small, 4, 8, 0.6)[0] != export.plan(small, 3, 8, 0.6)[0]
 
 
 def test_same_seed_same_bytes_whatever_the_workers(cvae, tmp_path, monkeypatch) -> None:

@@ -1,13 +1,13 @@
-"""Handwritten numbers from a conditional VAE: digits by class, whole numbers in one style, a style
-copied from an image, morphs between digits or styles.
+"""Handwritten numbers from any conditional model family: digits by class, whole numbers in one
+style, a style copied from an image, morphs between digits or styles.
 
-A conditional VAE (CVAE) takes the digit as its label and keeps the *style* — slant, thickness,
-width — in its latent ``z``. So a number is written by decoding each of its digits from the SAME
-``z`` with that digit's label, then laying the digits out left to right with natural gaps and a
-little seeded jitter of size, height and spacing.
+A conditional generator (:class:`numgen.models.Generator`: a CVAE, a flow ...) takes the digit as
+its label and the handwriting *style* — slant, thickness, width — as a vector. So a number is
+written by drawing each of its digits in the SAME style with that digit's label, then laying the
+digits out left to right with natural gaps and a little seeded jitter of size, height and spacing.
 
-Images are float arrays ``(N, 28, 28)`` in [0, 1] (ink = 1) or PIL images; a style is a latent
-vector ``(latent_dim,)``. Every random choice comes from a ``seed``.
+Images are float arrays ``(N, 28, 28)`` in [0, 1] (ink = 1) or PIL images; a style is a vector
+``(style_dim,)``. Every random choice comes from a ``seed``.
 """
 
 from __future__ import annotations
@@ -22,18 +22,13 @@ from PIL import Image
 from numgen import generate
 from numgen.errors import NumgenError
 from numgen.hub import load
-from numgen.models import VAE
+from numgen.models import Generator
 from numgen.plots import to_uint8
 from numgen.recognizer import Recognizer, load_recognizer, predict
 
 MAX_DIGITS = 64  # the longest number one call writes
 DIGITS = "0123456789"
 INKS = ("light", "dark")  # white ink on black as MNIST, or dark ink on white paper
-# Styles are drawn from N(0, T² I) with this "temperature" T rather than from the prior N(0, I):
-# the prior's outer shell decodes to blurred or ambiguous digits more often than its centre. For
-# the bundled cvae, T = 0.6 keeps slant, width and thickness varied while the recognizer reads
-# 99.9 % of digits and ~99 % of 4-digit numbers back (bench/results/compose_readback.md).
-TEMPERATURE = 0.6
 # Layout of a number, in pixels of the 28×28 digit cells.
 MARGIN = 4  # blank columns left and right of the number, as MNIST's 4-pixel border
 GAPS = (2, 5)  # blank columns between neighbouring digits: drawn uniformly from this range
@@ -50,11 +45,11 @@ class ComposeError(NumgenError, ValueError):
 # --- checks --------------------------------------------------------------------------------------
 
 
-def check_model(model: VAE) -> VAE:
+def check_model(model: Generator) -> Generator:
     """The model itself, if it is conditional (it must be told which digit to draw)."""
     if not model.conditional:
         raise ComposeError(
-            f"writing chosen digits needs a conditional model (kind 'cvae'), "
+            f"writing chosen digits needs a conditional model (a cvae or a flow), "
             f"not kind {model.config.kind!r}"
         )
     return model
@@ -75,12 +70,12 @@ def check_text(text: str) -> str:
     return text
 
 
-def check_style(model: VAE, style: np.ndarray) -> np.ndarray:
-    """A style as float32 ``(latent_dim,)``, or a ComposeError naming the wrong shape."""
+def check_style(model: Generator, style: np.ndarray) -> np.ndarray:
+    """A style as float32 ``(style_dim,)``, or a ComposeError naming the wrong shape."""
     style = np.asarray(style, dtype=np.float32)
-    if style.shape != (model.config.latent_dim,):
+    if style.shape != (model.style_dim,):
         raise ComposeError(
-            f"a style for this model is a vector of {model.config.latent_dim} numbers, "
+            f"a style for this model is a vector of {model.style_dim} numbers, "
             f"got shape {style.shape}"
         )
     if not np.isfinite(style).all():
@@ -91,13 +86,14 @@ def check_style(model: VAE, style: np.ndarray) -> np.ndarray:
 # --- digits and styles ---------------------------------------------------------------------------
 
 
-def style_latent(model: VAE, seed: int, temperature: float = TEMPERATURE) -> np.ndarray:
-    """One handwriting style drawn from N(0, temperature² I) with ``seed``: ``(latent_dim,)``."""
-    return generate.prior_latents(model, 1, seed)[0] * np.float32(temperature)
+def style_latent(model: Generator, seed: int, temperature: float | None = None) -> np.ndarray:
+    """One handwriting style drawn with ``seed`` from N(0, T² I), T the model's temperature unless
+    given: ``(style_dim,)``."""
+    return generate.draw_styles(model, 1, seed, temperature)[0]
 
 
 def digits(
-    model: VAE, digit: int, n: int, seed: int = 0, temperature: float = TEMPERATURE
+    model: Generator, digit: int, n: int, seed: int = 0, temperature: float | None = None
 ) -> np.ndarray:
     """``n`` drawings of ``digit`` in ``n`` styles drawn with ``seed`` (as :func:`style_latent`
     draws them): ``(n, 28, 28)`` in [0, 1]."""
@@ -106,12 +102,12 @@ def digits(
         raise ComposeError(f"digit={digit}: choose a digit from 0 to 9")
     if n < 1:
         raise ComposeError(f"n={n}: ask for at least one digit")
-    z = generate.prior_latents(model, n, seed) * np.float32(temperature)
-    return generate.decode(model, z, digit)
+    styles = generate.draw_styles(model, n, seed, temperature)
+    return generate.draw(model, styles, digit, generate.digit_seeds(seed, n))
 
 
 def morph(
-    model: VAE, start: int, end: int, steps: int = 10,
+    model: Generator, start: int, end: int, steps: int = 10,
     style: np.ndarray | None = None, end_style: np.ndarray | None = None,
 ) -> np.ndarray:  # fmt: skip
     """``steps`` frames from digit ``start`` to digit ``end``, ``(steps, 28, 28)`` in [0, 1].
@@ -119,7 +115,8 @@ def morph(
     The label fed to the decoder blends linearly from one digit's one-hot vector to the other's,
     and the style from ``style`` to ``end_style`` (default: the same style throughout, so
     ``morph(m, 3, 3, style=a, end_style=b)`` morphs the handwriting alone). ``style`` defaults to
-    the prior's centre, the model's "average" hand.
+    the prior's centre, the model's "average" hand. Every frame shares one seed, so a flow's
+    frames differ only by label and style.
     """
     check_model(model)
     for name, digit in (("start", start), ("end", end)):
@@ -127,13 +124,14 @@ def morph(
             raise ComposeError(f"{name}={digit}: choose a digit from 0 to 9")
     if steps < 2:
         raise ComposeError(f"steps={steps}: a morph needs at least 2 frames")
-    a = np.zeros(model.config.latent_dim, np.float32) if style is None else style
+    a = np.zeros(model.style_dim, np.float32) if style is None else style
     a = check_style(model, a)
     b = a if end_style is None else check_style(model, end_style)
     t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]  # (steps, 1)
     eye = np.eye(model.config.num_classes, dtype=np.float32)
     soft_labels = (1 - t) * eye[start] + t * eye[end]  # (steps, 10), rows sum to 1
-    return generate.decode(model, (1 - t) * a + t * b, soft_labels)
+    seeds = np.zeros(steps, dtype=np.int64)
+    return generate.draw(model, (1 - t) * a + t * b, soft_labels, seeds)
 
 
 # --- laying out a number -------------------------------------------------------------------------
@@ -225,18 +223,20 @@ def to_picture(canvas: np.ndarray, height: int = 28, ink: str = "light") -> Imag
 
 
 def render(
-    model: VAE, texts: list[str], styles: np.ndarray, layouts: list[Layout]
-) -> list[tuple[np.ndarray, list[tuple[int, int]]]]:
-    """Canvases of many numbers with ONE decode call for all their digits.
+    model: Generator, texts: list[str], styles: np.ndarray, layouts: list[Layout],
+    seeds: np.ndarray,
+) -> list[tuple[np.ndarray, list[tuple[int, int]]]]:  # fmt: skip
+    """Canvases of many numbers with ONE draw call for all their digits.
 
-    ``texts[i]`` is written in style ``styles[i]`` (``styles`` is ``(len(texts), latent_dim)``)
-    with jitter ``layouts[i]``; returns :func:`lay_out`'s ``(canvas, boxes)`` for each number.
+    ``texts[i]`` is written in style ``styles[i]`` (``styles`` is ``(len(texts), style_dim)``)
+    with jitter ``layouts[i]``; ``seeds`` holds one int64 per digit of all texts, in order.
+    Returns :func:`lay_out`'s ``(canvas, boxes)`` for each number.
     """
     lengths = [len(t) for t in texts]
     z = np.repeat(styles, lengths, axis=0)  # every digit of a number shares its number's style
     labels = np.frombuffer("".join(texts).encode(), dtype=np.uint8) - ord("0")
     scales = np.concatenate([layout.scales for layout in layouts])
-    glyphs = resize_about_centre(generate.decode(model, z, labels), scales)
+    glyphs = resize_about_centre(generate.draw(model, z, labels, seeds), scales)
     ends = np.cumsum(lengths)
     return [
         lay_out(glyphs[end - n : end], layout)
@@ -245,19 +245,21 @@ def render(
 
 
 def write(
-    model: VAE, text: str, style: np.ndarray | None = None, style_seed: int = 0, seed: int = 0,
+    model: Generator, text: str, style: np.ndarray | None = None, style_seed: int = 0, seed: int = 0,
     height: int = 28, ink: str = "light",
 ) -> Image.Image:  # fmt: skip
     """The number ``text`` written in one handwriting style, as an "L" image ``height`` tall.
 
-    The style is ``style`` (``(latent_dim,)``, e.g. from :func:`style_from_image`) or else the one
-    drawn with ``style_seed``; ``seed`` draws the jitter of sizes, heights and gaps.
+    The style is ``style`` (``(style_dim,)``, e.g. from :func:`style_from_image`) or else the one
+    drawn with ``style_seed``; ``seed`` draws the jitter of sizes, heights and gaps (and each
+    digit's own randomness, for families that have some).
     """
     check_model(model)
     text = check_text(text)
     style = check_style(model, style_latent(model, style_seed) if style is None else style)
     layout = draw_layout(np.random.default_rng(seed), len(text))
-    [(canvas, _)] = render(model, [text], style[None], [layout])
+    seeds = generate.digit_seeds(seed, len(text))
+    [(canvas, _)] = render(model, [text], style[None], [layout], seeds)
     return to_picture(canvas, height, ink)
 
 
@@ -356,27 +358,33 @@ def read_number(recognizer: Recognizer, image: Image.Image | np.ndarray) -> str:
 
 
 def style_from_image(
-    model: VAE, image: Image.Image | np.ndarray, recognizer: Recognizer | None = None
+    model: Generator, image: Image.Image | np.ndarray, recognizer: Recognizer | None = None
 ) -> np.ndarray:
-    """The handwriting style of a picture of one digit: ``(latent_dim,)`` float32.
+    """The handwriting style of a picture of one digit: ``(style_dim,)`` float32.
 
     The picture (any size, either polarity) is framed as MNIST, read by the recognizer (the bundled
-    one by default) to learn which digit it is, and encoded with that label; the posterior mean is
-    the style, ready for :func:`write`.
+    one by default) to learn which digit it is, and the model reads its style with that label
+    (a CVAE's posterior mean; a flow's, see :meth:`Generator.encode_style`), ready for
+    :func:`write`.
     """
     check_model(model)
+    if not model.can_encode_style:
+        raise ComposeError(f"a {model.config.kind} model cannot read a style from a picture")
     digit = centre_like_mnist(image_to_ink(image))
     label = read_digits(recognizer or load_recognizer(), digit[None])
-    return generate.encode(model, digit[None], label)[0]
+    with torch.inference_mode():
+        x = torch.from_numpy(digit[None, None]).to(model.device)
+        style = model.encode_style(x, torch.as_tensor(label, device=model.device))
+    return style[0].float().cpu().numpy()
 
 
 # --- the pipeline --------------------------------------------------------------------------------
 
 
 class Writer:
-    """A conditional VAE ready to write: ``Writer.from_pretrained("cvae").write("2026")``."""
+    """A conditional model ready to write: ``Writer.from_pretrained("cvae").write("2026")``."""
 
-    def __init__(self, model: VAE, recognizer: Recognizer | None = None) -> None:
+    def __init__(self, model: Generator, recognizer: Recognizer | None = None) -> None:
         self.model = check_model(model)
         self._recognizer = recognizer  # loaded on first use by style_from_image
 
@@ -386,7 +394,7 @@ class Writer:
         return cls(load(name_or_path, device))
 
     def style(self, seed: int) -> np.ndarray:
-        """The style drawn with ``seed``: ``(latent_dim,)``."""
+        """The style drawn with ``seed``: ``(style_dim,)``."""
         return style_latent(self.model, seed)
 
     def digits(self, digit: int, n: int = 16, seed: int = 0) -> np.ndarray:
@@ -401,7 +409,7 @@ class Writer:
         return write(self.model, text, style, style_seed, seed, height, ink)
 
     def style_from_image(self, image: Image.Image | np.ndarray) -> np.ndarray:
-        """The style of a picture of one digit: ``(latent_dim,)`` (see :func:`style_from_image`)."""
+        """The style of a picture of one digit: ``(style_dim,)`` (see :func:`style_from_image`)."""
         if self._recognizer is None:
             self._recognizer = load_recognizer(device=self.model.device)
         return style_from_image(self.model, image, self._recognizer)

@@ -35,7 +35,6 @@ from numgen.compose import (
     DIGITS,
     INKS,
     MAX_DIGITS,
-    TEMPERATURE,
     ComposeError,
     Layout,
     check_model,
@@ -44,7 +43,7 @@ from numgen.compose import (
     to_pixels,
 )
 from numgen.hub import atomic_write, load, place, write_json
-from numgen.models import VAE, VAEConfig, build_model
+from numgen.models import Generator, build_model, config_from_dict
 
 log = logging.getLogger(__name__)
 
@@ -102,14 +101,18 @@ def parse_length(text: str) -> tuple[int, int]:
     return low, high
 
 
-def plan(config: ExportConfig, index: int, latent_dim: int) -> tuple[str, np.ndarray, Layout]:
-    """Image ``index``'s text, style ``(latent_dim,)`` and jitter, from ``(seed, index)`` alone."""
+def plan(
+    config: ExportConfig, index: int, style_dim: int, temperature: float
+) -> tuple[str, np.ndarray, Layout, np.ndarray]:
+    """Image ``index``'s text, style ``(style_dim,)``, jitter and per-digit seeds, from
+    ``(seed, index)`` alone."""
     rng = np.random.default_rng([config.seed, index])
     u = rng.random(config.max_length + 1)  # the length, then the digits
     length = config.min_length + int(u[0] * (config.max_length - config.min_length + 1))
     text = "".join(config.alphabet[int(k)] for k in u[1 : length + 1] * len(config.alphabet))
-    style = rng.standard_normal(latent_dim, dtype=np.float32) * np.float32(TEMPERATURE)
-    return text, style, draw_layout(rng, length)
+    style = rng.standard_normal(style_dim, dtype=np.float32) * np.float32(temperature)
+    layout = draw_layout(rng, length)
+    return text, style, layout, rng.integers(0, 2**62, size=length, dtype=np.int64)
 
 
 def png_bytes(pixels: np.ndarray, level: int = PNG_LEVEL) -> bytes:
@@ -160,12 +163,15 @@ def save_file(path: str, data: bytes) -> None:
         raise
 
 
-def write_chunk(model: VAE, config: ExportConfig, chunk: int, out_dir: Path) -> list[str]:
+def write_chunk(model: Generator, config: ExportConfig, chunk: int, out_dir: Path) -> list[str]:
     """Decode chunk ``chunk`` in one batch and save its images not yet on disk; returns the texts."""
-    plans = [plan(config, i, model.config.latent_dim) for i in chunk_indices(config, chunk)]
-    texts = [text for text, _, _ in plans]
-    styles = np.stack([style for _, style, _ in plans])
-    canvases = render(model, texts, styles, [layout for _, _, layout in plans])
+    plans = [
+        plan(config, i, model.style_dim, model.temperature) for i in chunk_indices(config, chunk)
+    ]
+    texts = [text for text, _, _, _ in plans]
+    styles = np.stack([style for _, style, _, _ in plans])
+    seeds = np.concatenate([seeds for _, _, _, seeds in plans])
+    canvases = render(model, texts, styles, [layout for _, _, layout, _ in plans], seeds)
     images = str(out_dir / IMAGES_DIR)  # plain strings: pathlib costs more than the rest here
     for index, (canvas, _) in zip(chunk_indices(config, chunk), canvases, strict=True):
         path = os.path.join(images, config.file_name(index))
@@ -177,14 +183,14 @@ def write_chunk(model: VAE, config: ExportConfig, chunk: int, out_dir: Path) -> 
 
 # --- workers -------------------------------------------------------------------------------------
 
-_worker_model: VAE | None = None  # each worker process loads the model once
+_worker_model: Generator | None = None  # each worker process loads the model once
 
 
 def _start_worker(config: dict, weights: dict[str, np.ndarray]) -> None:
     global _worker_model
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     torch.set_num_threads(1)  # one thread per process: the workers share the cores
-    model = build_model(VAEConfig.from_dict(config))
+    model = build_model(config_from_dict(config))
     model.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
     _worker_model = place(model, "cpu").eval()
 
@@ -206,7 +212,7 @@ def _one_thread() -> Iterator[None]:
 
 
 def run_chunks(
-    model: VAE, config: ExportConfig, chunks: list[int], out_dir: Path, workers: int,
+    model: Generator, config: ExportConfig, chunks: list[int], out_dir: Path, workers: int,
     on_chunk: Callable[[int], None],
 ) -> dict[int, list[str]]:  # fmt: skip
     """Write ``chunks`` in this process (1 worker, or a small export) or a process pool, calling
@@ -268,7 +274,7 @@ def prepare(out_dir: Path, config: ExportConfig, overwrite: bool, resume: bool) 
 
 
 def export_dataset(
-    out_dir: str | Path, config: ExportConfig, model: VAE | None = None, workers: int = 2,
+    out_dir: str | Path, config: ExportConfig, model: Generator | None = None, workers: int = 2,
     overwrite: bool = False, resume: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> dict:  # fmt: skip
@@ -302,7 +308,7 @@ def export_dataset(
     texts = run_chunks(model, config, todo, out_dir, workers, on_chunk)
     seconds = time.perf_counter() - started
     for chunk in on_disk:  # their texts, without decoding anything
-        texts[chunk] = [plan(config, i, 1)[0] for i in chunk_indices(config, chunk)]
+        texts[chunk] = [plan(config, i, 1, 1.0)[0] for i in chunk_indices(config, chunk)]
     rows = [
         f"{IMAGES_DIR}/{config.file_name(i)},{text}\n"
         for chunk in chunks

@@ -1,7 +1,10 @@
-"""From a trained model to digits: decode latent points, grids, prior samples, reconstructions.
+"""From a trained model to digits: styles, digits drawn in them, and — for models with a latent
+to look into (VAEs) — decoded latent points, grids, encodings and reconstructions.
 
 Everything here returns NumPy arrays of images ``(N, 28, 28)`` float32 in [0, 1] (ink = 1), so
 plots, the CLI and the web app never handle tensors. Every random function takes a ``seed``.
+:func:`draw_styles` and :func:`draw` work for every model family (:class:`numgen.models.Generator`);
+the latent functions need a VAE.
 """
 
 from __future__ import annotations
@@ -10,12 +13,14 @@ import numpy as np
 import torch
 
 from numgen.data import Digits, to_tensor
-from numgen.models import VAE
+from numgen.models import VAE, Generator
 
 BATCH = 2048
 
 
-def _labels(model: VAE, labels: int | np.ndarray | list[int] | None, n: int) -> torch.Tensor | None:
+def _labels(
+    model: Generator, labels: int | np.ndarray | list[int] | None, n: int
+) -> torch.Tensor | None:
     """Digit labels for ``n`` items as a tensor on the model's device (None for plain VAEs):
     one digit, ``(n,)`` digits, or ``(n, num_classes)`` float weights that blend digits."""
     if not model.conditional:
@@ -85,18 +90,53 @@ def manifold(model: VAE, n: int = 30, lo: float = -1.5, hi: float = 1.5, labels=
     return decode(model, z, labels).reshape(n, n, 28, 28)
 
 
-def prior_latents(model: VAE, n: int, seed: int = 0) -> np.ndarray:
-    """``n`` latent points drawn from the prior N(0, I) with a fixed seed: ``(n, latent_dim)``."""
+def draw_styles(
+    model: Generator, n: int, seed: int = 0, temperature: float | None = None
+) -> np.ndarray:
+    """``n`` handwriting styles drawn from N(0, T² I) with a fixed seed: ``(n, style_dim)``.
+    T is the model family's own ``temperature`` unless given (1 = the prior itself)."""
     generator = torch.Generator().manual_seed(seed)
-    return torch.randn(n, model.config.latent_dim, generator=generator).numpy()
+    t = model.temperature if temperature is None else temperature
+    return torch.randn(n, model.style_dim, generator=generator).numpy() * np.float32(t)
 
 
-def sample(model: VAE, n: int = 64, seed: int = 0, labels=None) -> np.ndarray:
-    """``n`` digits decoded from the prior: ``(n, 28, 28)`` in [0, 1]. A conditional model draws
-    ``labels`` (one digit or one per sample; default 0..9 in turn)."""
+def digit_seeds(seed: int, n: int) -> np.ndarray:
+    """``n`` per-digit seeds (int64) fixed by ``seed``: the rest of each digit's randomness."""
+    return np.random.default_rng(seed).integers(0, 2**62, size=n, dtype=np.int64)
+
+
+@torch.inference_mode()
+def draw(
+    model: Generator, styles: np.ndarray, labels=None, seeds: np.ndarray | None = None
+) -> np.ndarray:
+    """Digits in ``styles`` ``(N, style_dim)`` -> images ``(N, 28, 28)`` in [0, 1], in batches,
+    by any model family. ``labels`` as in :func:`decode`; ``seeds`` ``(N,)`` int64 fix each digit's
+    own randomness (default: :func:`digit_seeds` of 0)."""
+    styles = torch.as_tensor(np.asarray(styles, dtype=np.float32))
+    if styles.ndim != 2 or styles.shape[1] != model.style_dim:
+        raise ValueError(
+            f"styles must have shape (N, {model.style_dim}), got {tuple(styles.shape)}"
+        )
+    seeds = torch.as_tensor(digit_seeds(0, len(styles)) if seeds is None else seeds)
+    y = _labels(model, labels, len(styles))
+    out = [
+        model.draw(
+            None if y is None else y[i : i + BATCH],
+            styles[i : i + BATCH].to(model.device),
+            seeds[i : i + BATCH],
+        )
+        for i in range(0, len(styles), BATCH)
+    ]
+    return torch.cat(out).squeeze(1).float().cpu().numpy()
+
+
+def sample(model: Generator, n: int = 64, seed: int = 0, labels=None) -> np.ndarray:
+    """``n`` digits drawn from the prior (styles at temperature 1): ``(n, 28, 28)`` in [0, 1].
+    A conditional model draws ``labels`` (one digit or one per sample; default 0..9 in turn)."""
     if model.conditional and labels is None:
         labels = np.arange(n) % model.config.num_classes
-    return decode(model, prior_latents(model, n, seed), labels)
+    styles = draw_styles(model, n, seed, temperature=1.0)
+    return draw(model, styles, labels, digit_seeds(seed, n))
 
 
 def reconstruct(model: VAE, digits: Digits) -> np.ndarray:

@@ -248,9 +248,12 @@ def train(
     resume: bool = False,
     on_batch: BatchHook | None = None,
     on_epoch: Callable[[dict], None] | None = None,
+    base: Generator | None = None,
 ) -> Generator:
-    """Train a model of any family into ``run_dir`` and return it. With ``resume`` the model and train configs are
-    read back from the run's checkpoint (``train_config.epochs`` may raise the epoch target)."""
+    """Train a model of any family into ``run_dir`` and return it. With ``resume`` the model and
+    train configs are read back from the run's checkpoint (``train_config.epochs`` may raise the
+    epoch target). ``base`` is a trained model the new one builds on (the CVAE that a flow
+    refines): the new model adopts its weights before the first epoch."""
     run_dir = Path(run_dir)
     dev = select_device(device)
     start_epoch, state = 0, None
@@ -275,8 +278,12 @@ def train(
 
     # 2. model and optimiser, fresh (seeded) or restored
     torch.manual_seed(train_config.seed)
-    model = place(build_model(model_config), dev)
-    optimizer = torch.optim.Adam(model.parameters(), lr=train_config.lr)
+    model = build_model(model_config)
+    if base is not None and not state:
+        model.adopt(base)
+    model = place(model, dev)
+    trainable = [p for p in model.parameters() if p.requires_grad]  # a flow's base stays frozen
+    optimizer = torch.optim.Adam(trainable, lr=train_config.lr)
     if state:
         restore(model, optimizer, state[1], state[0])
         keep = [r for r in read_metrics(run_dir) if r["epoch"] <= start_epoch]
@@ -292,10 +299,17 @@ def train(
         dev,
     )
 
+    if train_config.kl_warmup and not hasattr(model_config, "beta"):
+        raise TrainingError(f"kl_warmup: a {model_config.kind} model has no KL term to warm up")
+
     # 3. epochs: train, evaluate, checkpoint, log
     for epoch in range(start_epoch + 1, train_config.epochs + 1):
         shuffle, noise = epoch_generators(train_config.seed, epoch, dev)
-        kl_weight = warmup_schedule(model_config.beta, train_config, epoch, len(x_train))
+        kl_weight = (
+            warmup_schedule(model_config.beta, train_config, epoch, len(x_train))
+            if train_config.kl_warmup
+            else None
+        )
         started = time.perf_counter()
         train_parts = train_epoch(
             model, optimizer, x_train, y_train, train_config.batch_size,

@@ -1,13 +1,14 @@
 """The model families behind one interface (:class:`Generator`), registered by their config's
-``kind``: VAE and conditional VAE. A new family is a new module here and a line in ``MODEL_KINDS``."""
+``kind``: VAE and conditional VAE (``vae.py``), flow matching (``flow.py``). A new family is a new module here and a line in ``MODEL_KINDS``."""
 
 from __future__ import annotations
 
 from numgen.models.base import Generator
+from numgen.models.flow import FlowConfig, FlowModel
 from numgen.models.vae import CVAE, VAE, VAEConfig, vae_loss
 
 # config "kind" -> the class that builds it; each class names its config dataclass
-MODEL_KINDS: dict[str, type[Generator]] = {"vae": VAE, "cvae": CVAE}
+MODEL_KINDS: dict[str, type[Generator]] = {"vae": VAE, "cvae": CVAE, "flow": FlowModel}
 
 
 def config_from_dict(values: dict) -> object:
@@ -24,6 +25,6 @@ def build_model(config) -> Generator:
 
 
 __all__ = [
-    "CVAE", "MODEL_KINDS", "VAE", "Generator", "VAEConfig", "build_model", "config_from_dict",
+    "CVAE", "MODEL_KINDS", "VAE", "FlowConfig", "FlowModel", "Generator", "VAEConfig", "build_model", "config_from_dict",
     "vae_loss",
 ]  # fmt: skip

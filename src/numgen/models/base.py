@@ -48,6 +48,10 @@ class Generator(nn.Module):
         manifold, scatter encodings)."""
         return False
 
+    def adopt(self, base: Generator) -> None:
+        """Take over the weights of a trained model this one builds on (see ``train(base=...)``)."""
+        raise ValueError(f"a {type(self).__name__} builds on no other model")
+
     def loss(
         self, x: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None = None,
         kl_weight: float | None = None,

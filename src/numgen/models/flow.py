@@ -1,0 +1,351 @@
+"""Flow matching: digits that look real, in few network evaluations.
+
+A flow model moves a starting point ``x0`` to a digit ``x1`` along an ODE ``dx/dt = v(x, t)``
+from t = 0 to t = 1, with the velocity field ``v`` a small U-Net. Training is conditional flow
+matching with straight paths (rectified flow: Lipman et al. 2023, https://arxiv.org/abs/2210.02747;
+Liu et al. 2022, https://arxiv.org/abs/2209.03003): for a pair (x0, x1) and t ~ U(0, 1),
+
+    x_t = (1 - t) x0 + t x1,     loss = || v(x_t, t) - (x1 - x0) ||²,
+
+and sampling integrates the ODE with a few Euler steps. The label enters through a learnt
+embedding and is dropped for 10 % of training examples, so the same network also gives the
+unconditional velocity for classifier-free guidance (Ho & Salimans 2022,
+https://arxiv.org/abs/2207.12598): ``v = v_uncond + w (v_cond - v_uncond)``.
+
+Two ways of holding a handwriting *style* (the ``start`` of the config):
+
+- ``"cvae"`` (DiffuseVAE-style, Pandey et al. 2022, https://arxiv.org/abs/2201.00308): the flow
+  refines a frozen conditional VAE's decode. The style is the CVAE's latent; the flow starts from
+  ``x0 = decode(z, label) + sigma·noise`` and sees the decode as a second input channel, so the
+  CVAE steers slant, width and thickness, and style-from-image is the CVAE's encoder. Latents are
+  drawn from a Gaussian fitted to the training digits' posterior means (running moments kept as
+  buffers), not the prior: the prior's shell decodes to blurred or ambiguous digits.
+- ``"noise"``: a class-conditional flow from N(0, I). The style is the starting noise itself
+  (784 numbers); a picture's style is found by integrating the ODE backwards (inversion).
+
+Images are ``(B, 1, 28, 28)`` in [0, 1]; labels ``(B,)`` digits or ``(B, 10)`` weights.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from numgen.models.base import Generator
+from numgen.models.vae import CVAE, VAEConfig
+
+STARTS = ("cvae", "noise")
+SOLVERS = ("euler", "heun")
+LABEL_DROPOUT = 0.1  # share of training examples shown without their label (for guidance)
+
+
+@dataclass
+class FlowConfig:
+    """Everything needed to rebuild a flow model; stored as ``config.json`` beside the weights."""
+
+    kind: str = "flow"
+    start: str = "cvae"  # "cvae": refine a CVAE's decode; "noise": flow from N(0, I)
+    base: dict | None = None  # the refined CVAE's VAEConfig (start "cvae")
+    channels: int = 12  # U-Net width at 28×28; 2× at 14×14 and 7×7
+    sigma: float = 0.3  # start "cvae": noise added to the decode at t = 0
+    steps: int = 4  # Euler steps when sampling (network evaluations per digit, without guidance)
+    solver: str = "euler"  # "euler" (1 evaluation a step) or "heun" (2)
+    guidance: float = (
+        1.0  # classifier-free guidance weight w; 1 = plain conditional (no extra cost)
+    )
+    temperature: float = 1.0  # styles ~ N(0, T² I)
+    num_classes: int = 10
+
+    def __post_init__(self) -> None:
+        if self.kind != "flow":
+            raise ValueError(f"kind={self.kind!r}: a flow config has kind 'flow'")
+        if self.start not in STARTS:
+            raise ValueError(f"start={self.start!r}: choose one of {STARTS}")
+        if self.start == "cvae":
+            if not isinstance(self.base, dict):
+                raise ValueError("start='cvae' needs base: the config of the CVAE to refine")
+            if self.base.get("kind") != "cvae":
+                raise ValueError(f"base kind={self.base.get('kind')!r}: the base must be a cvae")
+            VAEConfig.from_dict(self.base)  # its own checks
+        check_sampling(self.steps, self.guidance, self.solver)
+        if not 1 <= self.channels <= 256:
+            raise ValueError(f"channels={self.channels}: must be between 1 and 256")
+        for name in ("sigma", "temperature"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and 0 <= value <= 10):
+                raise ValueError(f"{name}={value}: must be a number between 0 and 10")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> FlowConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown config keys {sorted(unknown)}; known keys: {sorted(known)}")
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def check_sampling(steps: int, guidance: float, solver: str = "euler") -> None:
+    """A ValueError naming the bad sampling option: steps 1-1000, finite guidance 0-20."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= 1000:
+        raise ValueError(f"steps={steps}: choose a whole number of ODE steps from 1 to 1000")
+    if not (isinstance(guidance, int | float) and math.isfinite(guidance) and 0 <= guidance <= 20):
+        raise ValueError(f"guidance={guidance}: choose a finite guidance weight from 0 to 20")
+    if solver not in SOLVERS:
+        raise ValueError(f"solver={solver!r}: choose one of {SOLVERS}")
+
+
+# --- the velocity field --------------------------------------------------------------------------
+
+
+class FiLMConv(nn.Module):
+    """3×3 conv, then a scale and shift per channel from the condition (FiLM), then SiLU.
+    No normalisation layer: at these sizes it costs as much time as the conv on a CPU."""
+
+    def __init__(self, in_ch: int, out_ch: int, cond_dim: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1)
+        self.film = nn.Linear(cond_dim, 2 * out_ch)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        scale, shift = self.film(cond)[:, :, None, None].chunk(2, dim=1)
+        return F.silu(self.conv(x) * (1 + scale) + shift)
+
+
+class VelocityUNet(nn.Module):
+    """A lean U-Net: (B, c_in, 28, 28), t (B,), label weights (B, 10) -> velocity (B, 1, 28, 28).
+
+        28×28, c  ──────────────────────────────────────── + ─► 3×3 conv ─► velocity
+          │ 3×3 stride 2                                   ▲ 2×2 transposed conv
+        14×14, 2c ─► 3×3 ──────────────────── + ─► 3×3 ────┘
+          │ 3×3 stride 2                      ▲ 2×2 transposed conv
+        7×7, 2c ─► 3×3 ───────────────────────┘
+
+    Time and label enter every conv as FiLM scale/shift; skips are added, not concatenated. At
+    c = 12 one pass costs ~7 MFLOP, so a few Euler steps stay cheap on a CPU (bench/sharp.py).
+    """
+
+    def __init__(self, in_channels: int, channels: int, num_classes: int) -> None:
+        super().__init__()
+        c, cond = channels, 4 * channels
+        self.register_buffer("time_freqs", torch.randn(cond // 2) * 4.0)  # fixed, not learnt
+        self.time_mlp = nn.Sequential(nn.Linear(cond, cond), nn.SiLU(), nn.Linear(cond, cond))
+        self.label_embed = nn.Linear(num_classes, cond, bias=False)  # a zero vector = no label
+        self.inp = FiLMConv(in_channels, c, cond)
+        self.down14 = FiLMConv(c, 2 * c, cond, stride=2)
+        self.mid14 = FiLMConv(2 * c, 2 * c, cond)
+        self.down7 = FiLMConv(2 * c, 2 * c, cond, stride=2)
+        self.mid7 = FiLMConv(2 * c, 2 * c, cond)
+        self.up14 = nn.ConvTranspose2d(2 * c, 2 * c, 2, stride=2)
+        self.merge14 = FiLMConv(2 * c, 2 * c, cond)
+        self.up28 = nn.ConvTranspose2d(2 * c, c, 2, stride=2)
+        self.out = nn.Conv2d(c, 1, 3, padding=1)
+        nn.init.zeros_(self.out.weight)  # start as the zero velocity
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        angles = t[:, None] * self.time_freqs[None, :]  # Gaussian Fourier features of t
+        cond = self.time_mlp(torch.cat([angles.sin(), angles.cos()], dim=1))
+        cond = F.silu(cond + self.label_embed(labels))
+        h28 = self.inp(x, cond)
+        h14 = self.mid14(self.down14(h28, cond), cond)
+        h7 = self.mid7(self.down7(h14, cond), cond)
+        h14 = self.merge14(self.up14(h7) + h14, cond)
+        return self.out(F.silu(self.up28(h14) + h28))
+
+
+# --- the family ----------------------------------------------------------------------------------
+
+
+class FlowModel(Generator):
+    """A flow-matching generator (see the module docstring for the two designs)."""
+
+    config_class = FlowConfig
+    conditional = True
+    can_encode_style = True
+
+    def __init__(self, config: FlowConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.temperature = config.temperature
+        refine = config.start == "cvae"
+        self.base = CVAE(VAEConfig.from_dict(config.base)) if refine else None
+        if self.base is not None:
+            self.base.requires_grad_(False)  # frozen: only the velocity field learns
+            d = self.base.config.latent_dim
+            # running moments of the training digits' posterior means: the style distribution
+            # (float64: they sum millions of digits over a run)
+            self.register_buffer("moment_count", torch.zeros((), dtype=torch.float64))
+            self.register_buffer("moment_sum", torch.zeros(d, dtype=torch.float64))
+            self.register_buffer("moment_outer", torch.zeros(d, d, dtype=torch.float64))
+        self.velocity = VelocityUNet(2 if refine else 1, config.channels, config.num_classes)
+
+    # -- what the rest of numgen asks -------------------------------------------------------------
+
+    @property
+    def style_dim(self) -> int:
+        return self.base.config.latent_dim if self.base is not None else 28 * 28
+
+    def adopt(self, base: Generator) -> None:
+        """Copy the weights of the trained CVAE this flow refines (before training)."""
+        if self.base is None:
+            raise ValueError("a flow that starts from noise refines no base model")
+        if getattr(base, "config", None) is None or base.config.to_dict() != self.config.base:
+            raise ValueError("the base model's config differs from the flow config's base")
+        self.base.load_state_dict(base.state_dict())
+
+    def loss(
+        self, x: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None = None,
+        kl_weight: float | None = None,
+    ) -> dict[str, torch.Tensor]:  # fmt: skip
+        """Flow-matching loss on a batch; ``kl_weight`` does not apply (no KL term)."""
+        n = len(x)
+        onehot = self._label_weights(labels, n)
+        if self.training:  # drop labels at random, so guidance has an unconditional field
+            keep = torch.rand(n, 1, generator=generator, device=x.device) >= LABEL_DROPOUT
+            onehot = onehot * keep
+        x0, extra = self._start(x, labels, generator)
+        t = torch.rand(n, generator=generator, device=x.device)
+        xt = (1 - t)[:, None, None, None] * x0 + t[:, None, None, None] * x
+        v = self.velocity(self._input(xt, extra), t, onehot)
+        fm = F.mse_loss(v, x - x0, reduction="none").flatten(1).sum(1).mean()
+        return {"loss": fm, "flow": fm}
+
+    @torch.no_grad()
+    def draw(
+        self, labels: torch.Tensor | None, styles: torch.Tensor, seeds: torch.Tensor | None = None,
+        steps: int | None = None, guidance: float | None = None, solver: str | None = None,
+    ) -> torch.Tensor:  # fmt: skip
+        """Integrate the ODE from each style's start: ``(N, 1, 28, 28)`` in [0, 1]. ``seeds``
+        ``(N,)`` fix each digit's start noise (design "cvae"; default: seed 0 for all)."""
+        steps = self.config.steps if steps is None else steps
+        guidance = self.config.guidance if guidance is None else guidance
+        solver = self.config.solver if solver is None else solver
+        check_sampling(steps, guidance, solver)
+        n = len(styles)
+        styles = styles.to(self.device, torch.float32)
+        onehot = self._label_weights(labels, n)
+        if self.base is not None:
+            extra = self.base.decode(self._latent(styles), onehot)
+            x = extra + self.config.sigma * digit_noise(seeds, n, self.device)
+        else:
+            extra, x = None, styles.view(n, 1, 28, 28)
+        return self._integrate(x, extra, onehot, 0.0, 1.0, steps, guidance, solver).clamp(0, 1)
+
+    @torch.no_grad()
+    def encode_style(self, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """Design "cvae": the whitened posterior mean; "noise": the ODE run backwards."""
+        images = images.to(self.device, torch.float32)
+        onehot = self._label_weights(labels, len(images))
+        if self.base is not None:
+            mean, chol = self.style_distribution()
+            mu = self.base.encode(images, onehot)[0]
+            return torch.linalg.solve_triangular(chol, (mu - mean).T, upper=False).T
+        steps, guidance = self.config.steps, self.config.guidance
+        x0 = self._integrate(images, None, onehot, 1.0, 0.0, steps, guidance, self.config.solver)
+        return x0.flatten(1)
+
+    # -- the pieces -------------------------------------------------------------------------------
+
+    def style_distribution(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean (d,), Cholesky factor (d, d)) of the training digits' posterior means; the
+        prior's N(0, I) before any training data was seen."""
+        count = self.moment_count.clamp(min=1.0)
+        mean = self.moment_sum / count
+        cov = self.moment_outer / count - torch.outer(mean, mean)
+        if self.moment_count < 2:
+            mean, cov = (
+                torch.zeros_like(mean),
+                torch.eye(len(mean), dtype=mean.dtype, device=mean.device),
+            )
+        jitter = 1e-5 * torch.eye(len(mean), device=mean.device, dtype=cov.dtype)
+        return mean.float(), torch.linalg.cholesky(cov + jitter).float()
+
+    def _latent(self, styles: torch.Tensor) -> torch.Tensor:
+        """Styles (N, d) ~ N(0, T² I) -> CVAE latents mean + L·style."""
+        mean, chol = self.style_distribution()
+        return mean + styles @ chol.T
+
+    def _label_weights(self, labels: torch.Tensor | None, n: int) -> torch.Tensor:
+        if labels is None:
+            raise ValueError("a flow model needs labels: a (N,) tensor of digits 0-9")
+        labels = torch.as_tensor(labels, device=self.device)
+        classes = self.config.num_classes
+        if labels.is_floating_point() and labels.ndim == 2:
+            if labels.shape != (n, classes):
+                raise ValueError(f"soft labels must have shape ({n}, {classes})")
+            return labels.float()
+        labels = labels.long().reshape(-1)
+        if len(labels) == 1 and n > 1:
+            labels = labels.expand(n)
+        if len(labels) != n or labels.min() < 0 or labels.max() >= classes:
+            raise ValueError(f"labels must be {n} digits in 0..{classes - 1}")
+        return F.one_hot(labels, classes).float()
+
+    def _start(
+        self, x: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(x0, the CVAE decode or None) for training pairs with the digits ``x``."""
+        noise = torch.randn(x.shape, generator=generator, device=x.device)
+        if self.base is None:
+            return noise, None
+        with torch.no_grad():
+            onehot = self._label_weights(labels, len(x))
+            mu = self.base.encode(x, onehot)[0]
+            if self.training:  # the style distribution: moments of the posterior means
+                mu64 = mu.double()
+                self.moment_count += len(mu)
+                self.moment_sum += mu64.sum(0)
+                self.moment_outer += mu64.T @ mu64
+            decoded = self.base.decode(mu, onehot)
+        return decoded + self.config.sigma * noise, decoded
+
+    @staticmethod
+    def _input(x: torch.Tensor, extra: torch.Tensor | None) -> torch.Tensor:
+        return x if extra is None else torch.cat([x, extra], dim=1)
+
+    def _velocity(
+        self, x: torch.Tensor, extra: torch.Tensor | None, t: float, onehot: torch.Tensor,
+        guidance: float,
+    ) -> torch.Tensor:  # fmt: skip
+        inp = self._input(x, extra)
+        tt = torch.full((len(x),), t, device=x.device)
+        if guidance == 1.0:
+            return self.velocity(inp, tt, onehot)
+        both = self.velocity(torch.cat([inp, inp]), torch.cat([tt, tt]),
+                             torch.cat([onehot, torch.zeros_like(onehot)]))  # fmt: skip
+        cond, uncond = both.chunk(2)
+        return uncond + guidance * (cond - uncond)
+
+    def _integrate(
+        self, x: torch.Tensor, extra: torch.Tensor | None, onehot: torch.Tensor,
+        t0: float, t1: float, steps: int, guidance: float, solver: str,
+    ) -> torch.Tensor:  # fmt: skip
+        """Euler or Heun steps of dx/dt = v from t0 to t1 (backwards when t1 < t0)."""
+        times = torch.linspace(t0, t1, steps + 1).tolist()
+        for a, b in zip(times[:-1], times[1:], strict=True):
+            v = self._velocity(x, extra, a, onehot, guidance)
+            if solver == "heun":
+                guess = x + (b - a) * v
+                v = 0.5 * (v + self._velocity(guess, extra, b, onehot, guidance))
+            x = x + (b - a) * v
+        return x
+
+
+def digit_noise(seeds: torch.Tensor | None, n: int, device: torch.device) -> torch.Tensor:
+    """Start noise ``(n, 1, 28, 28)``, each digit's from its own seed, so a digit's pixels never
+    depend on what else is drawn beside it."""
+    seeds = torch.zeros(n, dtype=torch.long) if seeds is None else torch.as_tensor(seeds)
+    if seeds.shape != (n,):
+        raise ValueError(f"give one seed per digit: {n} seeds, got shape {tuple(seeds.shape)}")
+    noise = torch.empty(n, 1, 28, 28)
+    generator = torch.Generator()
+    for i, seed in enumerate(seeds.tolist()):
+        noise[i] = torch.randn(1, 28, 28, generator=generator.manual_seed(seed))
+    return noise.to(device)
