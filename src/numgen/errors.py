@@ -5,3 +5,7 @@ other exception is a bug and keeps its traceback."""
 
 class NumgenError(Exception):
     """A user-facing error: the message names the bad input and what to do about it."""
+
+
+class ConfigError(NumgenError, ValueError):
+    """A setting out of range or of the wrong kind: a model or sampling option, a config field."""

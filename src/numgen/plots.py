@@ -136,13 +136,17 @@ def plot_reconstructions(
     return _finish(fig, path)
 
 
+LOSS_NAMES = {"loss": "loss", "recon": "reconstruction", "kl": "KL", "flow": "flow matching"}
+
+
 def plot_losses(records: list[dict], path: str | Path) -> Path:
-    """Train and test loss per epoch, with the reconstruction and KL parts apart."""
+    """Train and test loss per epoch, and each part of it apart (a VAE's reconstruction and KL)."""
     epochs = [r["epoch"] for r in records]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    for ax, part, name in zip(
-        axes, ("loss", "recon", "kl"), ("loss (recon + β·KL)", "reconstruction", "KL"), strict=True
-    ):
+    parts = ["loss"] + [k[6:] for k in records[0] if k.startswith("train_") and k != "train_loss"]
+    parts = parts if len(parts) > 2 else ["loss"]  # a loss of one part is drawn once
+    fig, axes = plt.subplots(1, len(parts), figsize=(4.3 * len(parts) + 0.1, 3.6), squeeze=False)
+    for ax, part in zip(axes[0], parts, strict=True):
+        name = LOSS_NAMES.get(part, part)
         ax.plot(epochs, [r[f"train_{part}"] for r in records], marker="o", label="train")
         ax.plot(epochs, [r[f"test_{part}"] for r in records], marker="o", label="test")
         ax.set_xlabel("epoch")

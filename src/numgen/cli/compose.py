@@ -14,9 +14,28 @@ from numgen.cli.common import Seed, app, console, out_path, progress_bar
 from numgen.hub import load
 
 ModelOption = Annotated[
-    str, typer.Option("--model", help="A bundled model name or a run/model directory (a CVAE).")
+    str,
+    typer.Option(
+        "--model", help="A bundled model name or a run/model directory (a cvae or a flow)."
+    ),
 ]
 StyleSeed = Annotated[int, typer.Option(help="Seed of the handwriting style.")]
+OdeSteps = Annotated[
+    int | None, typer.Option(help="flow models: ODE steps of the sampler [default: the model's].")
+]
+Guidance = Annotated[
+    float | None,
+    typer.Option(
+        help="flow models: classifier-free guidance weight (1 = none) [default: the model's]."
+    ),
+]
+
+
+def load_for_drawing(model: str, ode_steps: int | None = None, guidance: float | None = None):
+    """The model, with the sampler options a command was given (flow models only)."""
+    generator = load(model)
+    generator.set_sampling(steps=ode_steps, guidance=guidance)
+    return generator
 
 
 @app.command("digits")
@@ -26,9 +45,11 @@ def digits_command(
     model: ModelOption = "cvae",
     seed: Seed = 0,
     out: Annotated[Path, typer.Option(help="PNG to write.")] = Path("digits.png"),
+    ode_steps: OdeSteps = None,
+    guidance: Guidance = None,
 ) -> None:
     """A grid of one digit in varied handwriting styles."""
-    images = compose.digits(load(model), digit, n, seed)
+    images = compose.digits(load_for_drawing(model, ode_steps, guidance), digit, n, seed)
     out_path(plots.save_grid(images, out, scale=3))
 
 
@@ -47,13 +68,15 @@ def write_command(
     height: Annotated[int, typer.Option(help="Height of the image in pixels.")] = 28,
     ink: Annotated[str, typer.Option(help="light (white on black, as MNIST) or dark.")] = "light",
     out: Annotated[Path | None, typer.Option(help="PNG to write [default: TEXT.png].")] = None,
+    ode_steps: OdeSteps = None,
+    guidance: Guidance = None,
 ) -> None:
     """One image of the whole number in one consistent handwriting style.
 
     With --variants N, variant i uses style seed STYLE_SEED+i and jitter seed SEED+i (with
     --style-from, only the jitter varies)."""
     text = compose.check_text(text)
-    writer = compose.Writer(load(model))
+    writer = compose.Writer(load_for_drawing(model, ode_steps, guidance))
     style = writer.style_from_image(compose.open_image(style_from)) if style_from else None
     pictures = [
         writer.write(text, style, style_seed + i, seed + i, height, ink) for i in range(variants)
@@ -83,15 +106,17 @@ def morph_command(
     out: Annotated[
         Path, typer.Option(help="A .gif (animation) or .png (a strip of frames).")
     ] = Path("morph.gif"),
+    ode_steps: OdeSteps = None,
+    guidance: Guidance = None,
 ) -> None:
     """Morph one digit into another in one style (or, with the same digit twice and
     --to-style-seed, one handwriting into another)."""
     if out.suffix.lower() not in (".gif", ".png"):
         raise typer.BadParameter(f"{out.name}: end the name in .gif or .png", param_hint="--out")
-    vae = load(model)
-    style = compose.style_latent(vae, style_seed)
-    end_style = None if to_style_seed is None else compose.style_latent(vae, to_style_seed)
-    frames = compose.morph(vae, start, end, steps, style, end_style)
+    generator = load_for_drawing(model, ode_steps, guidance)
+    style = compose.style_latent(generator, style_seed)
+    end_style = None if to_style_seed is None else compose.style_latent(generator, to_style_seed)
+    frames = compose.morph(generator, start, end, steps, style, end_style)
     if out.suffix.lower() == ".png":
         out_path(plots.save_grid(frames, out, ncols=steps, scale=3))
         return

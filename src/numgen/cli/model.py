@@ -24,10 +24,11 @@ from numgen.cli.common import (
     plot_app,
     progress_bar,
 )
+from numgen.cli.compose import Guidance, OdeSteps, load_for_drawing
 from numgen.data import load_digits, resolve_data_dir
 from numgen.demo import DEMO_EPOCHS, run_demo
-from numgen.hub import load
-from numgen.models import FlowConfig, VAEConfig
+from numgen.hub import ModelError, load
+from numgen.models import FlowConfig, Generator, VAEConfig
 from numgen.train import BatchHook, TrainConfig, TrainingError, read_metrics, train
 
 
@@ -141,6 +142,17 @@ def train_command(
 # --- the original project's pictures -------------------------------------------------------------
 
 
+def load_latent_model(model: str) -> Generator:
+    """A model with a latent space to decode and plot (a VAE), or a one-line error."""
+    generator = load(model)
+    if not generator.has_latent:
+        raise ModelError(
+            f"{model}: a {generator.config.kind} model has no latent space to decode or plot; "
+            "give a VAE or CVAE (e.g. vae2d, cvae), or use `numgen sample` / `numgen digits`"
+        )
+    return generator
+
+
 @plot_app.command("latent")
 def plot_latent_command(
     model: Model,
@@ -150,7 +162,7 @@ def plot_latent_command(
     limit: Annotated[int | None, typer.Option(help="Plot only the first N test digits.")] = None,
 ) -> None:
     """Test-set encodings in the latent plane, coloured by digit (PCA beyond 2-D)."""
-    vae = load(model)
+    vae = load_latent_model(model)
     test = load_digits(dataset, "test", data_dir)
     test = test.subset(limit) if limit else test
     z = generate.encode(vae, test.images, test.labels if vae.conditional else None)
@@ -167,7 +179,7 @@ def decode_command(
     scale: Annotated[int, typer.Option(help="Enlarge the 28×28 digit this many times.")] = 10,
 ) -> None:
     """Decode one latent point into a digit (e.g. `numgen decode RUN 0.5 1.5`)."""
-    vae = load(model)
+    vae = load_latent_model(model)
     if len(point) != vae.config.latent_dim:
         raise typer.BadParameter(
             f"this model's latent has {vae.config.latent_dim} coordinates, got {len(point)}",
@@ -191,7 +203,7 @@ def manifold_command(
 ) -> None:
     """The n×n grid of digits decoded over [low, high]², axes showing the latent coordinates."""
     lo, hi = range_
-    vae = load(model)
+    vae = load_latent_model(model)
     out_path(plots.plot_manifold(generate.manifold(vae, n, lo, hi, label), lo, hi, out))
 
 
@@ -202,10 +214,12 @@ def sample_command(
     seed: Seed = 0,
     label: Annotated[int | None, typer.Option(help="Digit to draw (conditional models).")] = None,
     out: Annotated[Path, typer.Option(help="PNG to write.")] = Path("samples.png"),
+    ode_steps: OdeSteps = None,
+    guidance: Guidance = None,
 ) -> None:
-    """Digits decoded from the prior N(0, I), as a grid."""
-    vae = load(model)
-    out_path(plots.save_grid(generate.sample(vae, n, seed, label), out, scale=3))
+    """Digits drawn from the prior (styles at temperature 1), as a grid."""
+    generator = load_for_drawing(model, ode_steps, guidance)
+    out_path(plots.save_grid(generate.sample(generator, n, seed, label), out, scale=3))
 
 
 @app.command("reconstruct")
@@ -217,7 +231,7 @@ def reconstruct_command(
     out: Annotated[Path, typer.Option(help="PNG to write.")] = Path("reconstructions.png"),
 ) -> None:
     """Test digits above their reconstructions."""
-    vae = load(model)
+    vae = load_latent_model(model)
     test = load_digits(dataset, "test", data_dir).subset(n)
     out_path(plots.plot_reconstructions(test.images, generate.reconstruct(vae, test), out))
 

@@ -7,8 +7,9 @@ velocity field and an ODE sampler):
 - ``loss(x, labels, generator)``: the training objective's parts, for the training loop;
 - ``draw(labels, styles, seeds)``: digits for given labels in given handwriting styles;
 - ``encode_style(images, labels)``: the style of given pictures (where ``can_encode_style``);
-- and what it supports: ``conditional`` (labels choose the digit), ``has_latent_plane`` (a 2-D
-  latent to explore, decode a point of and tile as a manifold: the seed's 2-D VAE).
+- and what it supports: ``conditional`` (labels choose the digit), ``has_latent`` (a latent
+  space with ``encode``/``decode``: a VAE's, to decode points of, reconstruct and plot), and
+  ``has_latent_plane`` (that latent is a 2-D plane to explore and tile: the seed's 2-D VAE).
 
 A *style* is a vector of ``style_dim`` numbers; styles are drawn from N(0, T² I) with the
 family's ``temperature`` T. Every digit of a number shares its number's style. ``seeds`` fix the
@@ -24,6 +25,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from numgen.errors import ConfigError
+
 
 class Generator(nn.Module):
     """Base class of numgen's model families (see the module docstring for the contract)."""
@@ -31,6 +34,7 @@ class Generator(nn.Module):
     config: object  # the family's config dataclass: kind, sizes, ...; saved as config.json
     conditional: bool = False  # labels choose the digit
     can_encode_style: bool = False  # encode_style works (style from a picture)
+    has_latent: bool = False  # encode(x, labels) -> (mu, logvar) and decode(z, labels) exist
     temperature: float = 1.0  # styles are drawn from N(0, temperature² I)
 
     @property
@@ -47,6 +51,16 @@ class Generator(nn.Module):
         """Whether the style space is a 2-D plane of digits to explore (decode a point, tile a
         manifold, scatter encodings)."""
         return False
+
+    def set_sampling(
+        self, steps: int | None = None, guidance: float | None = None, solver: str | None = None
+    ) -> None:
+        """Change the defaults of the family's sampler; families that draw in one pass have none."""
+        if (steps, guidance, solver) != (None, None, None):
+            raise ConfigError(
+                f"a {self.config.kind} model draws in one pass: steps, guidance and solver "
+                "apply to flow models"
+            )
 
     def adopt(self, base: Generator) -> None:
         """Take over the weights of a trained model this one builds on (see ``train(base=...)``)."""

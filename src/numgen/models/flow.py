@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from numgen.errors import ConfigError
 from numgen.models.base import Generator
 from numgen.models.vae import CVAE, VAEConfig
 
@@ -62,29 +63,29 @@ class FlowConfig:
 
     def __post_init__(self) -> None:
         if self.kind != "flow":
-            raise ValueError(f"kind={self.kind!r}: a flow config has kind 'flow'")
+            raise ConfigError(f"kind={self.kind!r}: a flow config has kind 'flow'")
         if self.start not in STARTS:
-            raise ValueError(f"start={self.start!r}: choose one of {STARTS}")
+            raise ConfigError(f"start={self.start!r}: choose one of {STARTS}")
         if self.start == "cvae":
             if not isinstance(self.base, dict):
-                raise ValueError("start='cvae' needs base: the config of the CVAE to refine")
+                raise ConfigError("start='cvae' needs base: the config of the CVAE to refine")
             if self.base.get("kind") != "cvae":
-                raise ValueError(f"base kind={self.base.get('kind')!r}: the base must be a cvae")
+                raise ConfigError(f"base kind={self.base.get('kind')!r}: the base must be a cvae")
             VAEConfig.from_dict(self.base)  # its own checks
         check_sampling(self.steps, self.guidance, self.solver)
         if not 1 <= self.channels <= 256:
-            raise ValueError(f"channels={self.channels}: must be between 1 and 256")
+            raise ConfigError(f"channels={self.channels}: must be between 1 and 256")
         for name in ("sigma", "temperature"):
             value = getattr(self, name)
             if not (math.isfinite(value) and 0 <= value <= 10):
-                raise ValueError(f"{name}={value}: must be a number between 0 and 10")
+                raise ConfigError(f"{name}={value}: must be a number between 0 and 10")
 
     @classmethod
     def from_dict(cls, values: dict) -> FlowConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(values) - known
         if unknown:
-            raise ValueError(f"unknown config keys {sorted(unknown)}; known keys: {sorted(known)}")
+            raise ConfigError(f"unknown config keys {sorted(unknown)}; known keys: {sorted(known)}")
         return cls(**values)
 
     def to_dict(self) -> dict:
@@ -94,11 +95,11 @@ class FlowConfig:
 def check_sampling(steps: int, guidance: float, solver: str = "euler") -> None:
     """A ValueError naming the bad sampling option: steps 1-1000, finite guidance 0-20."""
     if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= 1000:
-        raise ValueError(f"steps={steps}: choose a whole number of ODE steps from 1 to 1000")
+        raise ConfigError(f"steps={steps}: choose a whole number of ODE steps from 1 to 1000")
     if not (isinstance(guidance, int | float) and math.isfinite(guidance) and 0 <= guidance <= 20):
-        raise ValueError(f"guidance={guidance}: choose a finite guidance weight from 0 to 20")
+        raise ConfigError(f"guidance={guidance}: choose a finite guidance weight from 0 to 20")
     if solver not in SOLVERS:
-        raise ValueError(f"solver={solver!r}: choose one of {SOLVERS}")
+        raise ConfigError(f"solver={solver!r}: choose one of {SOLVERS}")
 
 
 # --- the velocity field --------------------------------------------------------------------------
@@ -191,6 +192,16 @@ class FlowModel(Generator):
     @property
     def style_dim(self) -> int:
         return self.base.config.latent_dim if self.base is not None else 28 * 28
+
+    def set_sampling(
+        self, steps: int | None = None, guidance: float | None = None, solver: str | None = None
+    ) -> None:
+        """Change the sampler's defaults (ODE steps, guidance weight, solver), checked."""
+        steps = self.config.steps if steps is None else steps
+        guidance = self.config.guidance if guidance is None else guidance
+        solver = self.config.solver if solver is None else solver
+        check_sampling(steps, guidance, solver)
+        self.config.steps, self.config.guidance, self.config.solver = steps, guidance, solver
 
     def adopt(self, base: Generator) -> None:
         """Copy the weights of the trained CVAE this flow refines (before training)."""

@@ -165,6 +165,7 @@ class VAE(Generator):
     config_class = VAEConfig
     conditional = False
     can_encode_style = True
+    has_latent = True
     # Styles are drawn from N(0, T² I) with this "temperature" T rather than from the prior
     # N(0, I): the prior's outer shell decodes to blurred or ambiguous digits more often than its
     # centre. For the bundled cvae, T = 0.6 keeps slant, width and thickness varied while the

@@ -1,0 +1,188 @@
+"""The flow-matching family: config checks, the seeded sampler, training and resume, and every
+design through the generator interface (compose, generate, hub, the CLI)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from numgen import compose, generate
+from numgen.cli import main
+from numgen.errors import ConfigError, NumgenError
+from numgen.hub import load, save_pretrained
+from numgen.models import FlowConfig, VAEConfig, build_model, config_from_dict
+from numgen.train import STATE_FILE, TrainConfig, train
+
+BASE = VAEConfig(kind="cvae", arch="mlp", hidden=16, latent_dim=4)
+
+
+def tiny_flow(start: str = "cvae", **overrides):
+    base = build_model(BASE) if start == "cvae" else None
+    config = FlowConfig(start=start, base=BASE.to_dict() if base else None, channels=4, **overrides)
+    model = build_model(config)
+    if base is not None:
+        model.adopt(base)
+    return model.eval()
+
+
+def quick(epochs: int) -> TrainConfig:
+    return TrainConfig(epochs=epochs, batch_size=64, dataset="embedded", limit=256)
+
+
+@pytest.fixture(params=["cvae", "noise"])
+def flow(request):
+    torch.manual_seed(0)
+    return tiny_flow(request.param)
+
+
+def test_config_round_trips_and_refuses_bad_values() -> None:
+    config = FlowConfig(base=BASE.to_dict())
+    assert config_from_dict(config.to_dict()) == config
+    bad = [
+        ({"steps": 0}, "steps=0"),
+        ({"guidance": math.nan}, "guidance=nan"),
+        ({"solver": "rk4"}, "solver='rk4'"),
+        ({"start": "gan"}, "start='gan'"),
+        ({"sigma": -1.0}, "sigma=-1.0"),
+        ({"base": None}, "needs base"),
+        ({"base": {**BASE.to_dict(), "kind": "vae"}}, "must be a cvae"),
+    ]
+    for values, message in bad:
+        with pytest.raises(ConfigError, match=message):
+            FlowConfig(**{"base": BASE.to_dict(), **values})
+    with pytest.raises(ConfigError, match="unknown config keys"):
+        FlowConfig.from_dict({"kind": "flow", "start": "noise", "layers": 3})
+
+
+def test_draw_shapes_range_and_seeds(flow) -> None:
+    styles = torch.randn(6, flow.style_dim)
+    labels = torch.arange(6)
+    seeds = torch.arange(6) + 100
+    a = flow.draw(labels, styles, seeds)
+    assert a.shape == (6, 1, 28, 28)
+    assert a.min() >= 0 and a.max() <= 1
+    torch.testing.assert_close(a, flow.draw(labels, styles, seeds), rtol=0, atol=0)
+    # a digit's pixels depend on its own (label, style, seed) only, not on its batch
+    alone = flow.draw(labels[2:3], styles[2:3], seeds[2:3])
+    torch.testing.assert_close(alone[0], a[2], rtol=0, atol=1e-6)
+
+
+def test_the_start_noise_is_seeded_per_digit() -> None:
+    flow = tiny_flow("cvae", sigma=1.0)
+    torch.nn.init.normal_(flow.velocity.out.weight)  # a velocity field that is not zero
+    styles, labels = torch.zeros(2, flow.style_dim), torch.tensor([3, 3])
+    same = flow.draw(labels, styles, torch.tensor([5, 5]))
+    other = flow.draw(labels, styles, torch.tensor([5, 6]))
+    torch.testing.assert_close(same[0], same[1])
+    assert not torch.equal(other[0], other[1])
+
+
+def test_sampling_options_are_checked(flow) -> None:
+    styles, labels = torch.randn(2, flow.style_dim), torch.tensor([1, 2])
+    with pytest.raises(ConfigError, match="steps=0"):
+        flow.draw(labels, styles, steps=0)
+    with pytest.raises(ConfigError, match="guidance=nan"):
+        flow.set_sampling(guidance=math.nan)
+    flow.set_sampling(steps=2, guidance=2.0, solver="heun")
+    assert flow.draw(labels, styles).shape == (2, 1, 28, 28)
+    with pytest.raises(NumgenError, match="draws in one pass"):
+        build_model(BASE).set_sampling(steps=4)
+
+
+def test_guidance_mixes_conditional_and_unconditional_fields(flow) -> None:
+    torch.nn.init.normal_(flow.velocity.out.weight)
+    x, t = torch.rand(3, 1, 28, 28), 0.5
+    extra = torch.rand(3, 1, 28, 28) if flow.base is not None else None
+    onehot = torch.eye(10)[:3]
+    cond = flow._velocity(x, extra, t, onehot, 1.0)
+    uncond = flow._velocity(x, extra, t, torch.zeros_like(onehot), 1.0)
+    guided = flow._velocity(x, extra, t, onehot, 3.0)
+    torch.testing.assert_close(guided, uncond + 3.0 * (cond - uncond), rtol=1e-4, atol=1e-5)
+
+
+def test_loss_is_finite_and_trains_only_the_velocity_field() -> None:
+    flow = tiny_flow("cvae").train()
+    x, y = torch.rand(8, 1, 28, 28), torch.arange(8) % 10
+    parts = flow.loss(x, y, torch.Generator().manual_seed(0))
+    assert set(parts) == {"loss", "flow"} and torch.isfinite(parts["loss"])
+    parts["loss"].backward()
+    assert all(p.grad is None for p in flow.base.parameters())
+    assert any(p.grad is not None for p in flow.velocity.parameters())
+    assert flow.moment_count.item() == 8  # the style distribution saw the batch
+
+
+def test_train_resume_equals_an_uninterrupted_run(tmp_path) -> None:
+    base = build_model(BASE)
+    config = FlowConfig(base=BASE.to_dict(), channels=4)
+    straight = train(tmp_path / "a", config, quick(2), device="cpu", base=base)
+    train(tmp_path / "b", config, quick(1), device="cpu", base=base)
+    resumed = train(tmp_path / "b", train_config=quick(2), device="cpu", resume=True)
+    for (name, a), b in zip(
+        straight.state_dict().items(), resumed.state_dict().values(), strict=True
+    ):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+    assert (tmp_path / "b" / STATE_FILE).is_file()
+    # the bundled base is copied in, frozen: the trained flow holds the base's exact weights
+    weights = load_file(str(tmp_path / "a" / "model.safetensors"))
+    for name, value in base.state_dict().items():
+        torch.testing.assert_close(weights[f"base.{name}"], value, rtol=0, atol=0)
+    assert load(tmp_path / "a").moment_count.item() == 2 * 256
+
+
+def test_save_load_gives_the_same_digits(flow, tmp_path) -> None:
+    save_pretrained(flow, tmp_path / "m")
+    again = load(tmp_path / "m")
+    styles = generate.draw_styles(flow, 4, 0)
+    np.testing.assert_array_equal(
+        generate.draw(flow, styles, [1, 2, 3, 4]), generate.draw(again, styles, [1, 2, 3, 4])
+    )
+
+
+def test_every_writing_feature_works_for_both_designs(flow) -> None:
+    sevens = compose.digits(flow, 7, 5, seed=1)
+    assert sevens.shape == (5, 28, 28)
+    np.testing.assert_array_equal(sevens, compose.digits(flow, 7, 5, seed=1))
+    picture = compose.write(flow, "2026", style_seed=3, seed=1)
+    assert picture.mode == "L" and picture.height == 28
+    assert np.array_equal(np.asarray(picture), np.asarray(compose.write(flow, "2026", None, 3, 1)))
+    frames = compose.morph(flow, 3, 8, steps=4)
+    assert frames.shape == (4, 28, 28)
+    ink = np.zeros((40, 30), np.float32)
+    ink[8:32, 12:18] = 1.0  # a bar: a "1"
+    style = compose.style_from_image(flow, ink)
+    assert style.shape == (flow.style_dim,) and np.isfinite(style).all()
+    copied = compose.write(flow, "11", style=style)
+    assert copied.height == 28 and copied.width > 2 * compose.MARGIN + 2
+
+
+def test_latent_commands_refuse_a_flow_and_bad_sampling_options_exit_2(tmp_path, capsys) -> None:
+    save_pretrained(tiny_flow("cvae"), tmp_path / "flow")
+    model = str(tmp_path / "flow")
+    assert main(["decode", model, "0.5", "1.5", "--out", str(tmp_path / "d.png")]) == 2
+    assert "has no latent space" in capsys.readouterr().err
+    for option in (["--ode-steps", "0"], ["--guidance", "nan"]):
+        assert (
+            main(["digits", "3", "--model", model, *option, "--out", str(tmp_path / "x.png")]) == 2
+        )
+        err = capsys.readouterr().err
+        assert err.startswith("Error:") and len(err.strip().splitlines()) == 1
+    assert (
+        main(
+            ["digits", "3", "--model", model, "--ode-steps", "2", "--out", str(tmp_path / "x.png")]
+        )
+        == 0
+    )
+    assert (tmp_path / "x.png").is_file()
+
+
+def test_a_model_dir_of_an_unknown_family_is_one_line(tmp_path, capsys) -> None:
+    save_pretrained(tiny_flow("cvae"), tmp_path / "m")
+    config = tmp_path / "m" / "config.json"
+    config.write_text(config.read_text().replace('"kind": "flow"', '"kind": "diffusion"'))
+    assert main(["sample", str(tmp_path / "m"), "--out", str(tmp_path / "s.png")]) == 2
+    err = capsys.readouterr().err
+    assert "kind='diffusion'" in err and len(err.strip().splitlines()) == 1
