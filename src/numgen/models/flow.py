@@ -17,9 +17,12 @@ Two ways of holding a handwriting *style* (the ``start`` of the config):
 - ``"cvae"`` (DiffuseVAE-style, Pandey et al. 2022, https://arxiv.org/abs/2201.00308): the flow
   refines a frozen conditional VAE's decode. The style is the CVAE's latent; the flow starts from
   ``x0 = decode(z, label) + sigma·noise`` and sees the decode as a second input channel, so the
-  CVAE steers slant, width and thickness, and style-from-image is the CVAE's encoder. Latents are
-  drawn from a Gaussian fitted to the training digits' posterior means (running moments kept as
-  buffers), not the prior: the prior's shell decodes to blurred or ambiguous digits.
+  CVAE steers slant, width and thickness, and style-from-image is the CVAE's encoder. Each
+  digit's latent is ``mean_d + L_d · style``, from a Gaussian fitted to the posterior means of the
+  training digits of that class d (running moments kept as buffers), not from the prior: the
+  prior's shell decodes to blurred or ambiguous digits, and a class's own distribution keeps a 4
+  from drifting towards a 9. One style vector for a whole number still gives its digits one hand:
+  the same whitened coordinates in each class's distribution.
 - ``"noise"``: a class-conditional flow from N(0, I). The style is the starting noise itself
   (784 numbers); a picture's style is found by integrating the ODE backwards (inversion).
 
@@ -179,12 +182,12 @@ class FlowModel(Generator):
         self.base = CVAE(VAEConfig.from_dict(config.base)) if refine else None
         if self.base is not None:
             self.base.requires_grad_(False)  # frozen: only the velocity field learns
-            d = self.base.config.latent_dim
-            # running moments of the training digits' posterior means: the style distribution
+            c, d = config.num_classes, self.base.config.latent_dim
+            # running moments of each class's posterior means: the style distributions
             # (float64: they sum millions of digits over a run)
-            self.register_buffer("moment_count", torch.zeros((), dtype=torch.float64))
-            self.register_buffer("moment_sum", torch.zeros(d, dtype=torch.float64))
-            self.register_buffer("moment_outer", torch.zeros(d, d, dtype=torch.float64))
+            self.register_buffer("moment_count", torch.zeros(c, dtype=torch.float64))
+            self.register_buffer("moment_sum", torch.zeros(c, d, dtype=torch.float64))
+            self.register_buffer("moment_outer", torch.zeros(c, d, d, dtype=torch.float64))
         self.velocity = VelocityUNet(2 if refine else 1, config.channels, config.num_classes)
 
     # -- what the rest of numgen asks -------------------------------------------------------------
@@ -243,7 +246,7 @@ class FlowModel(Generator):
         styles = styles.to(self.device, torch.float32)
         onehot = self._label_weights(labels, n)
         if self.base is not None:
-            extra = self.base.decode(self._latent(styles), onehot)
+            extra = self.base.decode(self._latent(styles, onehot), onehot)
             x = extra + self.config.sigma * digit_noise(seeds, n, self.device)
         else:
             extra, x = None, styles.view(n, 1, 28, 28)
@@ -251,13 +254,14 @@ class FlowModel(Generator):
 
     @torch.no_grad()
     def encode_style(self, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-        """Design "cvae": the whitened posterior mean; "noise": the ODE run backwards."""
+        """Design "cvae": the posterior mean, whitened in its class's distribution; "noise": the
+        ODE run backwards."""
         images = images.to(self.device, torch.float32)
         onehot = self._label_weights(labels, len(images))
         if self.base is not None:
-            mean, chol = self.style_distribution()
+            mean, chol = self._class_gaussians(onehot)
             mu = self.base.encode(images, onehot)[0]
-            return torch.linalg.solve_triangular(chol, (mu - mean).T, upper=False).T
+            return torch.linalg.solve_triangular(chol, (mu - mean)[:, :, None], upper=False)[..., 0]
         steps, guidance = self.config.steps, self.config.guidance
         x0 = self._integrate(images, None, onehot, 1.0, 0.0, steps, guidance, self.config.solver)
         return x0.flatten(1)
@@ -265,23 +269,25 @@ class FlowModel(Generator):
     # -- the pieces -------------------------------------------------------------------------------
 
     def style_distribution(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mean (d,), Cholesky factor (d, d)) of the training digits' posterior means; the
-        prior's N(0, I) before any training data was seen."""
-        count = self.moment_count.clamp(min=1.0)
+        """(means (classes, d), Cholesky factors (classes, d, d)) of each class's posterior means
+        in the training digits; the prior's N(0, I) for a class not yet seen."""
+        count = self.moment_count.clamp(min=1.0)[:, None]
         mean = self.moment_sum / count
-        cov = self.moment_outer / count - torch.outer(mean, mean)
-        if self.moment_count < 2:
-            mean, cov = (
-                torch.zeros_like(mean),
-                torch.eye(len(mean), dtype=mean.dtype, device=mean.device),
-            )
-        jitter = 1e-5 * torch.eye(len(mean), device=mean.device, dtype=cov.dtype)
-        return mean.float(), torch.linalg.cholesky(cov + jitter).float()
+        cov = self.moment_outer / count[:, :, None] - mean[:, :, None] * mean[:, None, :]
+        eye = torch.eye(mean.shape[1], dtype=cov.dtype, device=cov.device)
+        unseen = self.moment_count < 2
+        mean[unseen], cov[unseen] = 0.0, eye
+        return mean.float(), torch.linalg.cholesky(cov + 1e-5 * eye).float()
 
-    def _latent(self, styles: torch.Tensor) -> torch.Tensor:
-        """Styles (N, d) ~ N(0, T² I) -> CVAE latents mean + L·style."""
-        mean, chol = self.style_distribution()
-        return mean + styles @ chol.T
+    def _class_gaussians(self, onehot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each item's style Gaussian (N, d), (N, d, d); soft labels blend the classes'."""
+        means, chols = self.style_distribution()
+        return onehot @ means, torch.einsum("nc,cij->nij", onehot, chols)
+
+    def _latent(self, styles: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
+        """Styles (N, d) ~ N(0, T² I) -> CVAE latents mean_d + L_d · style."""
+        mean, chol = self._class_gaussians(onehot)
+        return mean + torch.einsum("nij,nj->ni", chol, styles)
 
     def _label_weights(self, labels: torch.Tensor | None, n: int) -> torch.Tensor:
         if labels is None:
@@ -309,11 +315,11 @@ class FlowModel(Generator):
         with torch.no_grad():
             onehot = self._label_weights(labels, len(x))
             mu = self.base.encode(x, onehot)[0]
-            if self.training:  # the style distribution: moments of the posterior means
-                mu64 = mu.double()
-                self.moment_count += len(mu)
-                self.moment_sum += mu64.sum(0)
-                self.moment_outer += mu64.T @ mu64
+            if self.training:  # the style distributions: moments of each class's posterior means
+                mu64, classes = mu.double(), onehot.argmax(dim=1)
+                self.moment_count.index_add_(0, classes, torch.ones_like(mu64[:, 0]))
+                self.moment_sum.index_add_(0, classes, mu64)
+                self.moment_outer.index_add_(0, classes, mu64[:, :, None] * mu64[:, None, :])
             decoded = self.base.decode(mu, onehot)
         return decoded + self.config.sigma * noise, decoded
 
