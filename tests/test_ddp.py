@@ -19,6 +19,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from numgen import models
+from numgen.cli import main
 from numgen.distributed import Context, shard_order
 from numgen.hub import WEIGHTS_FILE
 from numgen.models import VAE, VAEConfig, vae_loss
@@ -141,3 +142,10 @@ def test_a_killed_torchrun_run_resumes_to_the_end(tmp_path: Path) -> None:
     assert records[-1]["test_loss"] < records[0]["test_loss"]
     with safe_open(str(run / STATE_FILE), "pt") as f:
         assert json.loads(f.metadata()["epoch"]) == saved + 2
+
+
+def test_nproc_needs_a_batch_that_splits_evenly(tmp_path: Path, capsys) -> None:
+    code = main(["train", str(tmp_path / "run"), "--nproc", "3", "--batch-size", "128"])
+    assert code == 2
+    assert "128 does not split evenly across 3 processes" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
