@@ -73,6 +73,7 @@ def process_group(device: torch.device) -> Iterator[Context]:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     try:
         yield Context(dist.get_rank(), dist.get_world_size(), device)
+        dist.barrier()  # no rank leaves the group while another may still talk to it
     finally:
         if joined:
             dist.destroy_process_group()

@@ -179,7 +179,9 @@ def launch_with_torchrun(nproc: int, argv: list[str]) -> int:
         else:
             args.append(arg)
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-    return subprocess.call([*launcher, f"--nproc-per-node={nproc}", "-m", "numgen", *args])
+    # "--": torchrun's parser would take numgen's options for abbreviations of its own
+    # (--start for --start-method)
+    return subprocess.call([*launcher, f"--nproc-per-node={nproc}", "-m", "--", "numgen", *args])
 
 
 # --- the original project's pictures -------------------------------------------------------------
