@@ -119,7 +119,14 @@ def test_train_resume_equals_an_uninterrupted_run(tmp_path) -> None:
     base = build_model(BASE)
     config = FlowConfig(base=BASE.to_dict(), channels=4)
     straight = train(tmp_path / "a", config, quick(2), device="cpu", base=base)
-    train(tmp_path / "b", config, quick(1), device="cpu", base=base)
+
+    def stop_after_epoch_1(record: dict) -> None:
+        raise KeyboardInterrupt  # as a user's Ctrl-C once epoch 1 is saved
+
+    with pytest.raises(KeyboardInterrupt):
+        train(
+            tmp_path / "b", config, quick(2), device="cpu", base=base, on_epoch=stop_after_epoch_1
+        )
     resumed = train(tmp_path / "b", train_config=quick(2), device="cpu", resume=True)
     for (name, a), b in zip(
         straight.state_dict().items(), resumed.state_dict().values(), strict=True

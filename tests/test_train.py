@@ -47,11 +47,24 @@ def test_same_seed_same_weights(tmp_path: Path) -> None:
     )
 
 
+class Interrupted(Exception):
+    pass
+
+
+def stop_after(epoch: int):
+    def on_epoch(record: dict) -> None:
+        if record["epoch"] == epoch:
+            raise Interrupted
+
+    return on_epoch
+
+
 def test_resume_continues_from_the_saved_epoch_and_matches_an_uninterrupted_run(
     tmp_path: Path,
 ) -> None:
     straight = train(tmp_path / "straight", TINY, quick(3), device="cpu")
-    train(tmp_path / "resumed", TINY, quick(2), device="cpu")
+    with pytest.raises(Interrupted):  # stopped once epoch 2 is saved
+        train(tmp_path / "resumed", TINY, quick(3), device="cpu", on_epoch=stop_after(2))
     assert [r["epoch"] for r in read_metrics(tmp_path / "resumed")] == [1, 2]
     epochs_seen = []
     resumed = train(tmp_path / "resumed", train_config=quick(3), device="cpu", resume=True,
@@ -65,6 +78,24 @@ def test_resume_continues_from_the_saved_epoch_and_matches_an_uninterrupted_run(
     assert torch.equal(
         load(tmp_path / "resumed").decode(torch.zeros(1, 2)), resumed.decode(torch.zeros(1, 2))
     )
+
+
+def test_the_learning_rate_falls_to_zero_over_the_last_steps() -> None:
+    config = quick(2, lr=1e-3, lr_decay=0.5)  # 512 digits in batches of 64: 8 steps an epoch
+    first, second = (training.lr_schedule(config, epoch, 512) for epoch in (1, 2))
+    assert [first(i) for i in range(8)] == [1e-3] * 8
+    assert [second(i) for i in range(8)] == pytest.approx([1e-3 * k / 8 for k in range(8, 0, -1)])
+    constant = training.lr_schedule(quick(2, lr_decay=0.0), 2, 512)
+    assert constant(7) == 1e-3
+
+
+def test_precision_auto_is_bf16_only_where_the_hardware_has_it() -> None:
+    cpu = torch.device("cpu")
+    assert training.resolve_precision("fp32", cpu) == "fp32"
+    native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert training.resolve_precision("auto", cpu) == ("bf16" if native else "fp32")
+    assert training.autocast(cpu, "bf16").fast_dtype == torch.bfloat16
+    assert not training.autocast(cpu, "fp32")._enabled
 
 
 def test_resume_without_a_checkpoint_says_so(tmp_path: Path) -> None:
@@ -101,6 +132,10 @@ def test_bad_train_config_names_the_value() -> None:
         TrainConfig(epochs=0)
     with pytest.raises(ValueError, match="lr=-1"):
         TrainConfig(lr=-1)
+    with pytest.raises(ValueError, match="lr_decay=2"):
+        TrainConfig(lr_decay=2)
+    with pytest.raises(ValueError, match="precision='fp8'"):
+        TrainConfig(precision="fp8")
 
 
 def test_device_selection() -> None:

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +29,7 @@ from numgen.cli.common import (
 from numgen.cli.compose import Guidance, OdeSteps, load_for_drawing
 from numgen.data import load_digits, resolve_data_dir
 from numgen.demo import DEMO_EPOCHS, run_demo
+from numgen.distributed import is_main_process, launched_world_size
 from numgen.hub import ModelError, load
 from numgen.models import FlowConfig, Generator, VAEConfig
 from numgen.train import BatchHook, TrainConfig, TrainingError, read_metrics, train
@@ -83,6 +86,9 @@ def train_command(
     epochs: Annotated[int, typer.Option(help="Epochs to train (in total, when resuming).")] = 10,
     batch_size: Annotated[int, typer.Option(help="Minibatch size.")] = 128,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
+    lr_decay: Annotated[
+        float, typer.Option(help="Fraction of the run at its end over which the LR falls to 0.")
+    ] = 0.3,
     seed: Seed = 0,
     dataset: Dataset = "mnist",
     data_dir: DataDir = None,
@@ -98,9 +104,28 @@ def train_command(
     channels: Annotated[int, typer.Option(help="flow: U-Net width at 28×28.")] = 12,
     sigma: Annotated[float, typer.Option(help="flow: noise added to the base's digit.")] = 0.3,
     steps: Annotated[int, typer.Option(help="flow: default Euler steps when sampling.")] = 4,
+    precision: Annotated[
+        str, typer.Option(help="auto (bf16 products where the hardware has them), bf16 or fp32.")
+    ] = "auto",
+    nproc: Annotated[
+        int,
+        typer.Option(
+            help="Train in N processes (DDP): shorthand for `torchrun --standalone "
+            "--nproc-per-node N -m numgen train ...`; the batch is split among them.",
+            min=1,
+        ),
+    ] = 1,
 ) -> None:
     """Train a model. The defaults are the original project: a VAE with a 2-D latent, conv, MSE,
     10 epochs. `--model flow` trains flow matching on top of a CVAE (`--base`)."""
+    if nproc > 1 and launched_world_size() == 1:
+        if batch_size % nproc:
+            raise typer.BadParameter(
+                f"{batch_size} does not split evenly across {nproc} processes; "
+                f"use a multiple of {nproc}",
+                param_hint="--batch-size",
+            )
+        raise typer.Exit(launch_with_torchrun(nproc, sys.argv[1:]))
     base_model = None
     if model == "flow":
         base_model = load(base) if start == "cvae" else None
@@ -123,8 +148,12 @@ def train_command(
         )
     data_dir = resolve_data_dir(data_dir)
     train_config = TrainConfig(
-        epochs, batch_size, lr, seed, dataset, str(data_dir) if data_dir else None, limit
-    )
+        epochs, batch_size, lr, seed, dataset, str(data_dir) if data_dir else None, limit,
+        lr_decay=lr_decay, precision=precision,
+    )  # fmt: skip
+    if not is_main_process():  # ranks above 0 of a torchrun launch train silently
+        train(run, model_config, train_config, device=device, resume=resume, base=base_model)
+        return
     with epoch_progress("train", describe_epoch) as (on_batch, on_epoch):
         train(
             run,
@@ -137,6 +166,23 @@ def train_command(
             base=base_model,
         )
     console.print(f"model saved in [green]{run}[/green]; metrics in {run / 'metrics.jsonl'}")
+
+
+def launch_with_torchrun(nproc: int, argv: list[str]) -> int:
+    """Run this command line (less ``--nproc``) in ``nproc`` processes on this machine, started
+    by PyTorch's launcher ``torchrun``; its exit code."""
+    args, skip = [], False
+    for arg in argv:
+        if skip or arg.startswith("--nproc="):
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        else:
+            args.append(arg)
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    # "--": torchrun's parser would take numgen's options for abbreviations of its own
+    # (--start for --start-method)
+    return subprocess.call([*launcher, f"--nproc-per-node={nproc}", "-m", "--", "numgen", *args])
 
 
 # --- the original project's pictures -------------------------------------------------------------
