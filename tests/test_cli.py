@@ -191,6 +191,7 @@ def test_help_on_every_command(capsys) -> None:
     assert "Usage: numgen" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # trains the conv VAE on 4,000 digits: minutes on a busy 2-core machine
 def test_demo_writes_the_report_and_every_picture(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--epochs", "1", "--device", "cpu"]) == 0
