@@ -48,8 +48,8 @@ def test_train_prints_each_epoch_and_saves_the_model(trained: tuple[Path, str]) 
     printed = " ".join(printed.split())  # the console wraps long lines
     number = r"(\d+\.\d\d)"
     epoch_line = re.compile(
-        rf"epoch (\d): train {number} \(recon {number}, KL {number}\) "
-        rf"test {number} \(recon {number}, KL {number}\) \d+\.\d s"
+        rf"epoch (\d): train {number} \(recon {number}, kl {number}\) "
+        rf"test {number} \(recon {number}, kl {number}\) \d+\.\d s"
     )
     lines = epoch_line.findall(printed)
     assert [int(line[0]) for line in lines] == [1, 2]
