@@ -20,14 +20,17 @@ $(BIN)/numgen: pyproject.toml
 		$(BIN)/pip install "torch==$(TORCH_VERSION)+cpu" \
 		|| $(BIN)/pip install "torch==$(TORCH_VERSION)+cpu" --extra-index-url $(TORCH_CPU_INDEX); \
 	fi
-	$(BIN)/pip install -e ".[test]"
+	$(BIN)/pip install -e ".[web,test]"
 	touch $@
 
 demo: $(BIN)/numgen
 	$(BIN)/numgen demo --out demo_out
 
+# The quick suite by default; CI runs everything with `make test TEST_ARGS=` (slow tests too:
+# real MNIST, longer training).
+TEST_ARGS ?= -m "not slow"
 test: $(BIN)/numgen
-	$(BIN)/pytest
+	$(BIN)/pytest $(TEST_ARGS)
 
 lint: $(BIN)/numgen
 	$(BIN)/ruff check src tests bench

@@ -20,8 +20,6 @@ Writes ``bench/results/compose_speed.json`` and ``.md``. Run it under the shared
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -29,10 +27,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from common import RESULTS, command, load_average, machine, machine_line, write_results
 from numgen import export, generate
 from numgen.hub import load
 
-RESULTS = Path(__file__).parent / "results"
 LENGTH = 6
 
 
@@ -99,9 +97,9 @@ def markdown(figures: dict) -> str:
         [
             f"# Writing 6-digit number images with `{figures['model']}`",
             "",
-            f"Measured {figures['date']} on {figures['machine']}, under the shared CPU lock "
-            f"(other developers' jobs outside the lock may still have run beside it; load average "
-            f"{figures['load_average']} when it began).",
+            f"Measured {figures['date']}, under the shared CPU lock (other developers' jobs "
+            "outside the lock may still have run beside it).",
+            machine_line(figures),
             "",
             "`numgen.export.export_dataset` (= `numgen dataset --length 6`): PNG files written "
             "atomically plus labels.csv.",
@@ -137,8 +135,9 @@ def main() -> None:
     figures = {
         "model": args.model,
         "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{os.cpu_count()} CPU cores, torch {torch.__version__}",
-        "load_average": " ".join(f"{x:.1f}" for x in os.getloadavg()),
+        "machine": machine(),
+        "command": command(),
+        "load_average": load_average(),
         "decoder_digits_per_s": decoder_rate(model),
         "create_us": {name: create_latency(folder) for name, folder in folders.items()},
         "exports": [
@@ -147,10 +146,8 @@ def main() -> None:
             for workers in (1, 2)
         ],
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(figures, indent=2) + "\n")
-    out.with_suffix(".md").write_text(markdown(figures))
+    figures["load_average"] = [figures["load_average"], load_average()]
+    write_results(args.out, figures, markdown(figures))
     print(markdown(figures))
 
 

@@ -4,28 +4,24 @@ gathered into one table.
     NUMGEN_DATA_DIR=../shared/data/mnist python bench/quality.py [RUN_DIR ...] [--iwae-k K]
 
 Writes bench/results/quality.md (one row per model, one column per metric, with training time
-from the model's MODEL_CARD.md or its run's metrics.jsonl) and quality.json (every model's full
+from the model's README.md (model card) or its run's metrics.jsonl) and quality.json (every model's full
 metrics). Each model's own report, with pictures, goes to REPORTS/<name>/ (default evaluations/).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import re
 import time
 from pathlib import Path
 
-import torch
-
+from common import command, load_average, machine, machine_line, write_results
 from numgen import hub
 from numgen.data import DATA_DIR_ENV
 from numgen.evaluate import EvalConfig, evaluate
 from numgen.train import read_metrics
 
-RESULTS = Path(__file__).parent / "results"
 # (column header, metrics group, key, format); "real" columns come from the real-data row
 COLUMNS = [
     ("recon MSE", "likelihood", "recon_mse", ".2f"),
@@ -46,12 +42,12 @@ TIME = re.compile(r"([\d,.]+)\s*(s|seconds|min|minutes|h|hours)\b")
 
 def training_time(directory: Path) -> str:
     """How long the model trained: the epochs' seconds in its run's metrics.jsonl, else the first
-    time given on a line of its MODEL_CARD.md that mentions time, else "—"."""
+    time given on a line of its README.md (model card) that mentions time, else "—"."""
     records = read_metrics(directory)
     if records:
         epochs = f"{len(records)} epoch{'s' if len(records) > 1 else ''}"
         return f"{sum(r['seconds'] for r in records):,.0f} s ({epochs}, run log)"
-    card = directory / "MODEL_CARD.md"
+    card = directory / "README.md"
     if card.is_file():
         for line in card.read_text().splitlines():
             if "time" in line.lower() and (match := TIME.search(line)):
@@ -63,16 +59,12 @@ def cell(value: float | None, spec: str) -> str:
     return "—" if value is None else format(value + 0.0, spec)  # + 0.0: no "-0.000"
 
 
-def write_results(results: dict) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "quality.json").write_text(json.dumps(results, indent=2) + "\n")
+def markdown(results: dict) -> str:
     s = results["settings"]
     lines = [
         "# Model quality",
         "",
-        f"Machine: {results['machine']}. Command: `{results['command']}`. 1-minute load average "
-        f"at start / end: {results['load_average'][0]:.1f} / {results['load_average'][1]:.1f} "
-        "(other work on the 2 cores slows the evaluation seconds, not the figures).",
+        machine_line(results) + " Other work slows the evaluation seconds, not the figures.",
         f"Every model evaluated by `numgen evaluate` on {s['test_set']}, seed {s['seed']}: "
         f"{s['samples']:,} generated digits against the test digits in the bundled recognizer's "
         f"features; IWAE NLL (Bernoulli models only) with K = {s['iwae_k']:,} on "
@@ -111,7 +103,7 @@ def write_results(results: dict) -> None:
         f"- {name}: `{entry['metrics']['model']['source']}`"
         for name, entry in results["models"].items()
     ]
-    (RESULTS / "quality.md").write_text("\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
     print("\n".join(lines))
 
 
@@ -138,17 +130,12 @@ def main() -> None:
     if not models:
         raise SystemExit("no bundled generator and no run directory given: nothing to evaluate")
     results = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads",
-        "command": " ".join(
-            ["NUMGEN_DATA_DIR=... python bench/quality.py", *map(str, args.runs)]
-            + [f"--iwae-k {args.iwae_k} --iwae-digits {args.iwae_digits}"]
-            + [f"--samples {args.samples} --seed {args.seed}"]
-        ),
+        "machine": machine(),
+        "command": command(env="NUMGEN_DATA_DIR=..."),
         "settings": {},
         "models": {},
     }
-    load_at_start = os.getloadavg()[0]
+    load_at_start = load_average()
     for name, model in models.items():
         started = time.perf_counter()
         metrics = evaluate(model, args.reports / name, config, args.device)
@@ -158,8 +145,8 @@ def main() -> None:
             "training_time": training_time(hub.resolve(model)),
             "metrics": metrics,
         }
-    results["load_average"] = [load_at_start, os.getloadavg()[0]]
-    write_results(results)
+    results["load_average"] = [load_at_start, load_average()]
+    write_results("quality", results, markdown(results))
 
 
 if __name__ == "__main__":

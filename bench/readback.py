@@ -16,20 +16,17 @@ Writes ``bench/results/compose_readback.json`` and ``.md``. Run it under the sha
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
+from common import RESULTS, command, load_average, machine, machine_line, write_results
 from numgen import compose
 from numgen.data import load_digits, to_tensor
 from numgen.hub import load
 from numgen.metrics import frechet_distance
-from numgen.recognizer import extract_features, load_recognizer, predict
-
-RESULTS = Path(__file__).parent / "results"
+from numgen.recognizer import Recognizer, extract_features, predict
 
 
 def digit_figures(model, recognizer, per_digit: int, temperature: float) -> tuple[dict, np.ndarray]:
@@ -97,8 +94,8 @@ def markdown(figures: dict) -> str:
     lines = [
         f"# Read-back of `{figures['model']}` (recognizer: bundled)",
         "",
-        f"Measured {figures['date']} on {figures['machine']}; "
-        f"{figures['seconds']:.0f} s; temperature {figures['temperature']}.",
+        f"Measured {figures['date']}, {figures['seconds']:.0f} s; temperature "
+        f"{figures['temperature']}. {machine_line(figures)}",
         "",
         f"## Digits: {d['per_digit_n']:,} per digit, recognised as asked: **{d['accuracy']:.2%}**",
         "",
@@ -140,8 +137,9 @@ def main() -> None:
     parser.add_argument("--out", default=str(RESULTS / "compose_readback"))
     args = parser.parse_args()
     torch.manual_seed(0)
+    load_at_start = load_average()
     started = time.perf_counter()
-    model, recognizer = load(args.model), load_recognizer()
+    model, recognizer = load(args.model), Recognizer.from_pretrained()
     args.temperature = model.temperature if args.temperature is None else args.temperature
     digits, images = digit_figures(model, recognizer, args.per_digit, args.temperature)
     digits["per_digit_n"] = args.per_digit
@@ -149,16 +147,15 @@ def main() -> None:
         "model": args.model,
         "temperature": args.temperature,
         "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{torch.get_num_threads()} CPU threads, torch {torch.__version__}",
+        "machine": machine(),
+        "command": command(),
         "digits": digits,
         "frechet": frechet_figures(recognizer, images, args.data_dir),
         "numbers": number_figures(model, recognizer, args.numbers, 4),
     }
     figures["seconds"] = time.perf_counter() - started
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(figures, indent=2) + "\n")
-    out.with_suffix(".md").write_text(markdown(figures))
+    figures["load_average"] = [load_at_start, load_average()]
+    write_results(args.out, figures, markdown(figures))
     print(markdown(figures))
 
 

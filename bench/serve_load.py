@@ -23,8 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import random
 import socket
 import statistics
@@ -36,7 +34,8 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-RESULTS = Path(__file__).parent / "results"
+from common import command, load_average, machine, machine_line, write_results
+
 NUMGEN = Path(sys.executable).with_name("numgen")  # the console script beside this interpreter
 
 
@@ -131,8 +130,8 @@ def report(figures: dict) -> str:
     lines = [
         "# `numgen serve` under load",
         "",
-        f"{figures['when']}, {figures['machine']}; server: `{figures['server']}`.",
-        f"Load average before the run: {', '.join(f'{x:.2f}' for x in figures['load_average_before'])}.",
+        f"{figures['when']}; server: `{figures['server']}`.",
+        machine_line(figures),
         "Clients (asyncio, one process, one kept-alive connection each) and server share the cores.",
         "",
         "| endpoint | clients | requests | requests/s | p50 ms | p99 ms | max ms | errors |",
@@ -153,11 +152,11 @@ def main() -> None:
     parser.add_argument("--model", action="append", default=[], help="As `numgen serve --model`.")
     args = parser.parse_args()
 
-    load_before = os.getloadavg()  # the machine is shared: say how busy it was
+    load_before = load_average()  # the machine is shared: say how busy it was
     port = free_port()
-    command = [str(NUMGEN), "serve", "--port", str(port)]
-    command += [f"--model={model}" for model in args.model]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    serve = [str(NUMGEN), "serve", "--port", str(port)]
+    serve += [f"--model={model}" for model in args.model]
+    server = subprocess.Popen(serve, stdout=subprocess.DEVNULL)
     try:
         wait_until_up(server, port)
         plan = [
@@ -176,14 +175,13 @@ def main() -> None:
 
     figures = {
         "when": time.strftime("%Y-%m-%d %H:%M"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
-        "server": " ".join(["numgen", *command[1:]]),
-        "load_average_before": load_before,
+        "machine": machine(),
+        "command": command(),
+        "server": " ".join(["numgen", *serve[1:]]),
+        "load_average": [load_before, load_average()],
         "runs": runs,
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "serve_load.json").write_text(json.dumps(figures, indent=2) + "\n")
-    (RESULTS / "serve_load.md").write_text(report(figures))
+    write_results("serve_load", figures, report(figures))
     print(report(figures))
 
 

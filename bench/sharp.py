@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -40,20 +39,19 @@ import torch
 from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 
+from common import RESULTS, command, load_average, machine, machine_line, write_results
 from numgen import compose, generate
-from numgen.data import Digits, load_digits, to_tensor
+from numgen.data import Digits, load_digits, to_tensor, to_uint8
 from numgen.hub import load
 from numgen.metrics import frechet_distance, precision_recall
-from numgen.plots import to_uint8
 from numgen.recognizer import (
+    Recognizer,
     RecognizerConfig,
     extract_features,
-    load_recognizer,
     predict,
     train_recognizer,
 )
 
-RESULTS = Path(__file__).parent / "results"
 PER_DIGIT = 1000
 
 
@@ -211,11 +209,11 @@ def main() -> None:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--out", default=str(RESULTS / "sharp"))
     args = parser.parse_args()
-    started = time.perf_counter()
+    started, load_at_start = time.perf_counter(), load_average()
     specs = [s.split("=", 1) if "=" in s else [s, s] for s in args.model or ["cvae", "flow"]]
     models = {name: load(path) for name, path in specs}
     paths = dict(specs)
-    recognizer = load_recognizer()
+    recognizer = Recognizer.from_pretrained()
     test = load_digits("mnist", "test", args.data_dir)
     train = load_digits("mnist", "train", args.data_dir)
     test_feats = extract_features(recognizer, to_tensor(test.images))
@@ -256,16 +254,14 @@ def main() -> None:
     save_pictures(models, test, Path(args.out))
     figures = {
         "date": time.strftime("%Y-%m-%d"),
-        "command": " ".join(["bench/sharp.py", *sys.argv[1:]]),
-        "machine": f"{os.cpu_count()} CPUs, {torch.get_num_threads()} threads, torch "
-        f"{torch.__version__}, load average {os.getloadavg()[0]:.1f} at the end",
+        "command": command(),
+        "machine": machine(),
+        "load_average": [load_at_start, load_average()],
         "gemm_gflops": gemm / 1e9,
         "seconds": time.perf_counter() - started,
         "rows": rows,
     }
-    out = Path(args.out)
-    out.with_suffix(".json").write_text(json.dumps(figures, indent=2) + "\n")
-    out.with_suffix(".md").write_text(markdown(figures))
+    write_results(args.out, figures, markdown(figures))
     print(markdown(figures))
 
 
@@ -280,9 +276,9 @@ def markdown(figures: dict) -> str:
     lines = [
         "# Digits that look real: flow designs beside the cvae and real MNIST",
         "",
-        f"Measured {figures['date']} with `{figures['command']}`; {figures['machine']}; "
-        f"fp32 GEMM {figures['gemm_gflops']:.0f} GFLOP/s in the same run; "
-        f"{figures['seconds']:.0f} s in all.",
+        f"Measured {figures['date']}; fp32 GEMM {figures['gemm_gflops']:.0f} GFLOP/s in the same "
+        f"run; {figures['seconds']:.0f} s in all.",
+        machine_line(figures),
         "",
         "| source | recognised | 4-digit numbers read back | Fréchet | precision | recall "
         "| train-on-it, test on real |",

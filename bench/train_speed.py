@@ -13,20 +13,18 @@ Prints and records (bench/results/train_speed.{md,json}):
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import time
 from pathlib import Path
 
 import torch
 
+from common import command, load_average, machine, machine_line, write_results
 from numgen.data import DATA_DIR_ENV
 from numgen.hub import place
 from numgen.models import VAEConfig, build_model
 from numgen.train import TrainConfig, read_metrics, train
 
-RESULTS = Path(__file__).parent / "results"
 CONFIGS = {
     "seed (conv, 2-D, MSE)": VAEConfig(),
     "mlp (784-400-20, Bernoulli)": VAEConfig(arch="mlp", latent_dim=20, likelihood="bernoulli"),
@@ -100,10 +98,10 @@ def main() -> None:
     if not os.environ.get(DATA_DIR_ENV):
         raise SystemExit(f"set {DATA_DIR_ENV} to the MNIST folder, e.g. ../shared/data/mnist")
 
-    load_at_start = os.getloadavg()[0]  # other work on the machine skews every figure: record it
+    load_at_start = load_average()  # other work on the machine skews every figure: record it
     results = {
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads",
-        "command": f"NUMGEN_DATA_DIR=... python bench/train_speed.py --epochs {args.epochs}",
+        "machine": machine(),
+        "command": command(env="NUMGEN_DATA_DIR=..."),
         "training": {},
         "decoding": {},
     }
@@ -117,19 +115,15 @@ def main() -> None:
         )
         results["training"][name] = time_training(name, config, args.epochs, args.workdir)
         print(name, "training:", results["training"][name], flush=True)
-    results["load_average_1min"] = {"start": load_at_start, "end": os.getloadavg()[0]}
-    write_results(results)
+    results["load_average"] = [load_at_start, load_average()]
+    write_results("train_speed", results, markdown(results))
 
 
-def write_results(results: dict) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "train_speed.json").write_text(json.dumps(results, indent=2) + "\n")
+def markdown(results: dict) -> str:
     lines = [
         "# Training and decoding speed",
         "",
-        f"Machine: {results['machine']}. Command: `{results['command']}`.",
-        f"1-minute load average at start / end: {results['load_average_1min']['start']:.1f} / "
-        f"{results['load_average_1min']['end']:.1f} (2.0 means both cores were already busy).",
+        machine_line(results),
         "",
         "| config | s / epoch (60,000 digits) | train images/s | test loss after |",
         "| --- | ---: | ---: | ---: |",
@@ -145,8 +139,8 @@ def write_results(results: dict) -> None:
         lines.append(
             f"| {name} | max \\|difference\\| between variants | {r['max_abs_difference']:.1e} |"
         )
-    (RESULTS / "train_speed.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -1,20 +1,38 @@
 """The numgen command: each command writes its picture; bad input gives one line and exit 2."""
 
+import contextlib
+import errno
+import io
+import json
+import logging
+import re
+import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
+from safetensors import safe_open
 
 from numgen.cli import main
+from numgen.train import STATE_FILE
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
+def trained(tmp_path_factory) -> tuple[Path, str]:
+    """A tiny run trained by the command, and what the command printed to stderr (the epochs)."""
     run = tmp_path_factory.mktemp("cli") / "run"
-    code = main(["train", str(run), "--arch", "mlp", "--hidden", "32", "--epochs", "2",
-                 "--dataset", "embedded", "--limit", "256", "--device", "cpu"])  # fmt: skip
+    printed = io.StringIO()
+    with contextlib.redirect_stderr(printed):
+        code = main(["train", str(run), "--arch", "mlp", "--hidden", "32", "--epochs", "2",
+                     "--dataset", "embedded", "--limit", "256", "--kl-warmup", "1.5",
+                     "--device", "cpu"])  # fmt: skip
     assert code == 0
-    return run
+    return run, printed.getvalue()
+
+
+@pytest.fixture(scope="module")
+def run_dir(trained: tuple[Path, str]) -> Path:
+    return trained[0]
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -23,9 +41,26 @@ def png_size(path: Path) -> tuple[int, int]:
         return image.size
 
 
-def test_train_prints_each_epoch_and_saves_the_model(run_dir: Path) -> None:
+def test_train_prints_each_epoch_and_saves_the_model(trained: tuple[Path, str]) -> None:
+    run_dir, printed = trained
     assert (run_dir / "model.safetensors").is_file()
-    assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 2
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    printed = " ".join(printed.split())  # the console wraps long lines
+    number = r"(\d+\.\d\d)"
+    epoch_line = re.compile(
+        rf"epoch (\d): train {number} \(recon {number}, kl {number}\) "
+        rf"test {number} \(recon {number}, kl {number}\) \d+\.\d s"
+    )
+    lines = epoch_line.findall(printed)
+    assert [int(line[0]) for line in lines] == [1, 2]
+    for line, record in zip(lines, records, strict=True):  # the figures of metrics.jsonl
+        keys = ("train_loss", "train_recon", "train_kl", "test_loss", "test_recon", "test_kl")
+        assert [float(x) for x in line[1:7]] == [round(record[k], 2) for k in keys]
+
+
+def test_train_kl_warmup_option_reaches_the_training_config(run_dir: Path) -> None:
+    with safe_open(str(run_dir / STATE_FILE), "pt") as state:
+        assert json.loads(state.metadata()["train_config"])["kl_warmup"] == 1.5
 
 
 def test_decode_writes_an_upscaled_digit(run_dir: Path, tmp_path: Path, capsys) -> None:
@@ -77,6 +112,11 @@ def test_data_check_on_the_embedded_digits(tmp_path: Path, capsys) -> None:
     [
         (["train", "--epochs", "0"], "epochs=0"),
         (["train", "--arch", "rnn"], "arch='rnn'"),
+        (["train", "--kl-warmup", "-1"], "kl_warmup=-1.0"),
+        (
+            ["sample", "RUN", "--out", "FILE/sub/x.png"],
+            "Not a directory; a part of the path is a file",
+        ),
         (["train", "--epochs", "many"], "Invalid value for '--epochs'"),
         (["decode", "nowhere", "0", "0"], "nowhere: no such directory"),
         (["sample", "RUN", "-n", "0"], "Invalid value for '-n'"),
@@ -88,14 +128,59 @@ def test_data_check_on_the_embedded_digits(tmp_path: Path, capsys) -> None:
     ],
 )
 def test_bad_input_gives_one_line_and_exit_2(
-    run_dir: Path, capsys, args: list[str], message: str
+    run_dir: Path, tmp_path: Path, capsys, args: list[str], message: str
 ) -> None:
-    args = [str(run_dir) if a == "RUN" else a for a in args]
+    (tmp_path / "file").write_text("a file, not a folder")
+    args = [str(run_dir) if a == "RUN" else a.replace("FILE", str(tmp_path / "file")) for a in args]
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("Error: ") and message in err
     assert len(err.splitlines()) == 1
     assert "Traceback" not in err
+
+
+def test_a_bug_keeps_its_traceback(run_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    """Only numgen's user errors and the OS errors a user can fix become one line: a ValueError
+    or an unexplained OSError inside a command is a bug, and propagates with its traceback."""
+
+    def broken(*args, **kwargs):
+        raise ValueError("a bug in numgen")
+
+    def failing_disk(*args, **kwargs):
+        raise OSError(errno.EIO, "Input/output error")
+
+    args = ["sample", str(run_dir), "--out", str(tmp_path / "x.png")]
+    with monkeypatch.context() as patch:
+        patch.setattr("numgen.generate.sample", broken)
+        with pytest.raises(ValueError, match="a bug in numgen"):
+            main(args)
+    with monkeypatch.context() as patch:
+        patch.setattr("numgen.plots.save_grid", failing_disk)
+        with pytest.raises(OSError, match="Input/output error"):
+            main(args)
+
+
+def test_serve_without_the_web_extra_says_how_to_install_it(monkeypatch, capsys) -> None:
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if uvicorn were not installed
+    assert main(["serve"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "Error: numgen serve needs the web extra (uvicorn is not installed): "
+        "pip install 'numgen[web]'"
+    )
+
+
+def test_verbose_shows_numgen_log_messages(tmp_path: Path, caplog) -> None:
+    args = ["data", "check", "--dataset", "embedded", "--out", str(tmp_path / "sample.png")]
+    assert main(args) == 0
+    assert not [r for r in caplog.records if r.levelno == logging.INFO]
+    assert main(["--verbose", *args]) == 0
+    info = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert any("4000 digits" in message for message in info), info
+    caplog.clear()
+    assert main(["-v", *args]) == 0 and caplog.records
+    assert main(args) == 0  # and back to warnings only
+    assert logging.getLogger("numgen").getEffectiveLevel() == logging.WARNING
 
 
 def test_help_on_every_command(capsys) -> None:
@@ -106,6 +191,7 @@ def test_help_on_every_command(capsys) -> None:
     assert "Usage: numgen" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # trains the conv VAE on 4,000 digits: minutes on a busy 2-core machine
 def test_demo_writes_the_report_and_every_picture(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--epochs", "1", "--device", "cpu"]) == 0

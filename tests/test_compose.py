@@ -11,7 +11,7 @@ from numgen import compose, generate
 from numgen.cli import main
 from numgen.hub import load, pretrained_names, save_pretrained
 from numgen.models import VAEConfig, build_model
-from numgen.recognizer import load_recognizer
+from numgen.recognizer import Recognizer
 
 
 @pytest.fixture(scope="module")
@@ -227,7 +227,7 @@ def test_write_command_refuses_a_style_file_that_is_no_image(
 def bundled():
     if "cvae" not in pretrained_names():
         pytest.skip("no bundled cvae model")
-    return load("cvae"), load_recognizer()
+    return load("cvae"), Recognizer.from_pretrained()
 
 
 def test_the_recognizer_reads_the_bundled_models_digits(bundled) -> None:

@@ -14,9 +14,9 @@ from PIL import Image
 from numgen import hub
 from numgen.cli import main
 from numgen.data import Digits
-from numgen.evaluate import EvalConfig, evaluate, load_generator, random_subset
+from numgen.evaluate import EvalConfig, evaluate, random_subset
 from numgen.models import VAEConfig, build_model
-from numgen.recognizer import BUNDLED_DIR, Recognizer, RecognizerConfig, load_recognizer
+from numgen.recognizer import Recognizer, RecognizerConfig
 from numgen.train import TrainConfig, train
 
 TINY = EvalConfig(samples=100, iwae_k=8, iwae_digits=20, grid_n=6, dataset="embedded")
@@ -157,18 +157,18 @@ def model_for_32px(tmp_path: Path) -> Path:
     [
         (lambda tmp: tmp, "not a model directory (missing config.json)"),
         (lambda tmp: "no-such-model", "no such directory and no bundled model"),
-        (lambda tmp: BUNDLED_DIR, "recognizer, the judge of generated digits, not a generator"),
+        (lambda tmp: "recognizer", "kind 'recognizer': not a generator of digits"),
     ],
     ids=["empty directory", "unknown name", "recognizer"],
 )
 def test_bad_models_get_one_clear_error(make, message: str, tmp_path: Path) -> None:
     with pytest.raises(hub.ModelError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        load_generator(make(tmp_path))
+        hub.load(make(tmp_path))
 
 
 def test_weights_for_another_image_size_are_named(model_for_32px: Path) -> None:
     with pytest.raises(hub.ModelError, match=r"encoder.net.0.weight has shape \(8, 1024\)"):
-        load_generator(model_for_32px)
+        hub.load(model_for_32px)
 
 
 # --- the command line ----------------------------------------------------------------------------
@@ -217,5 +217,5 @@ def test_cli_recognizer_train_saves_what_it_trains(tmp_path: Path, monkeypatch, 
     assert main(["recognizer", "train", "--out", str(out), "--epochs", "3", "--seed", "7",
                  "--dataset", "embedded", "--device", "cpu"]) == 0  # fmt: skip
     assert calls == [(4000, 1000, 3, 7, "cpu")]
-    assert load_recognizer(out).config.features == 8
+    assert Recognizer.from_pretrained(out).config.features == 8
     assert "test accuracy 90.00%" in capsys.readouterr().out

@@ -156,4 +156,10 @@ def test_dataset_command(cvae, tmp_path, capsys) -> None:
     assert main(args) == 2  # the folder is no longer empty
     assert "--overwrite" in capsys.readouterr().err
     assert main([*args, "--overwrite"]) == 0
-    assert main([*args[:4], "3-x", *args[4:]]) == 2
+    capsys.readouterr()
+    at = args.index("--length") + 1
+    bad_length = [*args[:at], "3-x", *args[at + 1 :]]  # --length 3-x in place of --length 1
+    assert main(bad_length) == 2
+    assert capsys.readouterr().err.strip() == (
+        "Error: length '3-x': give a number of digits (4) or a range (3-8)"
+    )

@@ -192,4 +192,4 @@ def test_a_model_dir_of_an_unknown_family_is_one_line(tmp_path, capsys) -> None:
     config.write_text(config.read_text().replace('"kind": "flow"', '"kind": "diffusion"'))
     assert main(["sample", str(tmp_path / "m"), "--out", str(tmp_path / "s.png")]) == 2
     err = capsys.readouterr().err
-    assert "kind='diffusion'" in err and len(err.strip().splitlines()) == 1
+    assert "kind 'diffusion'" in err and len(err.strip().splitlines()) == 1

@@ -1,21 +1,36 @@
 """Saving and loading: safetensors + JSON round trips, clear errors, atomic writes."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
+from numgen import hub
 from numgen.hub import (
+    PRETRAINED_DIR,
+    WEIGHTS_FILE,
     ModelError,
     atomic_write,
     generator_names,
     load,
     place,
     pretrained_names,
+    resolve,
     save_pretrained,
 )
-from numgen.models import VAEConfig, build_model
+from numgen.models import (
+    CVAE,
+    MODEL_KINDS,
+    VAE,
+    Generator,
+    VAEConfig,
+    build_model,
+    config_from_dict,
+)
+from numgen.recognizer import Recognizer
 
 
 @pytest.mark.parametrize("kind", ["vae", "cvae"])
@@ -85,3 +100,81 @@ def test_bundled_names_are_listed_by_kind() -> None:
     assert "recognizer" in pretrained_names("recognizer")
     assert "recognizer" not in generator_names()
     assert set(generator_names()) <= set(pretrained_names())
+
+
+# --- one save/load path: from_pretrained / save_pretrained on the model classes -----------------
+
+
+# A small config of every registered family; a new family adds its line here.
+SMALL = {
+    "vae": {"kind": "vae", "arch": "mlp", "hidden": 8},
+    "cvae": {"kind": "cvae", "arch": "mlp", "hidden": 8},
+    "flow": {"kind": "flow", "base": {"kind": "cvae", "arch": "mlp", "hidden": 8}, "channels": 4},
+}
+
+
+def test_every_registered_family_has_a_small_config_here() -> None:
+    assert set(SMALL) == set(MODEL_KINDS)
+
+
+@pytest.mark.parametrize("kind", sorted(SMALL))
+def test_every_registered_family_round_trips_through_its_class(tmp_path: Path, kind: str) -> None:
+    """Any family in the registry: ``model.save_pretrained`` then ``Class.from_pretrained``, with
+    the base class and with the family's own class, gives the same weights and config."""
+    torch.manual_seed(0)
+    model = build_model(config_from_dict(SMALL[kind]))
+    model.save_pretrained(tmp_path / "m")
+    for cls in (Generator, MODEL_KINDS[kind]):
+        loaded = cls.from_pretrained(tmp_path / "m")
+        assert type(loaded) is MODEL_KINDS[kind] and not loaded.training
+        assert loaded.config == model.config
+        for (name, a), b in zip(
+            model.state_dict().items(), loaded.state_dict().values(), strict=True
+        ):
+            assert torch.equal(a, b), name
+
+
+def test_a_class_refuses_a_model_of_another_family() -> None:
+    with pytest.raises(ModelError, match="holds a VAE \\(kind 'vae'\\), not a CVAE"):
+        CVAE.from_pretrained("vae2d")
+    assert isinstance(VAE.from_pretrained("cvae"), CVAE)  # a CVAE is a VAE
+
+
+def test_a_local_directory_comes_before_a_bundled_name(tmp_path: Path, monkeypatch) -> None:
+    local = build_model(VAEConfig(kind="cvae", arch="mlp", hidden=8, latent_dim=3))
+    save_pretrained(local, tmp_path / "cvae")
+    monkeypatch.chdir(tmp_path)
+    assert load("cvae").config == local.config  # ./cvae, not the bundled cvae
+    assert resolve("cvae") == Path("cvae")
+    assert resolve("vae2d") == PRETRAINED_DIR / "vae2d"  # no ./vae2d: the bundled one
+
+
+def test_weights_are_read_once(tmp_path: Path, monkeypatch) -> None:
+    save_pretrained(build_model(VAEConfig(arch="mlp", hidden=8)), tmp_path / "m")
+    reads = []
+    monkeypatch.setattr(hub, "load_file", lambda path: reads.append(path) or load_file(path))
+    load(tmp_path / "m")
+    assert reads == [str(tmp_path / "m" / WEIGHTS_FILE)]
+
+
+def test_the_recognizer_is_not_a_generator_and_loads_through_its_class() -> None:
+    with pytest.raises(ModelError, match="kind 'recognizer': not a generator of digits"):
+        load("recognizer")
+    with pytest.raises(ModelError, match="kind 'cvae': not numgen's digit recognizer"):
+        Recognizer.from_pretrained("cvae")
+    assert Recognizer.from_pretrained().config.kind == "recognizer"
+
+
+@pytest.mark.parametrize("name", pretrained_names())
+def test_bundled_models_have_a_model_card_with_hub_metadata(name: str) -> None:
+    """README.md opens with YAML metadata as model hubs read it: library, tags, datasets,
+    metrics, and results whose figures are numbers."""
+    text = (PRETRAINED_DIR / name / "README.md").read_text()
+    assert text.startswith("---\n")
+    meta, body = text[4:].split("\n---\n", 1)
+    fields = {line.split(":")[0] for line in meta.splitlines() if not line.startswith(" ")}
+    assert {"library_name", "license", "tags", "datasets", "metrics", "model-index"} <= fields
+    assert "library_name: numgen" in meta and "datasets: [mnist]" in meta
+    values = re.findall(r"value: (\S+)\}", meta)
+    assert values and all(float(v) >= 0 for v in values)
+    assert f"- name: {name}" in meta and body.lstrip().startswith("# ")

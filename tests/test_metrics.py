@@ -66,6 +66,47 @@ def test_frechet_distance_of_samples_approaches_the_closed_form():
 # --- precision and recall ------------------------------------------------------------------------
 
 
+def test_frechet_distance_agrees_with_torchmetrics():
+    """The established implementation (torchmetrics' FID formula, here fed numgen's features
+    unchanged through an identity feature extractor) gives the same distance on correlated,
+    non-diagonal features of different means."""
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    class Features(torch.nn.Module):
+        num_features = 16
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x
+
+    rng = np.random.default_rng(0)
+    mixing = rng.normal(size=(16, 16))
+    a = rng.normal(size=(600, 16)) @ mixing
+    b = rng.normal(size=(500, 16)) @ (mixing + 0.3 * rng.normal(size=(16, 16))) + 0.5
+    fid = FrechetInceptionDistance(feature=Features(), reset_real_features=False)
+    fid.update(torch.as_tensor(a), real=True)
+    fid.update(torch.as_tensor(b), real=False)
+    reference = fid.compute().item()
+    assert reference > 10  # a real difference, not two near-zero numbers
+    assert metrics.frechet_distance(a, b) == pytest.approx(reference, rel=1e-6)
+
+
+def test_knn_vote_is_the_majority_of_the_k_nearest_with_ties_to_the_smaller_label():
+    ref = np.array([[0.0], [1.0], [2.0], [10.0], [11.0], [12.0]])
+    labels = np.array([3, 3, 1, 1, 1, 0])
+    # nearest to 0.4: 0, 1, 2 (labels 3, 3, 1) -> 3; to 11.2: 11, 12, 10 (1, 0, 1) -> 1
+    assert metrics.knn_vote(np.array([[0.4], [11.2]]), ref, labels, k=3).tolist() == [3, 1]
+    # nearest two to 1.9: 2 and 1 (labels 1 and 3): a tie, won by the smaller label
+    assert metrics.knn_vote(np.array([[1.9]]), ref, labels, k=2).tolist() == [1]
+    # chunked distances give the same votes as one block
+    rng = np.random.default_rng(1)
+    query, many = rng.normal(size=(50, 3)), rng.normal(size=(200, 3))
+    many_labels = rng.integers(0, 10, 200)
+    np.testing.assert_array_equal(
+        metrics.knn_vote(query, many, many_labels, 5, chunk=7),
+        metrics.knn_vote(query, many, many_labels, 5),
+    )
+
+
 def test_precision_recall_identical_sets_are_one_and_far_sets_zero():
     real = np.random.default_rng(2).normal(size=(300, 5))
     assert metrics.precision_recall(real, real, k=3, chunk=64) == (1.0, 1.0)

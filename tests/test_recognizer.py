@@ -9,16 +9,13 @@ import pytest
 import torch
 
 from numgen.data import load_digits, to_tensor
-from numgen.hub import CONFIG_FILE, WEIGHTS_FILE, ModelError
+from numgen.hub import CONFIG_FILE, WEIGHTS_FILE, ModelError, resolve
 from numgen.recognizer import (
-    BUNDLED_DIR,
     Recognizer,
     RecognizerConfig,
     evaluate_accuracy,
     extract_features,
-    load_recognizer,
     predict,
-    save_recognizer,
     train_recognizer,
 )
 
@@ -68,31 +65,31 @@ def test_training_is_deterministic_and_reports_every_epoch(tiny_digits):
 
 
 def test_save_load_round_trip_gives_identical_logits(tiny_model, tmp_path):
-    save_recognizer(tiny_model, tmp_path)
+    tiny_model.save_pretrained(tmp_path)
     config = json.loads((tmp_path / CONFIG_FILE).read_text())
     assert config["kind"] == "recognizer"
-    loaded = load_recognizer(tmp_path)
+    loaded = Recognizer.from_pretrained(tmp_path)
     assert loaded.config == tiny_model.config and not loaded.training
     x = torch.rand(7, 1, 28, 28)
     torch.testing.assert_close(loaded(x), tiny_model(x), rtol=0, atol=0)
 
 
 def test_loading_something_else_fails_clearly(tiny_model, tmp_path):
-    save_recognizer(tiny_model, tmp_path)
+    tiny_model.save_pretrained(tmp_path)
     config = json.loads((tmp_path / CONFIG_FILE).read_text())
     (tmp_path / CONFIG_FILE).write_text(json.dumps({**config, "kind": "vae"}))
-    with pytest.raises(ModelError, match="not a recognizer config"):
-        load_recognizer(tmp_path)
-    with pytest.raises(ModelError, match="no such model directory"):
-        load_recognizer(tmp_path / "missing")
+    with pytest.raises(ModelError, match="kind 'vae': not numgen's digit recognizer"):
+        Recognizer.from_pretrained(tmp_path)
+    with pytest.raises(ModelError, match="no such directory and no bundled model"):
+        Recognizer.from_pretrained(tmp_path / "missing")
 
 
 def test_bundled_recognizer_is_marked_and_small():
-    assert load_recognizer().config.kind == "recognizer"
-    assert (BUNDLED_DIR / WEIGHTS_FILE).stat().st_size < 2_000_000
+    assert Recognizer.from_pretrained().config.kind == "recognizer"
+    assert (resolve("recognizer") / WEIGHTS_FILE).stat().st_size < 2_000_000
 
 
 @pytest.mark.slow
 def test_bundled_recognizer_accuracy_on_real_mnist(mnist_dir):
     test = load_digits("mnist", "test", mnist_dir).subset(2000)
-    assert evaluate_accuracy(load_recognizer(), test) >= 0.99
+    assert evaluate_accuracy(Recognizer.from_pretrained(), test) >= 0.99

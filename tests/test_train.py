@@ -146,3 +146,34 @@ def test_device_selection() -> None:
             training.select_device("cuda")
     with pytest.raises(TrainingError, match="unknown device"):
         training.select_device("tpu9")
+
+
+# --- KL warm-up ----------------------------------------------------------------------------------
+
+
+def test_kl_warmup_ramps_the_kl_weight_linearly_then_holds_beta() -> None:
+    config = quick(3, kl_warmup=2)  # 256 digits in batches of 64: 4 batches an epoch, 8 to ramp
+    weights = [
+        training.warmup_schedule(2.0, config, epoch, 256)(i)
+        for epoch in (1, 2, 3)
+        for i in range(4)
+    ]
+    assert weights == pytest.approx([0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2, 2, 2, 2])
+    no_warmup = quick(1)
+    assert [training.warmup_schedule(2.0, no_warmup, 1, 256)(i) for i in range(4)] == [2.0] * 4
+
+
+def test_training_passes_the_warmup_weight_to_the_model(tmp_path: Path, monkeypatch) -> None:
+    """The loop asks the model's loss with the ramped KL weight, batch by batch."""
+    seen = []
+    real_loss = VAE.loss
+
+    def spy(self, *args, kl_weight=None, **kwargs):
+        seen.append(kl_weight)
+        return real_loss(self, *args, kl_weight=kl_weight, **kwargs)
+
+    monkeypatch.setattr(VAE, "loss", spy)
+    config = quick(2, limit=256, kl_warmup=1)  # 4 batches an epoch; the ramp spans epoch 1
+    train(tmp_path / "run", TINY, config, device="cpu")
+    train_batches = [w for w in seen if w is not None]  # test passes use the model's own weight
+    assert train_batches == pytest.approx([0.25, 0.5, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0])

@@ -6,8 +6,6 @@ from __future__ import annotations
 import base64
 import io
 import re
-import statistics
-import time
 
 import numpy as np
 import pytest
@@ -110,14 +108,13 @@ def test_decode_gives_the_python_api_digit_as_png_or_json(client, vae) -> None:
     np.testing.assert_array_equal(json_pixels(body), expected)
 
 
-def test_decode_answers_well_under_100_ms(client) -> None:
+def test_decode_answers_anywhere_in_the_plane(client) -> None:
+    """Every point answers a 28×28 PNG. (How fast: bench/serve_load.py, not a unit test.)"""
     rng = np.random.default_rng(0)
-    times = []
     for x, y in rng.uniform(-3, 3, (30, 2)):
-        start = time.perf_counter()
-        assert client.get(f"/api/decode?z={x:.3f}&z={y:.3f}").status_code == 200
-        times.append(time.perf_counter() - start)
-    assert statistics.median(times) < 0.1, f"median {statistics.median(times) * 1000:.0f} ms"
+        answer = client.get(f"/api/decode?z={x:.3f}&z={y:.3f}")
+        assert answer.status_code == 200 and answer.headers["content-type"] == "image/png"
+        assert pixels(answer.content).shape == (28, 28)
 
 
 def test_a_conditional_model_decodes_the_asked_digit(client, cvae) -> None:

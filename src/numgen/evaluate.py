@@ -13,7 +13,8 @@
 
 and writes ``metrics.json``, ``report.md`` and the report's pictures into one directory. The maths
 lives in :mod:`numgen.metrics`, the judge in :mod:`numgen.recognizer`, the pictures in
-:mod:`numgen.plots`; this module is the glue and the protocol (which digits, how many, which seed).
+:mod:`numgen.plots`, the report's text in :mod:`numgen.report`; this module is the glue and the
+protocol (which digits, how many, which seed).
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ import torch
 from numgen import generate, hub, metrics, plots
 from numgen import recognizer as judge
 from numgen.data import Digits, load_digits, to_tensor
-from numgen.hub import ModelError
-from numgen.models import VAE, VAEConfig, build_model
+from numgen.errors import NumgenError
+from numgen.models import VAE
+from numgen.report import report
 from numgen.train import evaluate_loss, select_device
 
 log = logging.getLogger(__name__)
@@ -76,36 +78,6 @@ class EvalConfig:
             raise ValueError(f"grid range [{self.grid_lo}, {self.grid_hi}]: low must be below high")
         if self.dataset not in ("mnist", "embedded"):
             raise ValueError(f"dataset={self.dataset!r}: use 'mnist' or 'embedded'")
-
-
-# --- loading -------------------------------------------------------------------------------------
-
-
-def load_generator(name_or_path: str | Path, device: str | torch.device = "cpu") -> VAE:
-    """:func:`numgen.hub.load`, with a clear :class:`ModelError` for each wrong input: an unknown
-    name, a directory that holds no model, the recognizer's directory, and weights whose shapes do
-    not fit the config — as when they were made for another image size than 28×28."""
-    directory = hub.resolve(name_or_path)
-    config, weights = hub.read_module(directory)
-    if config.get("kind") == judge.KIND:
-        raise ModelError(
-            f"{directory}: this is numgen's digit recognizer, the judge of generated digits, not a "
-            f"generator; give a VAE/CVAE run or model directory, or a bundled model "
-            f"({', '.join(hub.generator_names()) or 'none bundled'})"
-        )
-    try:
-        expected = build_model(VAEConfig.from_dict(config)).state_dict()
-    except (TypeError, ValueError):
-        expected = {}  # not a VAE config: hub.load below says what is wrong with it
-    for name, tensor in expected.items():  # in the model's order: the first layer first
-        if name in weights and weights[name].shape != tensor.shape:
-            raise ModelError(
-                f"{directory}: the weights do not fit the config: {name} has shape "
-                f"{tuple(weights[name].shape)}, where this model of 28×28 digits needs "
-                f"{tuple(tensor.shape)} (weights made for another image size, or a config "
-                "changed after training?)"
-            )
-    return hub.load(directory, device)
 
 
 # --- 1. likelihood and reconstruction ------------------------------------------------------------
@@ -363,10 +335,10 @@ def evaluate(
     ``out_dir``. Returns the metrics. ``progress(stage, done, total)`` is called as work goes on."""
     config = config or EvalConfig()
     dev = select_device(device)
-    generator = load_generator(model, dev)
+    generator = hub.load(model, dev)
     if generator.conditional and config.samples < generator.config.num_classes:
-        raise ValueError(f"samples={config.samples}: a conditional model needs one per digit")
-    recognizer = judge.load_recognizer(device=dev)
+        raise NumgenError(f"samples={config.samples}: a conditional model needs one per digit")
+    recognizer = judge.Recognizer.from_pretrained(device=dev)
     test = load_digits(config.dataset, "test", config.data_dir)
     train = load_digits(config.dataset, "train", config.data_dir)
     out_dir = Path(out_dir)
@@ -413,154 +385,3 @@ def _stage(name: str, seconds: dict[str, float], progress: Progress | None) -> I
     start = time.perf_counter()
     yield
     seconds[name] = time.perf_counter() - start
-
-
-# --- the report ----------------------------------------------------------------------------------
-
-REPORT = """# Evaluation of `{source}`
-
-A {kind_name} ({arch} encoder/decoder, {latent_dim}-D latent, {likelihood} likelihood, β = {beta},
-{parameters:,} parameters). Test digits: {test_set}. Training digits (k-NN references and the
-real-data reference): {train_set}. Seed {seed}; {seconds:.0f} s on {device}.
-Reproduce with `{command}`.
-
-## 1. Reconstruction and likelihood (test set, per digit)
-
-| metric | value |
-| --- | ---: |
-| reconstruction MSE, summed over 784 pixels (the original metric) | {recon_mse} |
-| reconstruction binary cross-entropy, nats | {recon_bce} |
-| KL(q(z\\|x) ‖ N(0, I)), nats | {kl} |
-| negative ELBO: the model's reconstruction loss + KL | {neg_elbo} |
-| IWAE NLL on binarized digits, nats (K = {iwae_k:,}) | {iwae_nll} ± {iwae_nll_stderr} |
-| negative ELBO on the same binarized digits, nats | {binarized_neg_elbo} |
-
-Reconstructions decode each digit's posterior mean. The negative ELBO draws one latent per digit
-and uses the model's own reconstruction term (squared error for an MSE model, cross-entropy against
-grey levels for a Bernoulli one) with the KL in closed form. {iwae_text}
-
-![test digits above their reconstructions](reconstructions.png)
-
-## 2. The latent space
-
-**k-NN accuracy: {knn_accuracy} %**: each test digit's posterior mean is classified by the
-majority label of its {knn_k} nearest training posterior means. High when the latent space
-separates the digits{knn_note}
-
-![test digits in the latent space](latent.png)
-
-### The original project's grid test, with explicit labels
-
-{grid_text}
-
-## 3. Sample quality
-
-{samples:,} digits decoded from the prior (seed {seed}) and, in their place as the reference,
-{real_digits:,} real training digits drawn at random, each set compared with the test digits in the feature
-space of numgen's bundled recognizer (its 128-d penultimate layer). Fréchet distances in these
-features compare only with others measured with the same recognizer and the same number of digits.
-
-| metric | generated | real training digits |
-| --- | ---: | ---: |
-| Fréchet distance to the test digits | {frechet} | {real_frechet} (floor) |
-| precision (Kynkäänniemi et al. 2019, k = {pr_k}) | {precision} | {real_precision} |
-| recall (k = {pr_k}) | {recall} | {real_recall} |
-| mean recognizer confidence | {confidence} | {real_confidence} |
-| entropy of the recognised-digit histogram, nats (2.303 if balanced) | {class_entropy} | {real_class_entropy} |
-
-![generated digits](samples.png)
-
-![digit frequencies, generated and test](classes.png)
-
-## 4. Conditional generation
-
-{conditional_text}
-"""
-
-KNN_CVAE_NOTE = """; a conditional model is given the label, so its latent need hold only
-style, and a low value is what it is built for."""
-
-IWAE_TEXT = """IWAE (Burda et al. 2016) on {iwae_digits:,} test digits drawn at random
-(seed {seed}), binarized {binarization}; {iwae_k:,} importance samples each; ± is the standard
-error over digits. The ELBO row averages the same importance weights, so it is never below the
-IWAE NLL."""
-
-CVAE_NLL_NOTE = """ For this conditional model both are of −log p(x | y), each digit given its true
-label y: with the ten digits equally likely, p(x) ≥ p(x | y) / 10, so its −log p(x) is at most
-ln 10 = 2.30 nats above the IWAE NLL, and it compares with unconditional models' NLL only so."""
-
-GRID_TEXT = """**The recognizer agrees with {agreement} % of the {points} grid digits** (the original
-project reported 27.3 % without saying what each digit should be). The {grid_n}×{grid_n} grid over
-[{grid_lo}, {grid_hi}]² lies in {plane}. Each grid point should show the majority digit of its
-{grid_k} nearest test encodings (Euclidean distance in the whole latent space); it agrees when the
-recognizer reads that digit in its decoded image.
-
-![grid with disagreements marked](grid.png)"""
-
-FIRST_TWO_DIMS = "the first two latent dimensions, the others held at 0"
-
-CONDITIONAL_TEXT = """**{accuracy} % of the generated digits are recognised as the digit
-requested** (digits 0-9 requested in turn, {per_digit:,} each).
-
-| digit | 0 | 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9 |
-| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
-| recognised as requested, % | {per_class} |
-
-![confusion matrix](confusion.png)
-
-![per-class accuracy](per_class.png)"""
-
-
-def _num(value: float | None, spec: str = ".2f") -> str:
-    """A figure for the report; "—" for one that was not computed."""
-    return "—" if value is None else format(value + 0.0, spec)  # + 0.0: no "-0.000"
-
-
-def report(m: dict) -> str:
-    """The markdown report of metrics ``m`` (as :func:`evaluate` returns them), linking the
-    pictures that the sections drew beside it."""
-    model, s, skipped = m["model"], m["settings"], m["skipped"]
-    gen, real, cond = m["samples"], m["real"], m["conditional"]
-    command = (
-        f"numgen evaluate {model['source']} --samples {s['samples']} --iwae-k {s['iwae_k']} "
-        f"--iwae-digits {s['iwae_digits']} --seed {s['seed']}"
-        + (" --dataset embedded" if s["dataset"] == "embedded" else "")
-    )
-    if "iwae" in skipped:
-        iwae_text = f"IWAE NLL: not computed, because {skipped['iwae']}."
-    else:
-        iwae_text = IWAE_TEXT.format(**s) + ("" if "conditional" in skipped else CVAE_NLL_NOTE)
-    if "grid" in skipped:
-        grid_text = f"Not run: {skipped['grid']}."
-    else:
-        grid_text = GRID_TEXT.format(
-            agreement=_num(100 * m["latent"]["grid_agreement"], ".1f"),
-            points=s["grid_n"] ** 2,
-            plane="the latent plane" if model["latent_dim"] <= 2 else FIRST_TWO_DIMS,
-            **s,
-        )
-    if "conditional" in skipped:
-        conditional_text = f"Not applicable: {skipped['conditional']}."
-    else:
-        conditional_text = CONDITIONAL_TEXT.format(
-            accuracy=_num(100 * cond["class_accuracy"]),
-            per_digit=s["samples"] // 10,
-            per_class=" | ".join(_num(100 * a, ".1f") for a in cond["per_class_accuracy"]),
-        )
-    figures = {key: _num(value) for key, value in m["likelihood"].items()}
-    figures |= {key: _num(value, ".3f") for key, value in gen.items()}
-    figures |= {f"real_{key}": _num(value, ".3f") for key, value in real.items()}
-    figures["frechet"], figures["real_frechet"] = _num(gen["frechet"]), _num(real["frechet"])
-    return REPORT.format(
-        **model,
-        **s,
-        **figures,
-        kind_name=model["kind"].upper(),
-        seconds=sum(m["seconds"].values()),
-        command=command,
-        iwae_text=iwae_text,
-        knn_accuracy=_num(100 * m["latent"]["knn_accuracy"], ".1f"),
-        knn_note="." if "conditional" in skipped else KNN_CVAE_NOTE,
-        grid_text=grid_text,
-        conditional_text=conditional_text,
-    )

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from numgen.data import Digits, to_tensor
+from numgen.errors import ConfigError
 from numgen.models import VAE, Generator
 
 BATCH = 2048
@@ -26,7 +27,7 @@ def _labels(
     if not model.conditional:
         return None
     if labels is None:
-        raise ValueError("this model is conditioned on the digit: give the label(s) to draw")
+        raise ConfigError("this model is conditioned on the digit: give the label(s) to draw")
     if np.ndim(labels) == 2:  # (n, num_classes) float weights blending digits, for morphs
         return torch.as_tensor(labels, dtype=torch.float32).to(model.device)
     labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
@@ -40,7 +41,7 @@ def decode(model: VAE, z: np.ndarray | torch.Tensor, labels=None) -> np.ndarray:
     """Latent points ``(N, latent_dim)`` -> images ``(N, 28, 28)`` in [0, 1], in batches."""
     z = torch.as_tensor(np.asarray(z, dtype=np.float32)).to(model.device)
     if z.ndim != 2 or z.shape[1] != model.config.latent_dim:
-        raise ValueError(
+        raise ConfigError(
             f"latent points must have shape (N, {model.config.latent_dim}), got {tuple(z.shape)}"
         )
     y = _labels(model, labels, len(z))
@@ -73,9 +74,9 @@ def latent_grid(n: int = 30, lo: float = -1.5, hi: float = 1.5) -> np.ndarray:
     """An ``n``×``n`` grid of 2-D points over [lo, hi]², shape ``(n*n, 2)``, in reading order:
     row 0 is the top (largest y), columns run from small to large x — as the picture shows it."""
     if n < 1:
-        raise ValueError(f"n={n}: the grid needs at least 1 point per side")
+        raise ConfigError(f"n={n}: the grid needs at least 1 point per side")
     if not lo < hi:
-        raise ValueError(f"range [{lo}, {hi}]: the low end must be below the high end")
+        raise ConfigError(f"range [{lo}, {hi}]: the low end must be below the high end")
     xs = np.linspace(lo, hi, n)
     ys = np.linspace(hi, lo, n)
     return np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2).astype(np.float32)
@@ -114,7 +115,7 @@ def draw(
     own randomness (default: :func:`digit_seeds` of 0)."""
     styles = torch.as_tensor(np.asarray(styles, dtype=np.float32))
     if styles.ndim != 2 or styles.shape[1] != model.style_dim:
-        raise ValueError(
+        raise ConfigError(
             f"styles must have shape (N, {model.style_dim}), got {tuple(styles.shape)}"
         )
     seeds = torch.as_tensor(digit_seeds(0, len(styles)) if seeds is None else seeds)

@@ -4,9 +4,14 @@ A model directory holds
 
     config.json          the model's constructor arguments (+ numgen version)
     model.safetensors    the weights
+    README.md            (bundled models) the model card, with YAML metadata for model hubs
 
-and ``load`` rebuilds the model from those two files alone. Bundled models live in
-``numgen/pretrained/<name>/`` and load by name: ``numgen.load("cvae")``.
+Every model class loads and saves through this one module, as in the Hugging Face libraries:
+``VAE.from_pretrained(name_or_path)`` / ``model.save_pretrained(directory)`` for any generator
+family, ``Recognizer.from_pretrained()`` for the judge, and ``numgen.load(name_or_path)`` as the
+short form for generators. A name or path is looked up as a local directory first, then as the
+name of a model bundled in ``numgen/pretrained/<name>/``. :func:`read_module` is the one place
+that reads the files, once.
 
 Every file is written atomically — to a temporary file in the same directory, then renamed — so
 a crash mid-write leaves the previous file intact.
@@ -19,6 +24,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from safetensors import SafetensorError
@@ -26,7 +32,7 @@ from safetensors.torch import load_file, save_file
 
 from numgen import __version__
 from numgen.errors import NumgenError
-from numgen.models import Generator, build_model, config_from_dict
+from numgen.models import MODEL_KINDS, Generator, build_model, config_from_dict
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -70,11 +76,13 @@ def save_weights(
     atomic_write(path, lambda tmp: save_file(cpu, str(tmp), metadata=metadata))
 
 
-def save_module(directory: str | Path, module: torch.nn.Module, config: dict) -> Path:
-    """Save any module as ``config.json`` + ``model.safetensors`` in ``directory``."""
+def save_pretrained(model: torch.nn.Module, directory: str | Path) -> Path:
+    """Save any numgen model (one with a ``config`` dataclass that has ``to_dict``) as
+    ``config.json`` + ``model.safetensors`` in ``directory``, so that ``from_pretrained`` rebuilds
+    it."""
     directory = Path(directory)
-    save_weights(directory / WEIGHTS_FILE, module.state_dict())
-    write_json(directory / CONFIG_FILE, {**config, "numgen_version": __version__})
+    save_weights(directory / WEIGHTS_FILE, model.state_dict())
+    write_json(directory / CONFIG_FILE, {**model.config.to_dict(), "numgen_version": __version__})
     return directory
 
 
@@ -115,21 +123,22 @@ def pretrained_names(kind: str | None = None) -> list[str]:
 
 
 def generator_names() -> list[str]:
-    """Bundled models that generate digits (VAEs and CVAEs, not the recognizer)."""
-    return [n for n in pretrained_names() if n not in pretrained_names("recognizer")]
+    """Bundled models that generate digits (any family in ``MODEL_KINDS``; not the recognizer)."""
+    return sorted(name for kind in MODEL_KINDS for name in pretrained_names(kind))
 
 
 def resolve(name_or_path: str | Path) -> Path:
-    """A bundled model's name, or a directory, -> the model directory."""
+    """A directory, or else a bundled model's name, -> the model directory. A local directory
+    comes first: ``./cvae`` is the one beside you, not the bundled ``cvae``."""
+    path = Path(name_or_path)
+    if path.exists():
+        return path
     if str(name_or_path) in pretrained_names():
         return PRETRAINED_DIR / str(name_or_path)
-    path = Path(name_or_path)
-    if not path.exists():
-        names = ", ".join(generator_names()) or "none bundled"
-        raise ModelError(
-            f"{name_or_path}: no such directory and no bundled model of that name ({names})"
-        )
-    return path
+    names = ", ".join(pretrained_names()) or "none bundled"
+    raise ModelError(
+        f"{name_or_path}: no such directory and no bundled model of that name ({names})"
+    )
 
 
 def place(model: torch.nn.Module, device: str | torch.device) -> torch.nn.Module:
@@ -142,25 +151,56 @@ def place(model: torch.nn.Module, device: str | torch.device) -> torch.nn.Module
     return model.to(device=device, memory_format=torch.channels_last)
 
 
-def save_pretrained(model: Generator, directory: str | Path) -> Path:
-    """Save a model of any family so that :func:`load` rebuilds it."""
-    return save_module(directory, model, model.config.to_dict())
+Model = TypeVar("Model", bound=torch.nn.Module)
 
 
-def load(name_or_path: str | Path, device: str | torch.device = "cpu") -> Generator:
-    """A ready model (eval mode) from a bundled name or a model/run directory."""
+def load_pretrained(
+    name_or_path: str | Path, build: Callable[[dict], Model], device: str | torch.device = "cpu"
+) -> Model:
+    """The model in ``name_or_path`` (a directory, else a bundled name), in eval mode on
+    ``device``: ``build(config dict)`` makes it, then the weights are loaded into it. Every wrong
+    input is a :class:`ModelError` naming the file and what is wrong; ``build`` raises
+    ``TypeError``/``ValueError`` (or ModelError) for a config it cannot take."""
     directory = resolve(name_or_path)
-    config_dict, weights = read_module(directory)
+    config, weights = read_module(directory)
     try:
-        config = config_from_dict(config_dict)
+        model = build(config)
     except (TypeError, ValueError) as err:
         raise ModelError(f"{directory / CONFIG_FILE}: not a numgen model config ({err})") from None
-    model = build_model(config)
+    except ModelError as err:  # a config of another kind of model than was asked for
+        raise ModelError(f"{directory}: {err}") from None
+    expected = model.state_dict()
+    for name, tensor in expected.items():  # in the model's order: the first layer first
+        if name in weights and weights[name].shape != tensor.shape:
+            raise ModelError(
+                f"{directory / WEIGHTS_FILE}: weights do not fit the config: {name} has shape "
+                f"{tuple(weights[name].shape)}, where this model of 28×28 digits needs "
+                f"{tuple(tensor.shape)} (weights made for another image size, or a config "
+                "changed after training?)"
+            )
     try:
         model.load_state_dict(weights)
-    except RuntimeError as err:
+    except RuntimeError as err:  # missing or unexpected tensors
         first = str(err).splitlines()[0]
         raise ModelError(
             f"{directory / WEIGHTS_FILE}: weights do not fit the config ({first})"
         ) from None
-    return place(model, device).eval()
+    return model.to(device).eval()
+
+
+def build_generator(config: dict) -> Generator:
+    """A generator of the family named by ``config["kind"]`` (any registered in ``MODEL_KINDS``)."""
+    kind = config.get("kind", "vae")
+    if kind not in MODEL_KINDS:
+        raise ModelError(
+            f"kind {kind!r}: not a generator of digits (those are {', '.join(sorted(MODEL_KINDS))}); "
+            f"give a run or model directory of one, or a bundled generator "
+            f"({', '.join(generator_names()) or 'none bundled'})"
+        )
+    return build_model(config_from_dict(config))
+
+
+def load(name_or_path: str | Path, device: str | torch.device = "cpu") -> Generator:
+    """A ready generator (eval mode) of any family from a model/run directory or a bundled name:
+    the short form of ``Generator.from_pretrained``. In the memory layout of :func:`place`."""
+    return place(load_pretrained(name_or_path, build_generator, device), device)

@@ -23,8 +23,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import linalg
-from sklearn.neighbors import KNeighborsClassifier
 
 if TYPE_CHECKING:
     from numgen.models import VAE
@@ -99,6 +97,8 @@ def gaussian_frechet(
         raise ValueError(
             f"shapes do not match: mu {mu1.shape}, {mu2.shape}; cov {cov1.shape}, {cov2.shape}"
         )
+    from scipy import linalg  # imported here: `import numgen` stays free of scipy
+
     covmean = linalg.sqrtm(cov1 @ cov2)
     if not np.isfinite(covmean).all():
         offset = np.eye(len(mu1)) * eps
@@ -170,11 +170,23 @@ def precision_recall(
 # --- latent space --------------------------------------------------------------------------------
 
 
-def knn_vote(query_z: np.ndarray, ref_z: np.ndarray, ref_y: np.ndarray, k: int) -> np.ndarray:
+def knn_vote(
+    query_z: np.ndarray, ref_z: np.ndarray, ref_y: np.ndarray, k: int, chunk: int = 1000
+) -> np.ndarray:
     """Label (Q,) of each query point (Q, D): the most common label among its ``k`` nearest
-    reference points (N, D) with labels (N,), by Euclidean distance; ties go to the smaller label.
-    """
-    return KNeighborsClassifier(n_neighbors=k).fit(ref_z, ref_y).predict(query_z)
+    reference points (N, D) with labels (N,) in 0..C-1, by Euclidean distance; ties go to the
+    smaller label. Distances are computed ``chunk`` query rows at a time."""
+    query = torch.as_tensor(np.asarray(query_z, dtype=np.float64))
+    ref = torch.as_tensor(np.asarray(ref_z, dtype=np.float64))
+    labels = torch.as_tensor(np.asarray(ref_y, dtype=np.int64))
+    if not 1 <= k <= len(ref):
+        raise ValueError(f"k={k}: must be between 1 and the {len(ref)} reference points")
+    votes = torch.empty(len(query), dtype=torch.int64)
+    for rows, dist in _distance_chunks(query, ref, chunk):
+        nearest = labels[dist.topk(k, dim=1, largest=False).indices]  # (chunk, k)
+        counts = F.one_hot(nearest, int(labels.max()) + 1).sum(dim=1)  # (chunk, C)
+        votes[rows] = counts.argmax(dim=1)  # the first of equal counts: the smaller label
+    return votes.numpy()
 
 
 def knn_accuracy(

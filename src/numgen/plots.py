@@ -1,7 +1,9 @@
 """Every picture numgen draws, and nothing else. Functions take arrays and a path; they write a PNG.
 
-Images are ``(N, 28, 28)`` arrays in [0, 1] (ink = 1) or uint8 in [0, 255]. Matplotlib runs
-headless (Agg), so the CLI and tests work without a display.
+Images are ``(N, 28, 28)`` arrays in [0, 1] (ink = 1) or uint8 in [0, 255]. Figures are made
+with Matplotlib's object API (``Figure``, not ``pyplot``): they render to PNG without a display
+and never switch the process's plotting backend, so a notebook that imports numgen keeps its
+inline plots.
 """
 
 from __future__ import annotations
@@ -9,20 +11,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+from PIL import Image
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
+from numgen.data import to_uint8
 
-DIGIT_COLOURS = plt.get_cmap("tab10")
+DIGIT_COLOURS = matplotlib.colormaps["tab10"]
 
-
-def to_uint8(images: np.ndarray) -> np.ndarray:
-    """[0, 1] floats (or uint8) -> uint8 in [0, 255]."""
-    if images.dtype == np.uint8:
-        return images
-    return (np.clip(images, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+__all__ = ["to_uint8"]  # re-exported: pictures and the web app turn [0, 1] floats into bytes
 
 
 def tile(images: np.ndarray, ncols: int, pad: int = 2, value: int = 0) -> np.ndarray:
@@ -60,11 +59,16 @@ def save_grid(
     return save_image(tile(images, ncols), path, scale)
 
 
-def _finish(fig: plt.Figure, path: str | Path) -> Path:
+def _figure(figsize: tuple[float, float], nrows: int = 1, ncols: int = 1, **kwargs):
+    """A figure outside pyplot (nothing global to close) and its axes, as ``plt.subplots``."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, **kwargs)
+
+
+def _finish(fig: Figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
     return path
 
 
@@ -73,7 +77,7 @@ def plot_latent(
     axis_names: tuple[str, str] = ("z[0]", "z[1]"), title: str = "Test digits in latent space",
 ) -> Path:  # fmt: skip
     """Scatter of 2-D latent points ``(N, 2)`` coloured by digit, with a legend."""
-    fig, ax = plt.subplots(figsize=(8, 7))
+    fig, ax = _figure((8, 7))
     for digit in range(10):
         chosen = labels == digit
         ax.scatter(*points[chosen].T, s=3, alpha=0.6, color=DIGIT_COLOURS(digit), label=str(digit))
@@ -84,7 +88,7 @@ def plot_latent(
     return _finish(fig, path)
 
 
-def label_latent_axes(ax: plt.Axes, n: int, lo: float, hi: float) -> None:
+def label_latent_axes(ax: Axes, n: int, lo: float, hi: float) -> None:
     """Tick an n×n grid picture of 28-pixel digits with the latent coordinates it was decoded at
     (about 10 ticks a side; row 0 at the top = ``hi``)."""
     ticks = np.arange(n) * 28 + 13.5
@@ -103,7 +107,7 @@ def plot_manifold(
     coordinates (row 0 at the top = largest z[1])."""
     n = grid.shape[0]
     canvas = grid.transpose(0, 2, 1, 3).reshape(n * 28, n * 28)
-    fig, ax = plt.subplots(figsize=(10, 10))
+    fig, ax = _figure((10, 10))
     ax.imshow(canvas, cmap="Greys_r", vmin=0, vmax=1)
     label_latent_axes(ax, n, lo, hi)
     ax.set_title(title or f"Decoded digits over [{lo}, {hi}]²")
@@ -112,7 +116,7 @@ def plot_manifold(
 
 def plot_digit(image: np.ndarray, path: str | Path, title: str) -> Path:
     """One decoded digit, large, with a title (e.g. its latent coordinates)."""
-    fig, ax = plt.subplots(figsize=(4, 4.3))
+    fig, ax = _figure((4, 4.3))
     ax.imshow(image, cmap="Greys_r", vmin=0, vmax=1)
     ax.set_title(title)
     ax.axis("off")
@@ -124,7 +128,7 @@ def plot_reconstructions(
 ) -> Path:
     """Originals (top row of each pair) above their reconstructions."""
     n = len(originals)
-    fig, axes = plt.subplots(2, n, figsize=(n * 0.9, 2.2), squeeze=False)
+    fig, axes = _figure((n * 0.9, 2.2), 2, n, squeeze=False)
     for i in range(n):
         for row, images in enumerate((originals, reconstructions)):
             axes[row, i].imshow(
@@ -144,7 +148,7 @@ def plot_losses(records: list[dict], path: str | Path) -> Path:
     epochs = [r["epoch"] for r in records]
     parts = ["loss"] + [k[6:] for k in records[0] if k.startswith("train_") and k != "train_loss"]
     parts = parts if len(parts) > 2 else ["loss"]  # a loss of one part is drawn once
-    fig, axes = plt.subplots(1, len(parts), figsize=(4.3 * len(parts) + 0.1, 3.6), squeeze=False)
+    fig, axes = _figure((4.3 * len(parts) + 0.1, 3.6), 1, len(parts), squeeze=False)
     for ax, part in zip(axes[0], parts, strict=True):
         name = LOSS_NAMES.get(part, part)
         ax.plot(epochs, [r[f"train_{part}"] for r in records], marker="o", label="train")
@@ -169,12 +173,12 @@ def plot_grid_agreement(
     order (row 0 at the top = largest z[1])."""
     n = grid.shape[0]
     canvas = grid.transpose(0, 2, 1, 3).reshape(n * 28, n * 28)
-    fig, ax = plt.subplots(figsize=(10, 10))
+    fig, ax = _figure((10, 10))
     ax.imshow(canvas, cmap="Greys_r", vmin=0, vmax=1)
     for i in np.flatnonzero(intended != recognised):
         top, left = divmod(int(i), n)
         x, y = left * 28 - 0.5, top * 28 - 0.5
-        ax.add_patch(plt.Rectangle((x, y), 28, 28, fill=False, edgecolor="red", linewidth=1.2))
+        ax.add_patch(Rectangle((x, y), 28, 28, fill=False, edgecolor="red", linewidth=1.2))
         ax.text(x + 2, y + 2, str(recognised[i]), color="red", fontsize=6, va="top")
         ax.text(x + 26, y + 26, str(intended[i]), color="deepskyblue", fontsize=6, ha="right")
     label_latent_axes(ax, n, lo, hi)
@@ -193,7 +197,7 @@ def plot_confusion(
     """A confusion matrix ``(C, C)`` of counts (row = requested, column = recognised): colour is
     the share of the row, every non-zero count is written in its cell."""
     shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(7, 6))
+    fig, ax = _figure((7, 6))
     image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
     for (row, col), count in np.ndenumerate(counts):
         if count:
@@ -213,7 +217,7 @@ def plot_class_bars(
     series: dict[str, np.ndarray], path: str | Path, ylabel: str, title: str
 ) -> Path:
     """Grouped bars, one group per digit 0-9 and one bar per named series of 10 values."""
-    fig, ax = plt.subplots(figsize=(9, 3.6))
+    fig, ax = _figure((9, 3.6))
     width = 0.8 / len(series)
     for i, (name, values) in enumerate(series.items()):
         ax.bar(np.arange(10) + (i - (len(series) - 1) / 2) * width, values, width, label=name)

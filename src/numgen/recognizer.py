@@ -31,14 +31,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from numgen import hub
 from numgen.data import Digits, to_tensor
-from numgen.hub import CONFIG_FILE, PRETRAINED_DIR, ModelError, read_module, save_module
 from numgen.metrics import accuracy
 
 log = logging.getLogger(__name__)
 
 KIND = "recognizer"  # the "kind" in config.json, which tells it apart from VAE configs
-BUNDLED_DIR = PRETRAINED_DIR / "recognizer"
+BUNDLED = "recognizer"  # the bundled recognizer's name (numgen/pretrained/recognizer)
 
 
 @dataclass
@@ -105,6 +105,18 @@ class Recognizer(nn.Module):
         )  # fmt: skip
         self.head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(config.features, 10))
 
+    @classmethod
+    def from_pretrained(
+        cls, name_or_path: str | Path = BUNDLED, device: str | torch.device = "cpu"
+    ) -> Recognizer:
+        """A recognizer in eval mode from a model directory, else a bundled name; by default the
+        one bundled with numgen."""
+        return hub.load_pretrained(name_or_path, _build, device)
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write ``config.json`` + ``model.safetensors`` into ``directory`` (atomically)."""
+        return hub.save_pretrained(self, directory)
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Images (B, 1, 28, 28) in [0, 1] -> penultimate-layer features (B, features), >= 0."""
         return self.body(x)
@@ -112,6 +124,14 @@ class Recognizer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Images (B, 1, 28, 28) in [0, 1] -> class logits (B, 10)."""
         return self.head(self.body(x))
+
+
+def _build(config: dict) -> Recognizer:
+    if config.get("kind") != KIND:
+        raise hub.ModelError(
+            f"kind {config.get('kind')!r}: not numgen's digit recognizer (kind {KIND!r})"
+        )
+    return Recognizer(RecognizerConfig(**config))
 
 
 # --- using a trained recognizer ------------------------------------------------------------------
@@ -259,30 +279,3 @@ def train_recognizer(
         "history": history,
     }
     return model.eval(), metrics
-
-
-# --- saving and loading --------------------------------------------------------------------------
-
-
-def save_recognizer(model: Recognizer, directory: str | Path) -> Path:
-    """Write ``config.json`` + ``model.safetensors`` to ``directory``."""
-    return save_module(directory, model, model.config.to_dict())
-
-
-def load_recognizer(
-    directory: str | Path | None = None, device: str | torch.device = "cpu"
-) -> Recognizer:
-    """A recognizer in eval mode from ``directory``; by default the one bundled with numgen."""
-    directory = Path(directory) if directory is not None else BUNDLED_DIR
-    config_dict, weights = read_module(directory)
-    try:
-        config = RecognizerConfig(**config_dict)
-    except (TypeError, ValueError) as err:
-        raise ModelError(f"{directory / CONFIG_FILE}: not a recognizer config ({err})") from None
-    model = Recognizer(config)
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as err:
-        first = str(err).splitlines()[0]
-        raise ModelError(f"{directory}: weights do not fit the config ({first})") from None
-    return model.to(device).eval()

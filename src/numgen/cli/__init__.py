@@ -1,7 +1,9 @@
 """The ``numgen`` command: thin Typer commands over the Python API, with Rich output.
 
 Each module here adds its commands to the shared app when imported. Bad arguments and bad input
-files end with one line on stderr and exit code 2 — never a traceback (see :func:`main`).
+(a :class:`numgen.errors.NumgenError`, or an OS error such as a missing file or a full disk) end
+with one line on stderr and exit code 2; any other exception is a bug and keeps its traceback
+(see :func:`main`). ``--verbose``/``-v`` shows numgen's log messages.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import sys
 import typer
 
 from numgen.cli import compose, data, evaluate, model, serve  # noqa: F401  (importing registers the commands)
-from numgen.cli.common import USER_ERRORS, app, err_console
+from numgen.cli.common import app, err_console, user_error_message
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,8 +35,11 @@ def main(argv: list[str] | None = None) -> int:
             f"Error: {err.format_message()}{hint}", highlight=False, soft_wrap=True, markup=False
         )
         return getattr(err, "exit_code", 2)
-    except USER_ERRORS as err:
-        err_console.print(f"Error: {err}", highlight=False, soft_wrap=True, markup=False)
+    except Exception as err:
+        message = user_error_message(err)
+        if message is None:
+            raise  # a bug: keep the traceback
+        err_console.print(f"Error: {message}", highlight=False, soft_wrap=True, markup=False)
         return 2
     return 0
 

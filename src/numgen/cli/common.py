@@ -1,20 +1,20 @@
-"""What every numgen command shares: the Typer apps, option types, console, progress bar, and the
-errors that mean "your input is wrong" (one line, exit 2)."""
+"""What every numgen command shares: the Typer apps, option types, console, progress bar, config
+building, and the errors that mean "your input is wrong" (one line, exit 2)."""
 
 from __future__ import annotations
 
+import errno
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from numgen.data import DataError
-from numgen.hub import ModelError
-from numgen.train import TrainingError
+from numgen.errors import NumgenError
 
 console = Console()
 err_console = Console(stderr=True)
@@ -34,16 +34,63 @@ def command_group(help: str) -> typer.Typer:
     return group
 
 
+def set_verbosity(
+    ctx: typer.Context,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show numgen's log messages (level INFO).")
+    ] = False,
+) -> None:
+    """`numgen -v COMMAND ...` shows what numgen logs as it works; without it, warnings only."""
+    logging.getLogger("numgen").setLevel(logging.INFO if verbose else logging.NOTSET)
+    show_help_without_command(ctx)
+
+
 app = command_group(
     "Handwritten digits and numbers from variational autoencoders trained on MNIST."
 )
+app.callback(invoke_without_command=True)(set_verbosity)
 data_app = command_group("Get and check MNIST.")
 plot_app = command_group("Pictures of a trained model.")
 app.add_typer(data_app, name="data")
 app.add_typer(plot_app, name="plot")
 
-# Errors that mean "your input is wrong": one line, exit 2.
-USER_ERRORS = (DataError, ModelError, TrainingError, ValueError, FileExistsError)
+# The operating system's errors that a user can fix, with what to do; any other OSError is
+# reported as a bug (with its traceback).
+OS_ERROR_HINTS = {
+    errno.ENOENT: "check the path",
+    errno.EEXIST: "choose another name or remove it",
+    errno.EACCES: "check its permissions, or choose another place",
+    errno.EPERM: "check its permissions, or choose another place",
+    errno.EISDIR: "give a file, not a folder",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.ENOSPC: "free some space or write elsewhere",
+    errno.EROFS: "choose a writable place",
+    errno.EDQUOT: "free some space or write elsewhere",
+}
+
+
+def user_error_message(err: BaseException) -> str | None:
+    """The one-line message for an error that means "your input is wrong" — a
+    :class:`NumgenError`, or an OSError whose cause a user can fix — else None (a bug)."""
+    if isinstance(err, NumgenError):
+        return str(err)
+    if isinstance(err, OSError) and err.errno in OS_ERROR_HINTS:
+        where = f"{err.filename}: " if err.filename is not None else ""
+        return f"{where}{err.strerror or err}; {OS_ERROR_HINTS[err.errno]}"
+    return None
+
+
+Config = TypeVar("Config")
+
+
+def make_config(config_class: type[Config], **options: object) -> Config:
+    """A config dataclass built by keyword from command-line options; a value it refuses (its
+    ``__post_init__`` raises ValueError or TypeError) is a usage error, one line and exit 2."""
+    try:
+        return config_class(**options)
+    except (TypeError, ValueError) as err:
+        raise typer.BadParameter(str(err)) from None
+
 
 # Options shared by several commands.
 DataDir = Annotated[

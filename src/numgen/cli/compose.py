@@ -156,7 +156,10 @@ def dataset_command(
     """A labelled dataset of handwritten numbers for OCR: OUT/images/*.png and OUT/labels.csv
     (file,text). The same --seed gives the same files, whatever the number of --workers."""
     low, high = export.parse_length(length)
-    config = export.ExportConfig(count, low, high, alphabet, seed, height, ink, model)
+    config = export.ExportConfig(
+        count=count, min_length=low, max_length=high, alphabet=alphabet, seed=seed, height=height,
+        ink=ink, model=model,
+    )  # fmt: skip
     with progress_bar("dataset") as progress:
         task = progress.add_task("images", total=count, status="")
         summary = export.export_dataset(

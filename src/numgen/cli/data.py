@@ -10,14 +10,8 @@ from rich.table import Table
 
 from numgen import plots
 from numgen.cli.common import DataDir, Dataset, choice, console, data_app, out_path, progress_bar
-from numgen.data import (
-    check,
-    check_files,
-    download_mnist,
-    load_digits,
-    resolve_data_dir,
-    verify_checksums,
-)
+from numgen.data import check, check_files, load_digits, resolve_data_dir, verify_checksums
+from numgen.download import download_mnist
 
 
 @data_app.command("download")

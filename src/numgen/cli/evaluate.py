@@ -16,11 +16,12 @@ from numgen.cli.common import (
     app,
     command_group,
     console,
+    make_config,
     progress_bar,
 )
 from numgen.data import load_digits, resolve_data_dir
 from numgen.evaluate import METRICS_FILE, REPORT_FILE, EvalConfig, evaluate
-from numgen.recognizer import RecognizerConfig, save_recognizer, train_recognizer
+from numgen.recognizer import RecognizerConfig, train_recognizer
 from numgen.train import select_device
 
 recognizer_app = command_group("The digit recognizer that judges generated digits.")
@@ -53,8 +54,8 @@ def evaluate_command(
     report.md and its pictures: reconstruction, ELBO and IWAE likelihood, k-NN accuracy of the
     latent space, the original grid test, Fréchet distance, precision/recall, per-class accuracy."""
     data_dir = resolve_data_dir(data_dir)
-    config = EvalConfig(
-        samples=samples, iwae_k=iwae_k, iwae_digits=iwae_digits, seed=seed, dataset=dataset,
+    config = make_config(
+        EvalConfig, samples=samples, iwae_k=iwae_k, iwae_digits=iwae_digits, seed=seed, dataset=dataset,
         data_dir=str(data_dir) if data_dir else None,
     )  # fmt: skip
     out = out or Path("evaluations") / Path(model).resolve().name
@@ -89,7 +90,7 @@ def recognizer_train_command(
     was made with the defaults on full MNIST (99.60 % test accuracy)."""
     train = load_digits(dataset, "train", data_dir)
     test = load_digits(dataset, "test", data_dir)
-    config = RecognizerConfig(epochs=epochs, seed=seed)
+    config = make_config(RecognizerConfig, epochs=epochs, seed=seed)
     with progress_bar("recognizer") as progress:
         task = progress.add_task("epoch 1", total=epochs, status="")
 
@@ -101,7 +102,7 @@ def recognizer_train_command(
             )
 
         model, metrics = train_recognizer(train, test, config, select_device(device), on_epoch)
-    save_recognizer(model, out)
+    model.save_pretrained(out)
     console.print(
         f"test accuracy {metrics['test_accuracy']:.2%}; recognizer saved in [green]{out}[/green]"
     )

@@ -22,6 +22,7 @@ from numgen.cli.common import (
     Seed,
     app,
     console,
+    make_config,
     out_path,
     plot_app,
     progress_bar,
@@ -89,6 +90,9 @@ def train_command(
     lr_decay: Annotated[
         float, typer.Option(help="Fraction of the run at its end over which the LR falls to 0.")
     ] = 0.3,
+    kl_warmup: Annotated[
+        float, typer.Option(help="Epochs over which the KL weight ramps from 0 up to --beta.")
+    ] = 0.0,
     seed: Seed = 0,
     dataset: Dataset = "mnist",
     data_dir: DataDir = None,
@@ -129,26 +133,19 @@ def train_command(
     base_model = None
     if model == "flow":
         base_model = load(base) if start == "cvae" else None
-        model_config = FlowConfig(
-            start=start,
+        model_config = make_config(
+            FlowConfig, start=start, sigma=sigma, steps=steps, channels=channels,
             base=base_model.config.to_dict() if base_model is not None else None,
-            channels=channels,
-            sigma=sigma,
-            steps=steps,
-        )
+        )  # fmt: skip
     else:
-        model_config = VAEConfig(
-            kind=model,
-            arch=arch,
-            latent_dim=latent_dim,
-            likelihood=likelihood,
-            beta=beta,
-            hidden=hidden,
-            depth=depth,
-        )
+        model_config = make_config(
+            VAEConfig, kind=model, arch=arch, latent_dim=latent_dim, likelihood=likelihood,
+            beta=beta, hidden=hidden, depth=depth,
+        )  # fmt: skip
     data_dir = resolve_data_dir(data_dir)
-    train_config = TrainConfig(
-        epochs, batch_size, lr, seed, dataset, str(data_dir) if data_dir else None, limit,
+    train_config = make_config(
+        TrainConfig, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, dataset=dataset,
+        data_dir=str(data_dir) if data_dir else None, limit=limit, kl_warmup=kl_warmup,
         lr_decay=lr_decay, precision=precision,
     )  # fmt: skip
     if not is_main_process():  # ranks above 0 of a torchrun launch train silently

@@ -1,13 +1,37 @@
-"""`numgen serve`: the web page and HTTP API (FastAPI on uvicorn)."""
+"""`numgen serve`: the web page and HTTP API (FastAPI on uvicorn), from the extra `numgen[web]`."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Annotated
 
 import typer
 
 from numgen.cli.common import app, console
+from numgen.errors import NumgenError
+
+# The top-level modules of the `web` extra's packages (and of what they bring).
+WEB_MODULES = {"fastapi", "fastapi_offline", "multipart", "python_multipart", "pydantic",
+               "starlette", "uvicorn"}  # fmt: skip
+
+
+def web_stack() -> tuple[ModuleType, Callable]:
+    """(uvicorn, numgen.web.create_app), or a NumgenError saying how to install them. Imported
+    here, not at start-up: the other commands need neither, and a plain install lacks them."""
+    try:
+        import uvicorn
+
+        from numgen.web import create_app
+    except ModuleNotFoundError as err:
+        if (err.name or "").split(".")[0] not in WEB_MODULES:
+            raise  # not the web extra: a bug, with its traceback
+        raise NumgenError(
+            f"numgen serve needs the web extra ({err.name} is not installed): "
+            "pip install 'numgen[web]'"
+        ) from None
+    return uvicorn, create_app
 
 
 def model_sources(specs: list[str]) -> dict[str, str]:
@@ -37,10 +61,7 @@ def serve_command(
     ] = None,
 ) -> None:
     """Serve the page (latent explorer, number writer, digit grid) and the HTTP API."""
-    import uvicorn  # imported here: the other commands need neither it nor the web app
-
-    from numgen.web import create_app
-
+    uvicorn, create_app = web_stack()
     web_app = create_app(model_sources(model) if model else None)
     address = f"[{host}]" if ":" in host else host  # an IPv6 address goes in brackets in a URL
     url = f"http://{address}:{port}"

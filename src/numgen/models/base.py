@@ -22,10 +22,15 @@ Images are tensors ``(N, 1, 28, 28)`` with values in [0, 1]; labels are digits `
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TypeVar
+
 import torch
 from torch import nn
 
 from numgen.errors import ConfigError
+
+G = TypeVar("G", bound="Generator")
 
 
 class Generator(nn.Module):
@@ -40,6 +45,30 @@ class Generator(nn.Module):
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
+
+    @classmethod
+    def from_pretrained(
+        cls: type[G], name_or_path: str | Path, device: str | torch.device = "cpu"
+    ) -> G:
+        """The model saved in a run/model directory, else the bundled model of that name, in eval
+        mode (any family: the config's ``kind`` picks it). On a family's class it must be of that
+        family: ``CVAE.from_pretrained("vae2d")`` is a ModelError."""
+        from numgen import hub  # hub builds models: imported when used, not with the models
+
+        model = hub.load(name_or_path, device)
+        if not isinstance(model, cls):
+            raise hub.ModelError(
+                f"{name_or_path}: holds a {type(model).__name__} (kind {model.config.kind!r}), "
+                f"not a {cls.__name__}; use numgen.load() for a model of any family"
+            )
+        return model
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write ``config.json`` + ``model.safetensors`` into ``directory`` (atomically), so that
+        ``from_pretrained(directory)`` rebuilds this model."""
+        from numgen import hub
+
+        return hub.save_pretrained(self, directory)
 
     @property
     def style_dim(self) -> int:

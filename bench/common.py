@@ -1,0 +1,71 @@
+"""What every bench script shares: where results go, and the lines that say on which machine, how
+busy it was and with which command a figure was measured.
+
+    from common import RESULTS, command, load_average, machine, machine_line, write_results
+
+The machine numgen is developed on is shared with other jobs, so absolute times drift with load:
+every results file records the 1-minute load average at the start and end of its run, and speed
+figures are best read as ratios to something measured in the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+REPO = Path(__file__).resolve().parents[1]
+SHARED = "the machine was shared with other jobs: compare figures within one run, not across runs"
+
+
+def machine() -> str:
+    """CPU, cores, Python, torch and its thread count, in one line."""
+    import torch  # imported here: a bench that drives a server needs no torch of its own
+
+    cpu = platform.processor() or platform.machine()
+    return (
+        f"{cpu}, {os.cpu_count()} CPU cores, Python {platform.python_version()}, "
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads)"
+    )
+
+
+def load_average() -> float:
+    """The 1-minute load average now: how much else the machine was doing."""
+    return os.getloadavg()[0]
+
+
+def command(*, env: str = "") -> str:
+    """The command line that ran this bench, from the repository root (``env``: variables to
+    show before it, e.g. ``"NUMGEN_DATA_DIR=..."``)."""
+    script = Path(sys.argv[0]).resolve()
+    script = script.relative_to(REPO) if script.is_relative_to(REPO) else Path(script.name)
+    return " ".join([*([env] if env else []), "python", script.as_posix(), *sys.argv[1:]])
+
+
+def machine_line(figures: dict) -> str:
+    """The results file's context line, from ``figures["machine"]``, ``["command"]`` and
+    ``["load_average"]`` (a number, or [at start, at end])."""
+    load = figures["load_average"]
+    load_text = (
+        f"{load[0]:.1f} / {load[1]:.1f} at start / end"
+        if isinstance(load, list | tuple)
+        else f"{load:.1f}"
+    )
+    return (
+        f"Machine: {figures['machine']}. Command: `{figures['command']}`. "
+        f"1-minute load average {load_text} ({SHARED})."
+    )
+
+
+def write_results(name: str | Path, figures: dict, markdown: str) -> Path:
+    """Write ``figures`` as ``<name>.json`` and ``markdown`` as ``<name>.md`` in bench/results (or
+    at ``name`` when it is a path); return the .md path."""
+    out = Path(name) if Path(name).parent != Path(".") else RESULTS / str(name)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(figures, indent=2) + "\n")
+    out.with_suffix(".md").write_text(markdown if markdown.endswith("\n") else markdown + "\n")
+    print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.json').name}")
+    return out.with_suffix(".md")
