@@ -15,7 +15,7 @@ from numgen import hub
 from numgen.cli import main
 from numgen.data import Digits
 from numgen.evaluate import EvalConfig, evaluate, random_subset
-from numgen.models import VAEConfig, build_model
+from numgen.models import FlowConfig, VAEConfig, build_model
 from numgen.recognizer import Recognizer, RecognizerConfig
 from numgen.train import TrainConfig, train
 
@@ -29,11 +29,15 @@ KEYS = {
     "samples": {"frechet", "precision", "recall", "confidence", "class_entropy"},
     "real": {"frechet", "precision", "recall", "confidence", "class_entropy"},
     "conditional": {"class_accuracy", "per_class_accuracy", "confusion"},
+    "usefulness": {"generated", "real", "digits"},
 }  # fmt: skip
 SKIPPED_KEYS = {  # what each part of the evaluation that can be skipped would have given
+    "likelihood": {"recon_mse", "recon_bce", "kl", "neg_elbo"},
     "iwae": {"iwae_nll", "iwae_nll_stderr", "binarized_neg_elbo"},
+    "latent": {"knn_accuracy"},
     "grid": {"grid_agreement"},
     "conditional": KEYS["conditional"],
+    "usefulness": KEYS["usefulness"],
 }
 # 100 samples in 128-d features: the covariances are singular, and scipy says so
 pytestmark = pytest.mark.filterwarnings("ignore::scipy.linalg.LinAlgWarning")
@@ -61,6 +65,18 @@ def cvae_eval(tmp_path_factory) -> tuple[dict, Path]:
     return evaluate(run, tmp / "eval", TINY, device="cpu"), tmp / "eval"
 
 
+@pytest.fixture(scope="module")
+def flow_eval(tmp_path_factory) -> tuple[dict, Path]:
+    """A tiny flow refining a tiny CVAE, with the train-on-synthetic part (on 1,000 digits)."""
+    tmp = tmp_path_factory.mktemp("flow")
+    base = build_model(VAEConfig(kind="cvae", arch="mlp", hidden=16, latent_dim=4))
+    config = FlowConfig(base=base.config.to_dict(), channels=4, steps=2)
+    train(tmp / "run", config, TrainConfig(dataset="embedded", limit=256, epochs=1), device="cpu",
+          base=base)  # fmt: skip
+    settings = EvalConfig(samples=100, dataset="embedded", tstr=1000)
+    return evaluate(tmp / "run", tmp / "eval", settings, device="cpu"), tmp / "eval"
+
+
 def numbers(value: object) -> list[float]:
     """Every number inside nested lists."""
     if isinstance(value, list):
@@ -68,7 +84,7 @@ def numbers(value: object) -> list[float]:
     return [value]
 
 
-@pytest.mark.parametrize("which", ["vae_eval", "cvae_eval"])
+@pytest.mark.parametrize("which", ["vae_eval", "cvae_eval", "flow_eval"])
 def test_metrics_json_has_every_key_and_finite_values(which: str, request) -> None:
     result, out = request.getfixturevalue(which)
     written = json.loads((out / "metrics.json").read_text())
@@ -83,8 +99,20 @@ def test_metrics_json_has_every_key_and_finite_values(which: str, request) -> No
                 assert all(math.isfinite(x) for x in numbers(value)), key
     # exactly the figures that do not apply are missing, and the report gets the reason
     assert missing == {key for part in written["skipped"] for key in SKIPPED_KEYS[part]}
-    assert written["settings"]["iwae_digits"] == 20 and written["settings"]["seed"] == 0
+    assert written["settings"]["seed"] == 0
     assert written["model"]["source"].endswith("run")
+
+
+def test_a_flow_gets_sample_quality_and_train_on_synthetic_but_no_likelihood(flow_eval) -> None:
+    result, out = flow_eval
+    assert set(result["skipped"]) == {"likelihood", "iwae", "latent", "grid"}
+    use = result["usefulness"]
+    assert use["digits"] == 1000 and 0 <= use["generated"] <= 1 and 0.5 < use["real"] <= 1
+    assert 0 <= result["conditional"]["class_accuracy"] <= 1
+    report = (out / "report.md").read_text()
+    assert report.count("Not applicable: a flow model has no encoder") == 2
+    assert "A FLOW (flow matching refining the digits of a CVAE" in report
+    assert f"{100 * use['generated']:.2f} %" in report
 
 
 def test_the_report_shows_every_picture(vae_eval) -> None:

@@ -1,6 +1,7 @@
 """How good is a generator? Every figure of numgen's evaluation, in ``metrics.json`` and a report.
 
-:func:`evaluate` loads a VAE/CVAE (run directory, model directory or bundled name), computes
+:func:`evaluate` loads a generator of any family (run directory, model directory or bundled name),
+computes
 
 1. ``likelihood`` on the test set: reconstruction errors, KL, negative ELBO and, for Bernoulli
    models, the IWAE estimate of the negative log-likelihood on binarized digits;
@@ -9,7 +10,11 @@
 3. ``samples`` and ``real``: sample quality in the recognizer's feature space (Fréchet distance,
    precision/recall, confidence, class entropy) for generated digits, and for real training digits
    in their place — the floor and ceiling that generated digits can be held against;
-4. ``conditional``: for a CVAE, how often a generated digit is recognised as the one requested;
+4. ``conditional``: for a conditional model, how often a generated digit is recognised as the one
+   requested;
+5. ``usefulness`` (with ``tstr``): a recognizer trained on generated digits only, tested on real;
+
+parts 1-2 for models with a latent (VAEs) only;
 
 and writes ``metrics.json``, ``report.md`` and the report's pictures into one directory. The maths
 lives in :mod:`numgen.metrics`, the judge in :mod:`numgen.recognizer`, the pictures in
@@ -34,7 +39,7 @@ from numgen import generate, hub, metrics, plots
 from numgen import recognizer as judge
 from numgen.data import Digits, load_digits, to_tensor
 from numgen.errors import NumgenError
-from numgen.models import VAE
+from numgen.models import VAE, Generator
 from numgen.report import report
 from numgen.train import evaluate_loss, select_device
 
@@ -65,6 +70,9 @@ class EvalConfig:
     seed: int = 0  # every random draw: binarization, importance samples, ELBO noise, samples
     dataset: str = "mnist"  # "mnist" or "embedded" (the offline subset, for quick checks)
     data_dir: str | None = None
+    # train-on-synthetic, test-on-real: a fresh recognizer trained on this many generated digits
+    # (and another on as many real ones); 0 = not measured (it trains two networks)
+    tstr: int = 0
 
     def __post_init__(self) -> None:
         for name in ("iwae_k", "knn_k", "grid_n", "grid_k", "pr_k"):
@@ -78,6 +86,8 @@ class EvalConfig:
             raise ValueError(f"grid range [{self.grid_lo}, {self.grid_hi}]: low must be below high")
         if self.dataset not in ("mnist", "embedded"):
             raise ValueError(f"dataset={self.dataset!r}: use 'mnist' or 'embedded'")
+        if self.tstr < 0 or 0 < self.tstr < 10:
+            raise ValueError(f"tstr={self.tstr}: 0 (not measured) or at least 10 digits")
 
 
 # --- 1. likelihood and reconstruction ------------------------------------------------------------
@@ -237,7 +247,7 @@ def sample_quality(
 
 
 def sample_section(
-    model: VAE, recognizer: judge.Recognizer, test: Digits, train: Digits, config: EvalConfig,
+    model: Generator, recognizer: judge.Recognizer, test: Digits, train: Digits, config: EvalConfig,
     out_dir: Path,
 ) -> dict[str, dict]:  # fmt: skip
     """``samples``: the quality of ``config.samples`` generated digits; ``real``: the same figures
@@ -298,32 +308,60 @@ BINARIZATION = (
 )
 # The parts of the evaluation that apply to some models only, and the figures each gives.
 SKIPPED_KEYS = {
+    "likelihood": ("recon_mse", "recon_bce", "kl", "neg_elbo"),
     "iwae": ("iwae_nll", "iwae_nll_stderr", "binarized_neg_elbo"),
+    "latent": ("knn_accuracy",),
     "grid": ("grid_agreement",),
     "conditional": ("class_accuracy", "per_class_accuracy", "confusion"),
+    "usefulness": ("generated", "real", "digits"),
 }
 
 
-def skipped_parts(model: VAE) -> dict[str, str]:
+def skipped_parts(model: Generator, config: EvalConfig) -> dict[str, str]:
     """The parts of the evaluation (keys of ``SKIPPED_KEYS``) that do not apply to ``model``, each
     with the reason; their figures are None in ``metrics.json``."""
-    if model.config.likelihood == "mse":
-        skipped = {
-            "iwae": "the model's likelihood is 'mse': its squared-error loss is not a normalised "
+    skipped = {}
+    if not model.has_latent:
+        why = (
+            f"a {model.config.kind} model has no encoder and latent of its own to reconstruct "
+            "with, bound a likelihood of, or look into"
+        )
+        skipped |= dict.fromkeys(("likelihood", "iwae", "latent", "grid"), why)
+    elif model.config.likelihood == "mse":
+        skipped["iwae"] = (
+            "the model's likelihood is 'mse': its squared-error loss is not a normalised "
             "probability of binary images, so a log-likelihood in nats is not defined for it; "
             "IWAE NLL and the ELBO on binarized digits are reported for Bernoulli models only"
-        }
-    else:
-        skipped = {}
+        )
     if model.conditional:
-        skipped["grid"] = (
+        skipped.setdefault("grid", (
             "a conditional model draws the digit it is given, whatever the latent point: no digit "
             "belongs to a place in its latent plane, so the grid test does not apply; the "
             "per-class accuracy of generated digits (conditional) measures what it would"
-        )
+        ))  # fmt: skip
     else:
         skipped["conditional"] = "an unconditional model is not asked for a digit"
+    if not config.tstr:
+        skipped["usefulness"] = "it trains two recognizers; ask for it with --tstr 60000"
+    elif not model.conditional:
+        skipped["usefulness"] = "an unconditional model's digits come without labels to train on"
     return skipped
+
+
+def usefulness_section(model: Generator, test: Digits, train: Digits, config: EvalConfig) -> dict:
+    """Train-on-synthetic, test-on-real (Ravuri & Vinyals 2019): numgen's recognizer recipe
+    trained on ``config.tstr`` generated digits (0-9 in turn), and on as many random real
+    training digits, each tested on the real test set."""
+    n = config.tstr
+    labels = np.arange(n) % model.config.num_classes
+    drawn = generate.sample(model, n, config.seed, labels=labels)
+    synthetic = Digits(plots.to_uint8(drawn), labels, f"{n:,} generated digits")
+    real = random_subset(train, n, config.seed)
+    scores = {
+        name: judge.train_recognizer(digits, test)[1]["test_accuracy"]
+        for name, digits in (("generated", synthetic), ("real", real))
+    }
+    return {**scores, "digits": n}
 
 
 def evaluate(
@@ -343,12 +381,21 @@ def evaluate(
     train = load_digits(config.dataset, "train", config.data_dir)
     out_dir = Path(out_dir)
     seconds: dict[str, float] = {}
-    with _stage("likelihood", seconds, progress):
-        likelihood = likelihood_section(generator, test, config, out_dir, progress)
-    with _stage("latent space", seconds, progress):
-        latent = latent_section(generator, recognizer, test, train, config, out_dir)
+    skipped = skipped_parts(generator, config)
+    likelihood = dict.fromkeys(SKIPPED_KEYS["likelihood"] + SKIPPED_KEYS["iwae"])
+    latent = dict.fromkeys(SKIPPED_KEYS["latent"] + SKIPPED_KEYS["grid"])
+    usefulness = dict.fromkeys(SKIPPED_KEYS["usefulness"])
+    if "likelihood" not in skipped:
+        with _stage("likelihood", seconds, progress):
+            likelihood = likelihood_section(generator, test, config, out_dir, progress)
+    if "latent" not in skipped:
+        with _stage("latent space", seconds, progress):
+            latent = latent_section(generator, recognizer, test, train, config, out_dir)
     with _stage("sample quality", seconds, progress):
         quality = sample_section(generator, recognizer, test, train, config, out_dir)
+    if "usefulness" not in skipped:
+        with _stage("usefulness", seconds, progress):
+            usefulness = usefulness_section(generator, test, train, config)
     result = {
         "model": {
             "source": str(model),
@@ -367,7 +414,8 @@ def evaluate(
         "likelihood": likelihood,
         "latent": latent,
         **quality,
-        "skipped": skipped_parts(generator),
+        "usefulness": usefulness,
+        "skipped": skipped,
         "seconds": seconds,
     }
     hub.write_json(out_dir / METRICS_FILE, result)

@@ -6,39 +6,17 @@ from __future__ import annotations
 
 REPORT = """# Evaluation of `{source}`
 
-A {kind_name} ({arch} encoder/decoder, {latent_dim}-D latent, {likelihood} likelihood, β = {beta},
-{parameters:,} parameters). Test digits: {test_set}. Training digits (k-NN references and the
+{description}. Test digits: {test_set}. Training digits (k-NN references and the
 real-data reference): {train_set}. Seed {seed}; {seconds:.0f} s on {device}.
 Reproduce with `{command}`.
 
 ## 1. Reconstruction and likelihood (test set, per digit)
 
-| metric | value |
-| --- | ---: |
-| reconstruction MSE, summed over 784 pixels (the original metric) | {recon_mse} |
-| reconstruction binary cross-entropy, nats | {recon_bce} |
-| KL(q(z\\|x) ‖ N(0, I)), nats | {kl} |
-| negative ELBO: the model's reconstruction loss + KL | {neg_elbo} |
-| IWAE NLL on binarized digits, nats (K = {iwae_k:,}) | {iwae_nll} ± {iwae_nll_stderr} |
-| negative ELBO on the same binarized digits, nats | {binarized_neg_elbo} |
-
-Reconstructions decode each digit's posterior mean. The negative ELBO draws one latent per digit
-and uses the model's own reconstruction term (squared error for an MSE model, cross-entropy against
-grey levels for a Bernoulli one) with the KL in closed form. {iwae_text}
-
-![test digits above their reconstructions](reconstructions.png)
+{likelihood_text}
 
 ## 2. The latent space
 
-**k-NN accuracy: {knn_accuracy} %**: each test digit's posterior mean is classified by the
-majority label of its {knn_k} nearest training posterior means. High when the latent space
-separates the digits{knn_note}
-
-![test digits in the latent space](latent.png)
-
-### The original project's grid test, with explicit labels
-
-{grid_text}
+{latent_text}
 
 ## 3. Sample quality
 
@@ -62,7 +40,41 @@ features compare only with others measured with the same recognizer and the same
 ## 4. Conditional generation
 
 {conditional_text}
+
+## 5. Usefulness as training data
+
+{usefulness_text}
 """
+
+LIKELIHOOD_TEXT = """| metric | value |
+| --- | ---: |
+| reconstruction MSE, summed over 784 pixels (the original metric) | {recon_mse} |
+| reconstruction binary cross-entropy, nats | {recon_bce} |
+| KL(q(z\\|x) ‖ N(0, I)), nats | {kl} |
+| negative ELBO: the model's reconstruction loss + KL | {neg_elbo} |
+| IWAE NLL on binarized digits, nats (K = {iwae_k:,}) | {iwae_nll} ± {iwae_nll_stderr} |
+| negative ELBO on the same binarized digits, nats | {binarized_neg_elbo} |
+
+Reconstructions decode each digit's posterior mean. The negative ELBO draws one latent per digit
+and uses the model's own reconstruction term (squared error for an MSE model, cross-entropy against
+grey levels for a Bernoulli one) with the KL in closed form. {iwae_text}
+
+![test digits above their reconstructions](reconstructions.png)"""
+
+LATENT_TEXT = """**k-NN accuracy: {knn_accuracy} %**: each test digit's posterior mean is classified by the
+majority label of its {knn_k} nearest training posterior means. High when the latent space
+separates the digits{knn_note}
+
+![test digits in the latent space](latent.png)
+
+### The original project's grid test, with explicit labels
+
+{grid_text}"""
+
+USEFULNESS_TEXT = """Train on generated digits, test on real ones (Ravuri & Vinyals 2019): a fresh
+recognizer, numgen's recipe, trained on {tstr_digits:,} generated digits (the digits 0-9 in
+turn) only and tested on the real test set: **{generated} %**; the same recipe trained on
+{tstr_digits:,} real training digits: {real} %."""
 
 KNN_CVAE_NOTE = """; a conditional model is given the label, so its latent need hold only
 style, and a low value is what it is built for."""
@@ -112,7 +124,12 @@ def report(m: dict) -> str:
         f"numgen evaluate {model['source']} --samples {s['samples']} --iwae-k {s['iwae_k']} "
         f"--iwae-digits {s['iwae_digits']} --seed {s['seed']}"
         + (" --dataset embedded" if s["dataset"] == "embedded" else "")
+        + (f" --tstr {s['tstr']}" if s.get("tstr") else "")
     )
+    figures = {key: _num(value) for key, value in m["likelihood"].items()}
+    figures |= {key: _num(value, ".3f") for key, value in gen.items()}
+    figures |= {f"real_{key}": _num(value, ".3f") for key, value in real.items()}
+    figures["frechet"], figures["real_frechet"] = _num(gen["frechet"]), _num(real["frechet"])
     if "iwae" in skipped:
         iwae_text = f"IWAE NLL: not computed, because {skipped['iwae']}."
     else:
@@ -123,9 +140,28 @@ def report(m: dict) -> str:
         grid_text = GRID_TEXT.format(
             agreement=_num(100 * m["latent"]["grid_agreement"], ".1f"),
             points=s["grid_n"] ** 2,
-            plane="the latent plane" if model["latent_dim"] <= 2 else FIRST_TWO_DIMS,
+            plane="the latent plane" if model.get("latent_dim", 2) <= 2 else FIRST_TWO_DIMS,
             **s,
         )
+    if "likelihood" in skipped:
+        likelihood_text = f"Not applicable: {skipped['likelihood']}."
+    else:
+        likelihood_text = LIKELIHOOD_TEXT.format(**s, **figures, iwae_text=iwae_text)
+    if "latent" in skipped:
+        latent_text = f"Not applicable: {skipped['latent']}."
+    else:
+        latent_text = LATENT_TEXT.format(
+            **s, grid_text=grid_text, knn_accuracy=_num(100 * m["latent"]["knn_accuracy"], ".1f"),
+            knn_note="." if "conditional" in skipped else KNN_CVAE_NOTE,
+        )  # fmt: skip
+    use = m["usefulness"]
+    if "usefulness" in skipped:
+        usefulness_text = f"Not measured: {skipped['usefulness']}."
+    else:
+        usefulness_text = USEFULNESS_TEXT.format(
+            tstr_digits=use["digits"], generated=_num(100 * use["generated"]),
+            real=_num(100 * use["real"]),
+        )  # fmt: skip
     if "conditional" in skipped:
         conditional_text = f"Not applicable: {skipped['conditional']}."
     else:
@@ -134,20 +170,31 @@ def report(m: dict) -> str:
             per_digit=s["samples"] // 10,
             per_class=" | ".join(_num(100 * a, ".1f") for a in cond["per_class_accuracy"]),
         )
-    figures = {key: _num(value) for key, value in m["likelihood"].items()}
-    figures |= {key: _num(value, ".3f") for key, value in gen.items()}
-    figures |= {f"real_{key}": _num(value, ".3f") for key, value in real.items()}
-    figures["frechet"], figures["real_frechet"] = _num(gen["frechet"]), _num(real["frechet"])
     return REPORT.format(
         **model,
         **s,
         **figures,
-        kind_name=model["kind"].upper(),
+        description=describe(model),
         seconds=sum(m["seconds"].values()),
         command=command,
-        iwae_text=iwae_text,
-        knn_accuracy=_num(100 * m["latent"]["knn_accuracy"], ".1f"),
-        knn_note="." if "conditional" in skipped else KNN_CVAE_NOTE,
-        grid_text=grid_text,
+        likelihood_text=likelihood_text,
+        latent_text=latent_text,
         conditional_text=conditional_text,
+        usefulness_text=usefulness_text,
+    )
+
+
+def describe(model: dict) -> str:
+    """One sentence on the model of a ``metrics.json``: its family and sizes."""
+    if model["kind"] == "flow":
+        start = "refining the digits of a CVAE" if model["start"] == "cvae" else "from noise"
+        return (
+            f"A FLOW (flow matching {start}, U-Net {model['channels']} channels at 28×28, "
+            f"{model['steps']} {model['solver']} steps, guidance {model['guidance']}, "
+            f"{model['parameters']:,} parameters)"
+        )
+    return (
+        f"A {model['kind'].upper()} ({model['arch']} encoder/decoder, {model['latent_dim']}-D "
+        f"latent, {model['likelihood']} likelihood, β = {model['beta']}, "
+        f"{model['parameters']:,} parameters)"
     )

@@ -49,14 +49,23 @@ def evaluate_command(
     dataset: Dataset = DEFAULTS.dataset,
     data_dir: DataDir = None,
     device: Device = "auto",
+    tstr: Annotated[
+        int,
+        typer.Option(
+            help="Also train a recognizer on this many generated digits and test it on real ones "
+            "(and one on as many real digits): e.g. 60000. 0 = skip (it trains two networks).",
+            min=0,
+        ),
+    ] = DEFAULTS.tstr,
 ) -> None:
     """Measure a model (a run or model directory, or a bundled name) and write metrics.json,
     report.md and its pictures: reconstruction, ELBO and IWAE likelihood, k-NN accuracy of the
-    latent space, the original grid test, Fréchet distance, precision/recall, per-class accuracy."""
+    latent space, the original grid test (models with a latent), Fréchet distance,
+    precision/recall, per-class accuracy, and with --tstr the train-on-synthetic accuracy."""
     data_dir = resolve_data_dir(data_dir)
     config = make_config(
         EvalConfig, samples=samples, iwae_k=iwae_k, iwae_digits=iwae_digits, seed=seed, dataset=dataset,
-        data_dir=str(data_dir) if data_dir else None,
+        data_dir=str(data_dir) if data_dir else None, tstr=tstr,
     )  # fmt: skip
     out = out or Path("evaluations") / Path(model).resolve().name
     with progress_bar("evaluate") as progress:
@@ -67,10 +76,12 @@ def evaluate_command(
 
         metrics = evaluate(model, out, config, device, on_progress)
     likelihood, samples_ = metrics["likelihood"], metrics["samples"]
+    recon = "" if likelihood["recon_mse"] is None else f"recon MSE {likelihood['recon_mse']:.2f}, "
+    useful = metrics["usefulness"]["generated"]
     console.print(
-        f"recon MSE {likelihood['recon_mse']:.2f}, Fréchet {samples_['frechet']:.2f} "
-        f"(real digits {metrics['real']['frechet']:.2f}), precision {samples_['precision']:.3f}, "
-        f"recall {samples_['recall']:.3f}"
+        f"{recon}Fréchet {samples_['frechet']:.2f} (real digits {metrics['real']['frechet']:.2f}), "
+        f"precision {samples_['precision']:.3f}, recall {samples_['recall']:.3f}"
+        + ("" if useful is None else f", trained on generated digits: {useful:.2%} on real")
     )
     console.print(f"wrote [green]{out / REPORT_FILE}[/green] and {out / METRICS_FILE}")
 
