@@ -42,15 +42,10 @@ from torch.utils.flop_counter import FlopCounterMode
 from common import RESULTS, command, load_average, machine, machine_line, write_results
 from numgen import compose, generate
 from numgen.data import Digits, load_digits, to_tensor, to_uint8
+from numgen.evaluate import tstr_accuracy
 from numgen.hub import load
 from numgen.metrics import frechet_distance, precision_recall
-from numgen.recognizer import (
-    Recognizer,
-    RecognizerConfig,
-    extract_features,
-    predict,
-    train_recognizer,
-)
+from numgen.recognizer import Recognizer, extract_features, predict
 
 PER_DIGIT = 1000
 
@@ -105,9 +100,7 @@ def realism(recognizer, images: np.ndarray, test_feats: np.ndarray) -> dict:
 
 def tstr(images: np.ndarray, labels: np.ndarray, test: Digits) -> float:
     """Train-on-synthetic, test-on-real: numgen's recognizer recipe trained on these digits."""
-    digits = Digits(to_uint8(images), labels.astype(np.int64), "drawn")
-    _, result = train_recognizer(digits, test, RecognizerConfig())
-    return result["test_accuracy"]
+    return tstr_accuracy(Digits(to_uint8(images), labels.astype(np.int64), "drawn"), test)
 
 
 def flops_per_digit(model) -> float:
