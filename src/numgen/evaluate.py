@@ -26,12 +26,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
 
 from numgen import generate, hub, metrics, plots
 from numgen import recognizer as judge
+from numgen.config import Limit, check_fields
 from numgen.data import Digits, load_digits, to_tensor
 from numgen.errors import NumgenError
 from numgen.models import VAE
@@ -66,12 +68,19 @@ class EvalConfig:
     dataset: str = "mnist"  # "mnist" or "embedded" (the offline subset, for quick checks)
     data_dir: str | None = None
 
+    LIMITS: ClassVar[dict[str, Limit]] = {
+        "samples": Limit(1, 10**7),
+        "iwae_k": Limit(1, 10**6),
+        "iwae_digits": Limit(2, 10_000, "2 for a standard error; the test set has 10,000"),
+        "knn_k": Limit(1, 1000),
+        "grid_n": Limit(1, 100),
+        "grid_k": Limit(1, 1000),
+        "pr_k": Limit(1, 100),
+        "seed": Limit(0, 2**32 - 1),
+    }
+
     def __post_init__(self) -> None:
-        for name in ("iwae_k", "knn_k", "grid_n", "grid_k", "pr_k"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)}: must be at least 1")
-        if self.iwae_digits < 2:
-            raise ValueError(f"iwae_digits={self.iwae_digits}: need 2 for a standard error")
+        check_fields(self, self.LIMITS)
         if self.samples <= self.pr_k:
             raise ValueError(f"samples={self.samples}: must exceed pr_k={self.pr_k}")
         if not self.grid_lo < self.grid_hi:
