@@ -98,9 +98,10 @@ def test_precision_auto_is_bf16_only_where_the_hardware_has_it() -> None:
     assert not training.autocast(cpu, "fp32")._enabled
 
 
-def test_resume_without_a_checkpoint_says_so(tmp_path: Path) -> None:
-    with pytest.raises(TrainingError, match="nothing to resume"):
-        train(tmp_path / "empty", TINY, quick(1), device="cpu", resume=True)
+def test_resume_without_a_checkpoint_starts_fresh_and_says_so(tmp_path: Path, caplog) -> None:
+    train(tmp_path / "empty", TINY, quick(1), device="cpu", resume=True)
+    assert "nothing to resume" in caplog.text and "starting a fresh run" in caplog.text
+    assert [r["epoch"] for r in read_metrics(tmp_path / "empty")] == [1]
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path, monkeypatch) -> None:
@@ -113,7 +114,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path, monke
 
     def poisoned(*args, **kwargs):
         parts = real_loss(*args, **kwargs)
-        calls["n"] += 1
+        calls["n"] += parts["loss"].device.type != "meta"  # not the memory estimate's passes
         if calls["n"] == 3:
             parts["loss"] = parts["loss"] * float("nan")
         return parts

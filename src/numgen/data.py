@@ -15,6 +15,7 @@ import itertools
 import logging
 import math
 import os
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,9 +90,10 @@ def read_idx(path: str | Path) -> np.ndarray:
             raw = gzip.decompress(raw)
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
-    except (OSError, EOFError) as err:
+    except (OSError, EOFError, zlib.error) as err:  # zlib.error: a corrupt deflate stream
         raise DataError(
-            f"{path}: not a valid gzip file ({err}); delete it and fetch it again"
+            f"{path}: not a valid gzip file, damaged or truncated ({err}); delete it and fetch "
+            "it again"
         ) from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != _IDX_UBYTE or not 1 <= raw[3] <= 4:
         raise DataError(

@@ -31,12 +31,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
 
 from numgen import generate, hub, metrics, plots
 from numgen import recognizer as judge
+from numgen.config import Limit, check_fields
 from numgen.data import Digits, load_digits, to_tensor, to_uint8
 from numgen.errors import NumgenError
 from numgen.models import VAE, Generator
@@ -74,19 +76,27 @@ class EvalConfig:
     # (and another on as many real ones); 0 = not measured (it trains two networks)
     tstr: int = 0
 
+    LIMITS: ClassVar[dict[str, Limit]] = {
+        "samples": Limit(1, 10**7),
+        "iwae_k": Limit(1, 10**6),
+        "iwae_digits": Limit(2, 10_000, "2 for a standard error; the test set has 10,000"),
+        "knn_k": Limit(1, 1000),
+        "grid_n": Limit(1, 100),
+        "grid_k": Limit(1, 1000),
+        "pr_k": Limit(1, 100),
+        "seed": Limit(0, 2**32 - 1),
+        "tstr": Limit(0, 10**6, "a recognizer trains on them, as on MNIST's 60,000"),
+    }
+
     def __post_init__(self) -> None:
-        for name in ("iwae_k", "knn_k", "grid_n", "grid_k", "pr_k"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)}: must be at least 1")
-        if self.iwae_digits < 2:
-            raise ValueError(f"iwae_digits={self.iwae_digits}: need 2 for a standard error")
+        check_fields(self, self.LIMITS)
         if self.samples <= self.pr_k:
             raise ValueError(f"samples={self.samples}: must exceed pr_k={self.pr_k}")
         if not self.grid_lo < self.grid_hi:
             raise ValueError(f"grid range [{self.grid_lo}, {self.grid_hi}]: low must be below high")
         if self.dataset not in ("mnist", "embedded"):
             raise ValueError(f"dataset={self.dataset!r}: use 'mnist' or 'embedded'")
-        if self.tstr < 0 or 0 < self.tstr < 10:
+        if 0 < self.tstr < 10:
             raise ValueError(f"tstr={self.tstr}: 0 (not measured) or at least 10 digits")
 
 

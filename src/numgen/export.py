@@ -12,7 +12,6 @@ options, so an interrupted export continues with ``resume=True``, skipping the i
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import multiprocessing
 import os
@@ -42,6 +41,7 @@ from numgen.compose import (
     render,
     to_pixels,
 )
+from numgen.config import check_fields, read_json
 from numgen.hub import atomic_write, load, place, write_json
 from numgen.models import Generator, build_model, config_from_dict
 
@@ -71,6 +71,7 @@ class ExportConfig:
     model: str = "cvae"  # the bundled name or model directory the images come from
 
     def __post_init__(self) -> None:
+        check_fields(self)
         if not 1 <= self.count <= 100_000_000:
             raise ComposeError(f"count={self.count}: choose between 1 and 100,000,000 images")
         if not 1 <= self.min_length <= self.max_length <= MAX_DIGITS:
@@ -249,7 +250,7 @@ def prepare(out_dir: Path, config: ExportConfig, overwrite: bool, resume: bool) 
     if resume:
         if not manifest.is_file():
             raise ComposeError(f"{out_dir}: nothing to resume (no {MANIFEST_FILE})")
-        saved = json.loads(manifest.read_text())
+        saved = read_json(manifest)
         saved.pop("numgen_version", None)
         if saved != asdict(config):
             raise ComposeError(

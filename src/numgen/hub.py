@@ -31,6 +31,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from numgen import __version__
+from numgen.checkpoint_checks import check_model_files
 from numgen.errors import NumgenError
 from numgen.models import MODEL_KINDS, Generator, build_model, config_from_dict
 
@@ -97,7 +98,7 @@ def read_module(directory: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
             raise ModelError(f"{directory}: not a model directory (missing {path.name})")
     try:
         config = json.loads(config_path.read_text())
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
         raise ModelError(f"{config_path}: not valid JSON ({err})") from None
     if not isinstance(config, dict):
         raise ModelError(f"{config_path}: expected a JSON object")
@@ -162,6 +163,7 @@ def load_pretrained(
     input is a :class:`ModelError` naming the file and what is wrong; ``build`` raises
     ``TypeError``/``ValueError`` (or ModelError) for a config it cannot take."""
     directory = resolve(name_or_path)
+    check_model_files(directory / CONFIG_FILE, directory / WEIGHTS_FILE, build, ModelError)
     config, weights = read_module(directory)
     try:
         model = build(config)

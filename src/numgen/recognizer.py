@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from numgen import hub
+from numgen.config import check_fields
 from numgen.data import Digits, to_tensor
 from numgen.metrics import accuracy
 
@@ -60,6 +61,7 @@ class RecognizerConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check_fields(self)
         if self.kind != KIND:
             raise ValueError(f"kind={self.kind!r}: a recognizer config has kind {KIND!r}")
         for name in ("channels", "features", "epochs", "batch_size"):

@@ -17,18 +17,27 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import ClassVar
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file
 
+from numgen import checkpoint_checks as checks
 from numgen import distributed
+from numgen.config import ConfigError, Limit, check_fields, from_dict
 from numgen.data import Digits, load_digits, to_tensor
 from numgen.errors import NumgenError
-from numgen.hub import atomic_write, place, save_pretrained, save_weights
-from numgen.models import Generator, VAEConfig, build_model, config_from_dict
+from numgen.hub import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    atomic_write,
+    load,
+    place,
+    save_pretrained,
+    save_weights,
+)  # fmt: skip
+from numgen.models import Generator, VAEConfig, build_model
 
 log = logging.getLogger(__name__)
 
@@ -56,28 +65,29 @@ class TrainConfig:
     lr_decay: float = 0.3  # the LR falls linearly to 0 over this last fraction of the run's steps
     precision: str = "auto"  # of the step's products: "auto" (bf16 where native), "bf16", "fp32"
 
+    LIMITS: ClassVar[dict[str, Limit]] = {
+        "epochs": Limit(1, 100_000),
+        "batch_size": Limit(1, 60_000, "MNIST's training set holds 60,000 digits"),
+        "lr": Limit(0.0, 10.0),
+        "seed": Limit(0, 2**32 - 1),
+        "limit": Limit(1, 10**9),
+        "kl_warmup": Limit(0.0, 100_000),
+    }
+
     def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise ValueError(f"epochs={self.epochs}: must be at least 1")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size={self.batch_size}: must be at least 1")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ValueError(f"lr={self.lr}: must be a positive finite number")
-        if not self.kl_warmup >= 0:
-            raise ValueError(f"kl_warmup={self.kl_warmup}: must be >= 0 epochs")
-        if self.limit is not None and self.limit < 1:
-            raise ValueError(f"limit={self.limit}: must be at least 1")
+        check_fields(self, self.LIMITS)
+        if not self.lr > 0:
+            raise ConfigError(f"lr={self.lr}: must be a positive finite number")
         if self.dataset not in ("mnist", "embedded"):
-            raise ValueError(f"dataset={self.dataset!r}: use 'mnist' or 'embedded'")
+            raise ConfigError(f"dataset={self.dataset!r}: use 'mnist' or 'embedded'")
         if not 0 <= self.lr_decay <= 1:
-            raise ValueError(f"lr_decay={self.lr_decay}: must be a fraction between 0 and 1")
+            raise ConfigError(f"lr_decay={self.lr_decay}: must be a fraction between 0 and 1")
         if self.precision not in PRECISIONS:
-            raise ValueError(f"precision={self.precision!r}: use one of {', '.join(PRECISIONS)}")
+            raise ConfigError(f"precision={self.precision!r}: use one of {', '.join(PRECISIONS)}")
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
+        return from_dict(cls, values)
 
 
 def select_device(name: str = "auto") -> torch.device:
@@ -91,7 +101,13 @@ def select_device(name: str = "auto") -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise TrainingError(f"unknown device {name!r}; use auto, cpu, cuda or mps") from None
+        device = None
+    if device is None or device.type not in ("cpu", "cuda", "mps"):  # "meta" holds no data
+        raise TrainingError(f"unknown device {name!r}; use auto, cpu, cuda or mps")
+    if device.type == "cuda" and (device.index or 0) >= max(torch.cuda.device_count(), 1):
+        raise TrainingError(
+            f"--device {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s)"
+        )
     if device.type == "cuda" and not torch.cuda.is_available():
         raise TrainingError(
             "--device cuda asked for, but no CUDA GPU is available; use --device cpu"
@@ -229,8 +245,10 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer,
     epoch: int,
     train_config: TrainConfig,
+    record: dict | None = None,
 ) -> None:
-    """Write the training state (one atomic file), then the loadable model files."""
+    """Write the training state (one atomic file, holding the epoch's metrics ``record`` too, so
+    a crash before metrics.jsonl is appended loses nothing), then the loadable model files."""
     opt = optimizer.state_dict()
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     for index, state in opt["state"].items():
@@ -240,39 +258,54 @@ def save_checkpoint(
         "model_config": json.dumps(model.config.to_dict()),
         "train_config": json.dumps(asdict(train_config)),
         "param_groups": json.dumps(opt["param_groups"]),
+        **({"metrics": json.dumps(record)} if record else {}),
     }
+    metadata["checksum"] = checks.checksum(tensors, metadata)
     save_weights(run_dir / STATE_FILE, tensors, metadata)
     save_pretrained(model, run_dir)
 
 
-def read_checkpoint(run_dir: Path) -> tuple[dict, dict[str, torch.Tensor]]:
-    """(metadata, tensors) of a run's training state; a clear error when there is none."""
+def read_checkpoint(run_dir: Path) -> checks.Checkpoint | None:
+    """The run's training state, or None when it has none. Any damage to the file is one
+    :class:`TrainingError` naming the file and the damage, and saying where the last good model
+    is; the file is checked entirely (header against its configs, sizes, checksum, values)
+    before anything of the run is changed."""
     path = run_dir / STATE_FILE
     if not path.is_file():
+        return None
+    try:
+        return checks.read_train_state(path, TrainConfig)
+    except NumgenError as err:
+        kind = err.kind if isinstance(err, checks.DamagedFile) else str(err)
+        model = run_dir / WEIGHTS_FILE
+        last = (
+            f"{model} still holds the last good model; use it as it is, or"
+            if model.is_file() else "no model was saved;"
+        )  # fmt: skip
         raise TrainingError(
-            f"{run_dir}: nothing to resume (no {STATE_FILE}); start without --resume"
-        )
-    with safe_open(str(path), "pt") as f:
-        metadata = f.metadata()
-    return metadata, load_file(str(path))
+            f"{path} is damaged ({kind}), so the run cannot resume: {last} train again without "
+            "--resume to start the run over"
+        ) from None
 
 
 def restore(
-    model: Generator,
-    optimizer: torch.optim.Optimizer,
-    tensors: dict[str, torch.Tensor],
-    metadata: dict,
+    model: Generator, optimizer: torch.optim.Optimizer, checkpoint: checks.Checkpoint
 ) -> None:
-    """Load weights and Adam state saved by :func:`save_checkpoint`."""
+    """Load weights and Adam state saved by :func:`save_checkpoint` (checked by
+    :func:`read_checkpoint`)."""
+    tensors = checkpoint.tensors
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     state: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
         if key.startswith("optim."):
             _, index, name = key.split(".", 2)
             state.setdefault(int(index), {})[name] = value
-    optimizer.load_state_dict(
-        {"state": state, "param_groups": json.loads(metadata["param_groups"])}
-    )
+    try:
+        optimizer.load_state_dict({"state": state, "param_groups": checkpoint.param_groups})
+    except (ValueError, KeyError, TypeError) as err:
+        raise TrainingError(
+            f"{STATE_FILE}: its optimiser state does not fit ({err}); train again without --resume"
+        ) from None
     # Adam's moments come back contiguous; give each its parameter's memory layout (channels-last
     # for convolutions), as a fresh run's zeros_like does: the fused step walks a parameter and
     # its moments element by element in memory order, so mismatched layouts would mix elements.
@@ -283,12 +316,51 @@ def restore(
                     optimizer.state[param][name] = torch.empty_like(param).copy_(value)
 
 
+def prepare_run(run_dir: Path, checkpoint: checks.Checkpoint | None) -> None:
+    """Before training into ``run_dir``: remove temporary files a killed run left behind; on
+    resume keep the metrics of the checkpoint's epochs (recovering its own epoch's line, which a
+    kill may have kept out of metrics.jsonl); on a fresh start begin an empty log."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for name in (STATE_FILE, WEIGHTS_FILE, CONFIG_FILE, METRICS_FILE):
+        for tmp in run_dir.glob(f".{name}.*.tmp"):  # hub.atomic_write's temporary names
+            tmp.unlink(missing_ok=True)
+    if checkpoint is None:
+        _write_metrics(run_dir, [])
+        return
+    keep = [r for r in read_metrics(run_dir) if r.get("epoch", 0) <= checkpoint.epoch]
+    if checkpoint.record and checkpoint.epoch not in {r.get("epoch") for r in keep}:
+        keep.append(checkpoint.record)
+    _write_metrics(run_dir, keep)
+
+
+def check_saved_model(run_dir: Path, model: Generator) -> None:
+    """Make sure the run's model files hold the checkpoint's model — a kill between writing the
+    training state and the model, or a damaged file, is repaired from the checkpoint."""
+    try:
+        saved = load(run_dir, "cpu").state_dict()
+        same = all(torch.equal(saved[k], v.cpu()) for k, v in model.state_dict().items())
+    except (NumgenError, KeyError):
+        same = False
+    if not same:
+        log.warning("%s: the model files did not hold the last checkpoint; rewritten", run_dir)
+        save_pretrained(model, run_dir)
+
+
 def read_metrics(run_dir: str | Path) -> list[dict]:
     """The per-epoch records of a run, oldest first."""
     path = Path(run_dir) / METRICS_FILE
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        try:
+            record = json.loads(line) if line.strip() else None
+        except json.JSONDecodeError:  # a line torn by a crash mid-append, or damage
+            record = None
+            log.warning("%s: line %d is not a metrics record; skipped", path, number)
+        if isinstance(record, dict):
+            records.append(record)
+    return records
 
 
 # --- the loop ------------------------------------------------------------------------------------
@@ -319,17 +391,17 @@ def train(
     with N processes, each trains on its share of every batch (see :mod:`numgen.distributed`);
     rank 0 alone writes and calls the hooks."""
     run_dir = Path(run_dir)
-    start_epoch, state = 0, None
-    if resume:
-        metadata, tensors = read_checkpoint(run_dir)
-        start_epoch = int(metadata["epoch"])
-        model_config = config_from_dict(json.loads(metadata["model_config"]))
-        saved = TrainConfig.from_dict(json.loads(metadata["train_config"]))
-        if train_config is not None:
-            saved.epochs = train_config.epochs
-        train_config, state = saved, (metadata, tensors)
+    start_epoch, state = 0, read_checkpoint(run_dir) if resume else None
+    if resume and state is None:
+        log.warning("%s: nothing to resume (no %s); starting a fresh run", run_dir, STATE_FILE)
+    if state:
+        start_epoch, model_config = state.epoch, state.model_config
+        train_config = replace(
+            state.train_config, epochs=(train_config or state.train_config).epochs
+        )
     model_config = model_config or VAEConfig()
     train_config = train_config or TrainConfig()
+    checks.check_training_memory(model_config, train_config.batch_size)
     with distributed.process_group(select_device(device)) as context:
         return _train(
             run_dir, model_config, train_config, context, start_epoch, state, on_batch, on_epoch,
@@ -339,7 +411,7 @@ def train(
 
 def _train(
     run_dir: Path, model_config: object, train_config: TrainConfig, context: distributed.Context,
-    start_epoch: int, state: tuple[dict, dict] | None,
+    start_epoch: int, state: checks.Checkpoint | None,
     on_batch: BatchHook | None, on_epoch: Callable[[dict], None] | None,
     base: Generator | None,
 ) -> Generator:  # fmt: skip
@@ -371,13 +443,11 @@ def _train(
     # fused Adam: one kernel over all parameters instead of a dozen small ones per tensor
     optimizer = torch.optim.Adam(trainable, lr=train_config.lr, fused=True)
     if state:
-        restore(model, optimizer, state[1], state[0])
-        if main:
-            keep = [r for r in read_metrics(run_dir) if r["epoch"] <= start_epoch]
-            _write_metrics(run_dir, keep)
-    elif main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        _write_metrics(run_dir, [])
+        restore(model, optimizer, state)
+    if main:
+        prepare_run(run_dir, state)
+        if state:
+            check_saved_model(run_dir, model)
     loss_of = distributed.loss_function(model, context)  # model.loss, through DDP if distributed
     precision = autocast(dev, train_config.precision)
     log.info(
@@ -420,7 +490,7 @@ def _train(
             "images_per_s": len(x_train) / seconds,
         }
         if main:
-            save_checkpoint(run_dir, model, optimizer, epoch, train_config)
+            save_checkpoint(run_dir, model, optimizer, epoch, train_config, record)
             with open(run_dir / METRICS_FILE, "a") as f:
                 f.write(json.dumps(record) + "\n")
             if on_epoch:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -92,6 +93,10 @@ def make_config(config_class: type[Config], **options: object) -> Config:
         raise typer.BadParameter(str(err)) from None
 
 
+class OutputError(NumgenError):
+    """An output path that cannot be written."""
+
+
 # Options shared by several commands.
 DataDir = Annotated[
     Path | None, typer.Option(help="Folder with the four MNIST IDX files [env: NUMGEN_DATA_DIR].")
@@ -125,4 +130,24 @@ def progress_bar(description: str) -> Iterator[Progress]:
 
 def out_path(path: Path) -> Path:
     console.print(f"wrote [green]{path}[/green]")
+    return path
+
+
+def writable(path: Path, option: str = "--out", folder: bool = False) -> Path:
+    """``path`` if a file (or, with ``folder``, a folder) can be written there — checked before
+    any work, by creating and removing a temporary file in its nearest existing folder."""
+    if path.exists() and path.is_dir() != folder:
+        raise OutputError(f"{option} {path}: is a {'file' if folder else 'folder'}")
+    existing = path if folder else path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputError(f"{option} {path}: {existing} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        raise OutputError(
+            f"{option} {path}: cannot write in {existing} ({err.strerror or err})"
+        ) from None
     return path

@@ -10,7 +10,8 @@ import typer
 from PIL import Image
 
 from numgen import compose, export, plots
-from numgen.cli.common import Seed, app, console, out_path, progress_bar
+from numgen.cli.common import Seed, app, console, out_path, progress_bar, writable
+from numgen.config import fits
 from numgen.hub import load
 
 ModelOption = Annotated[
@@ -49,6 +50,7 @@ def digits_command(
     guidance: Guidance = None,
 ) -> None:
     """A grid of one digit in varied handwriting styles."""
+    writable(out)
     images = compose.digits(load_for_drawing(model, ode_steps, guidance), digit, n, seed)
     out_path(plots.save_grid(images, out, scale=3))
 
@@ -65,7 +67,9 @@ def write_command(
     variants: Annotated[
         int, typer.Option(help="Write it this many times, one below the other.", min=1, max=100)
     ] = 1,
-    height: Annotated[int, typer.Option(help="Height of the image in pixels.")] = 28,
+    height: Annotated[
+        int, typer.Option(help="Height of the image in pixels.", min=8, max=1024)
+    ] = 28,
     ink: Annotated[str, typer.Option(help="light (white on black, as MNIST) or dark.")] = "light",
     out: Annotated[Path | None, typer.Option(help="PNG to write [default: TEXT.png].")] = None,
     ode_steps: OdeSteps = None,
@@ -76,12 +80,14 @@ def write_command(
     With --variants N, variant i uses style seed STYLE_SEED+i and jitter seed SEED+i (with
     --style-from, only the jitter varies)."""
     text = compose.check_text(text)
+    out = writable(out or Path(f"{text}.png"))
+    # each variant: about height x (1.3 height per digit) grey bytes, held a few times over
+    fits("--variants", variants, lambda n: 4 * n * height * int(1.3 * height * len(text) + 8))
     writer = compose.Writer(load_for_drawing(model, ode_steps, guidance))
     style = writer.style_from_image(compose.open_image(style_from)) if style_from else None
     pictures = [
         writer.write(text, style, style_seed + i, seed + i, height, ink) for i in range(variants)
     ]
-    out = out or Path(f"{text}.png")
     if variants == 1:
         out_path(plots.save_image(np.asarray(pictures[0]), out))
         return
@@ -113,6 +119,7 @@ def morph_command(
     --to-style-seed, one handwriting into another)."""
     if out.suffix.lower() not in (".gif", ".png"):
         raise typer.BadParameter(f"{out.name}: end the name in .gif or .png", param_hint="--out")
+    writable(out)
     generator = load_for_drawing(model, ode_steps, guidance)
     style = compose.style_latent(generator, style_seed)
     end_style = None if to_style_seed is None else compose.style_latent(generator, to_style_seed)
@@ -138,7 +145,9 @@ def dataset_command(
     alphabet: Annotated[str, typer.Option(help="The digits to draw from.")] = "0123456789",
     model: ModelOption = "cvae",
     seed: Seed = 0,
-    height: Annotated[int, typer.Option(help="Height of each image in pixels.")] = 28,
+    height: Annotated[
+        int, typer.Option(help="Height of each image in pixels.", min=8, max=1024)
+    ] = 28,
     ink: Annotated[str, typer.Option(help="light (white on black, as MNIST) or dark.")] = "light",
     workers: Annotated[
         int,
@@ -155,6 +164,7 @@ def dataset_command(
 ) -> None:
     """A labelled dataset of handwritten numbers for OCR: OUT/images/*.png and OUT/labels.csv
     (file,text). The same --seed gives the same files, whatever the number of --workers."""
+    writable(out, folder=True)
     low, high = export.parse_length(length)
     config = export.ExportConfig(
         count=count, min_length=low, max_length=high, alphabet=alphabet, seed=seed, height=height,

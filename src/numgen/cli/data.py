@@ -9,7 +9,16 @@ import typer
 from rich.table import Table
 
 from numgen import plots
-from numgen.cli.common import DataDir, Dataset, choice, console, data_app, out_path, progress_bar
+from numgen.cli.common import (
+    DataDir,
+    Dataset,
+    choice,
+    console,
+    data_app,
+    out_path,
+    progress_bar,
+    writable,
+)
 from numgen.data import check, check_files, load_digits, resolve_data_dir, verify_checksums
 from numgen.download import download_mnist
 
@@ -19,6 +28,8 @@ def data_download(
     cache_dir: Annotated[Path | None, typer.Option(help="Where to keep the files.")] = None,
 ) -> None:
     """Download the four MNIST files from public mirrors, checking their MD5 sums."""
+    if cache_dir is not None:
+        writable(cache_dir, "--cache-dir", folder=True)
     with progress_bar("download") as progress:
         tasks: dict[str, int] = {}
 
@@ -42,6 +53,7 @@ def data_check(
     """Check MNIST: files, checksums, shapes, value and label ranges, balance, empty and
     duplicate images; save a sample grid."""
     choice(dataset, ("mnist", "embedded"), "--dataset")
+    writable(out)
     directory = resolve_data_dir(data_dir)
     if dataset == "mnist" and directory is not None:
         files = Table("file", "bytes", "md5", "status", title=f"MNIST files in {directory}")

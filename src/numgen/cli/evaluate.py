@@ -18,7 +18,9 @@ from numgen.cli.common import (
     console,
     make_config,
     progress_bar,
+    writable,
 )
+from numgen.config import fits
 from numgen.data import load_digits, resolve_data_dir
 from numgen.evaluate import METRICS_FILE, REPORT_FILE, EvalConfig, evaluate
 from numgen.recognizer import RecognizerConfig, train_recognizer
@@ -62,12 +64,14 @@ def evaluate_command(
     report.md and its pictures: reconstruction, ELBO and IWAE likelihood, k-NN accuracy of the
     latent space, the original grid test (models with a latent), Fréchet distance,
     precision/recall, per-class accuracy, and with --tstr the train-on-synthetic accuracy."""
+    # each sample: the generated digit, a real one, their float copies and features
+    fits("--samples", samples, lambda n: 16_000 * n)
     data_dir = resolve_data_dir(data_dir)
     config = make_config(
         EvalConfig, samples=samples, iwae_k=iwae_k, iwae_digits=iwae_digits, seed=seed, dataset=dataset,
         data_dir=str(data_dir) if data_dir else None, tstr=tstr,
     )  # fmt: skip
-    out = out or Path("evaluations") / Path(model).resolve().name
+    out = writable(out or Path("evaluations") / Path(model).resolve().name, folder=True)
     with progress_bar("evaluate") as progress:
         task = progress.add_task("loading", total=None, status="")
 
@@ -99,6 +103,7 @@ def recognizer_train_command(
 ) -> None:
     """Train the digit recognizer (the judge of `numgen evaluate`) and save it. The bundled one
     was made with the defaults on full MNIST (99.60 % test accuracy)."""
+    writable(out, "--out", folder=True)
     train = load_digits(dataset, "train", data_dir)
     test = load_digits(dataset, "test", data_dir)
     config = make_config(RecognizerConfig, epochs=epochs, seed=seed)

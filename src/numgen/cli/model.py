@@ -26,8 +26,10 @@ from numgen.cli.common import (
     out_path,
     plot_app,
     progress_bar,
+    writable,
 )
 from numgen.cli.compose import Guidance, OdeSteps, load_for_drawing
+from numgen.config import fits
 from numgen.data import load_digits, resolve_data_dir
 from numgen.demo import DEMO_EPOCHS, run_demo
 from numgen.distributed import is_main_process, launched_world_size
@@ -122,6 +124,7 @@ def train_command(
 ) -> None:
     """Train a model. The defaults are the original project: a VAE with a 2-D latent, conv, MSE,
     10 epochs. `--model flow` trains flow matching on top of a CVAE (`--base`)."""
+    writable(run, "RUN", folder=True)
     if nproc > 1 and launched_world_size() == 1:
         if batch_size % nproc:
             raise typer.BadParameter(
@@ -205,6 +208,7 @@ def plot_latent_command(
     limit: Annotated[int | None, typer.Option(help="Plot only the first N test digits.")] = None,
 ) -> None:
     """Test-set encodings in the latent plane, coloured by digit (PCA beyond 2-D)."""
+    writable(out)
     vae = load_latent_model(model)
     test = load_digits(dataset, "test", data_dir)
     test = test.subset(limit) if limit else test
@@ -219,9 +223,13 @@ def decode_command(
     point: Annotated[list[float], typer.Argument(help="Latent coordinates, e.g. 0.5 1.5.")],
     label: Annotated[int | None, typer.Option(help="Digit to draw (conditional models).")] = None,
     out: Annotated[Path, typer.Option(help="PNG to write.")] = Path("decoded.png"),
-    scale: Annotated[int, typer.Option(help="Enlarge the 28×28 digit this many times.")] = 10,
+    scale: Annotated[
+        int, typer.Option(help="Enlarge the 28×28 digit this many times.", min=1)
+    ] = 10,
 ) -> None:
     """Decode one latent point into a digit (e.g. `numgen decode RUN 0.5 1.5`)."""
+    writable(out)
+    fits("--scale", scale, lambda s: 3 * (28 * s) ** 2)  # the enlarged image, with copies
     vae = load_latent_model(model)
     if len(point) != vae.config.latent_dim:
         raise typer.BadParameter(
@@ -246,6 +254,7 @@ def manifold_command(
 ) -> None:
     """The n×n grid of digits decoded over [low, high]², axes showing the latent coordinates."""
     lo, hi = range_
+    writable(out)
     vae = load_latent_model(model)
     out_path(plots.plot_manifold(generate.manifold(vae, n, lo, hi, label), lo, hi, out))
 
@@ -261,6 +270,7 @@ def sample_command(
     guidance: Guidance = None,
 ) -> None:
     """Digits drawn from the prior (styles at temperature 1), as a grid."""
+    writable(out)
     generator = load_for_drawing(model, ode_steps, guidance)
     out_path(plots.save_grid(generate.sample(generator, n, seed, label), out, scale=3))
 
@@ -274,6 +284,7 @@ def reconstruct_command(
     out: Annotated[Path, typer.Option(help="PNG to write.")] = Path("reconstructions.png"),
 ) -> None:
     """Test digits above their reconstructions."""
+    writable(out)
     vae = load_latent_model(model)
     test = load_digits(dataset, "test", data_dir).subset(n)
     out_path(plots.plot_reconstructions(test.images, generate.reconstruct(vae, test), out))
@@ -285,6 +296,7 @@ def plot_losses_command(
     out: Annotated[Path, typer.Option(help="PNG to write.")] = Path("losses.png"),
 ) -> None:
     """Train and test loss curves of a run (reconstruction and KL apart)."""
+    writable(out)
     records = read_metrics(run)
     if not records:
         raise TrainingError(f"{run}: no metrics.jsonl with finished epochs")
@@ -305,6 +317,7 @@ def demo_command(
 ) -> None:
     """The original project end to end on the embedded digits (offline): train the 2-D VAE,
     draw every picture, write report.md."""
+    writable(out, folder=True)
 
     def losses(r: dict) -> str:
         return f"train loss {r['train_loss']:.2f}, test loss {r['test_loss']:.2f}"

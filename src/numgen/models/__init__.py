@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from numgen.errors import ConfigError
 from numgen.models.base import Generator
 from numgen.models.flow import FlowConfig, FlowModel
 from numgen.models.vae import CVAE, VAE, VAEConfig, vae_loss
@@ -13,9 +14,11 @@ MODEL_KINDS: dict[str, type[Generator]] = {"vae": VAE, "cvae": CVAE, "flow": Flo
 
 def config_from_dict(values: dict) -> object:
     """The config dataclass of the family named by ``values["kind"]`` (default "vae")."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"expected a JSON object of config fields, got {type(values).__name__}")
     kind = values.get("kind", "vae")
-    if kind not in MODEL_KINDS:
-        raise ValueError(f"kind={kind!r}: choose one of {sorted(MODEL_KINDS)}")
+    if not isinstance(kind, str) or kind not in MODEL_KINDS:
+        raise ConfigError(f"kind={kind!r}: choose one of {sorted(MODEL_KINDS)}")
     return MODEL_KINDS[kind].config_class.from_dict(values)
 
 

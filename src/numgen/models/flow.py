@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from numgen.config import check_fields
 from numgen.errors import ConfigError
 from numgen.models.base import Generator
 from numgen.models.vae import CVAE, VAEConfig
@@ -65,6 +66,7 @@ class FlowConfig:
     num_classes: int = 10
 
     def __post_init__(self) -> None:
+        check_fields(self)
         if self.kind != "flow":
             raise ConfigError(f"kind={self.kind!r}: a flow config has kind 'flow'")
         if self.start not in STARTS:

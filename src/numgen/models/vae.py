@@ -15,13 +15,14 @@ Devices, optimisers, paths and printing stay outside this module.
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from numgen.config import ConfigError, Limit, check_fields, from_dict
 from numgen.models.base import Generator
 
 KINDS = ("vae", "cvae")
@@ -43,31 +44,29 @@ class VAEConfig:
     depth: int = 1  # hidden layers of the mlp encoder and decoder (conv ignores it)
     num_classes: int = 10  # used by the conditional model only
 
+    LIMITS: ClassVar[dict[str, Limit]] = {
+        "latent_dim": Limit(1, 512),
+        "beta": Limit(0.0, 1e6),
+        # 16,384 wide is already 1 GB of weights per mlp layer; MNIST models are far narrower
+        "hidden": Limit(1, 16_384, "wider than any digit model needs: 1 GB of weights a layer"),
+        "depth": Limit(1, 8, "hidden layers of the mlp"),
+        "num_classes": Limit(1, 1000, "digits need 10"),
+    }
+
     def __post_init__(self) -> None:
+        check_fields(self, self.LIMITS)
         if self.kind not in KINDS:
-            raise ValueError(f"kind={self.kind!r}: choose one of {KINDS}")
+            raise ConfigError(f"kind={self.kind!r}: choose one of {KINDS}")
         if self.arch not in ARCHITECTURES:
-            raise ValueError(f"arch={self.arch!r}: choose one of {ARCHITECTURES}")
+            raise ConfigError(f"arch={self.arch!r}: choose one of {ARCHITECTURES}")
         if self.likelihood not in LIKELIHOODS:
-            raise ValueError(f"likelihood={self.likelihood!r}: choose one of {LIKELIHOODS}")
-        if not 1 <= self.latent_dim <= 512:
-            raise ValueError(f"latent_dim={self.latent_dim}: must be between 1 and 512")
-        if not (self.beta >= 0 and math.isfinite(self.beta)):
-            raise ValueError(f"beta={self.beta}: must be a finite number >= 0")
+            raise ConfigError(f"likelihood={self.likelihood!r}: choose one of {LIKELIHOODS}")
         if self.hidden is None:
             self.hidden = DEFAULT_HIDDEN[self.arch]
-        if self.hidden < 1:
-            raise ValueError(f"hidden={self.hidden}: must be a positive width")
-        if not 1 <= self.depth <= 8:
-            raise ValueError(f"depth={self.depth}: must be between 1 and 8 hidden layers")
 
     @classmethod
     def from_dict(cls, values: dict) -> VAEConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown config keys {sorted(unknown)}; known keys: {sorted(known)}")
-        return cls(**values)
+        return from_dict(cls, values)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -1,0 +1,140 @@
+"""Crash safety as a test: a tiny training, and a dataset export, killed with SIGKILL at chosen
+points (mid-epoch, inside the checkpoint's write, between its files, before the metrics line)
+and resumed end byte-for-byte where an uninterrupted run ends."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from numgen import export
+from numgen.cli import main
+from numgen.train import METRICS_FILE, STATE_FILE, read_metrics
+
+TRAIN = ["--arch", "mlp", "--hidden", "16", "--epochs", "2", "--dataset", "embedded",
+         "--limit", "256", "--batch-size", "64", "--device", "cpu"]  # fmt: skip
+
+# Runs numgen's CLI with a kill planted at POINT in EPOCH (the first argv entries).
+KILLER = """
+import os, signal, sys
+import numgen.hub as hub, numgen.train as train, numgen.export as export
+from numgen.models import VAE
+point, at = sys.argv[1], int(sys.argv[2])
+die = lambda: os.kill(os.getpid(), signal.SIGKILL)
+calls = {"loss": 0, "model": 0, "png": 0}
+
+real_save_file = hub.save_file
+def save_file(tensors, path, metadata=None):
+    real_save_file(tensors, path, metadata=metadata)
+    if point == "state-write" and (metadata or {}).get("epoch") == str(at):
+        with open(path, "r+b") as f:  # the temporary file half written, never renamed
+            f.truncate(os.path.getsize(path) // 2)
+        die()
+hub.save_file = save_file
+
+real_save_pretrained = train.save_pretrained
+def save_pretrained(model, run_dir):
+    calls["model"] += 1
+    if point == "before-model" and calls["model"] == at:
+        die()
+    real_save_pretrained(model, run_dir)
+    if point == "before-metrics" and calls["model"] == at:
+        die()
+train.save_pretrained = save_pretrained
+
+real_loss = VAE.loss
+def loss(self, *args, **kwargs):
+    calls["loss"] += args[0].device.type != "meta"
+    if point == "mid-epoch" and calls["loss"] == at:
+        die()
+    return real_loss(self, *args, **kwargs)
+VAE.loss = loss
+
+real_png = export.save_file
+def save_png(path, data):
+    calls["png"] += 1
+    if point == "export" and calls["png"] == at:
+        with open(os.path.join(os.path.dirname(path), "." + os.path.basename(path) + ".tmp"), "wb") as f:
+            f.write(data[: len(data) // 2])
+        die()
+    real_png(path, data)
+export.save_file = save_png
+
+from numgen.cli import main
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+def killed(point: str, at: int, *args: str) -> None:
+    done = subprocess.run([sys.executable, "-c", KILLER, point, str(at), *args],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("straight") / "run"
+    assert main(["train", str(run), *TRAIN]) == 0
+    return run
+
+
+def tensors(path: Path) -> dict[str, bytes]:
+    return {k: v.numpy().tobytes() for k, v in load_file(str(path)).items()}
+
+
+@pytest.mark.parametrize(
+    ("point", "at"),
+    [
+        ("mid-epoch", 7),  # a loss in epoch 2 (4 training batches and the test set an epoch)
+        ("state-write", 2),  # inside the atomic write of epoch 2's training state
+        ("state-write", 1),  # the same in epoch 1: nothing to resume, so it starts fresh
+        ("before-model", 2),  # training state of epoch 2 written, its model files not
+        ("before-metrics", 2),  # all files of the last epoch written, its metrics line not
+    ],
+)
+def test_a_killed_training_resumes_to_the_same_bytes(
+    straight: Path, tmp_path: Path, point: str, at: int
+) -> None:
+    run = tmp_path / "run"
+    killed(point, at, "train", str(run), *TRAIN)
+    assert main(["train", str(run), "--resume", *TRAIN]) == 0
+    assert (run / "model.safetensors").read_bytes() == (straight / "model.safetensors").read_bytes()
+    assert (run / "config.json").read_bytes() == (straight / "config.json").read_bytes()
+    assert tensors(run / STATE_FILE) == tensors(straight / STATE_FILE)
+    assert [r["epoch"] for r in read_metrics(run)] == [1, 2]
+    straight_loss = [r["train_loss"] for r in read_metrics(straight)]
+    assert [r["train_loss"] for r in read_metrics(run)] == straight_loss
+    assert sorted(p.name for p in run.iterdir()) == sorted(p.name for p in straight.iterdir())
+
+
+def test_resuming_a_finished_run_repairs_its_damaged_model_files(straight, tmp_path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("config.json", "model.safetensors", STATE_FILE, METRICS_FILE):
+        (run / name).write_bytes((straight / name).read_bytes())
+    (run / "model.safetensors").write_bytes(b"\0" * 100)
+    (run / "config.json").write_text("{")
+    assert main(["train", str(run), "--resume", *TRAIN]) == 0  # nothing left to train
+    for name in ("config.json", "model.safetensors"):
+        assert (run / name).read_bytes() == (straight / name).read_bytes(), name
+
+
+def test_a_killed_export_resumes_to_the_same_bytes(tmp_path: Path) -> None:
+    options = ["--count", str(export.CHUNK + 40), "--seed", "3", "--workers", "1"]
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    assert main(["dataset", *options, "--out", str(full)]) == 0
+    killed("export", export.CHUNK + 10, "dataset", *options, "--out", str(cut))
+    assert not (cut / export.LABELS_FILE).exists()
+    assert main(["dataset", *options, "--out", str(cut), "--resume"]) == 0
+
+    def files(folder: Path) -> dict[str, bytes]:
+        return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+                if p.is_file()}  # fmt: skip
+
+    assert files(cut) == files(full)
+    assert len(files(cut)) == export.CHUNK + 42  # the images, labels.csv and export.json
