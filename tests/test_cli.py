@@ -115,7 +115,7 @@ def test_data_check_on_the_embedded_digits(tmp_path: Path, capsys) -> None:
         (["train", "--kl-warmup", "-1"], "kl_warmup=-1.0"),
         (
             ["sample", "RUN", "--out", "FILE/sub/x.png"],
-            "Not a directory; a part of the path is a file",
+            "is a file, not a folder",
         ),
         (["train", "--epochs", "many"], "Invalid value for '--epochs'"),
         (["decode", "nowhere", "0", "0"], "nowhere: no such directory"),

@@ -170,7 +170,7 @@ def load_pretrained(
     except (TypeError, ValueError) as err:
         raise ModelError(f"{directory / CONFIG_FILE}: not a numgen model config ({err})") from None
     except ModelError as err:  # a config of another kind of model than was asked for
-        raise ModelError(f"{directory}: {err}") from None
+        raise ModelError(f"{directory / CONFIG_FILE}: {err}") from None
     expected = model.state_dict()
     for name, tensor in expected.items():  # in the model's order: the first layer first
         if name in weights and weights[name].shape != tensor.shape:
