@@ -167,6 +167,79 @@ def rows_summary(before: Counter[int] | None, after: Counter[int] | None) -> dic
     return {"model_calls": total, "mean_rows": round(mean, 1), "max_rows": max(calls)}
 
 
+def rss_mb(pid: int) -> float:
+    """Resident memory of process ``pid`` and its children (the workers), in MB."""
+    total = 0
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":", 1) for line in status.read_text().splitlines())
+        except (OSError, ValueError):  # the process ended meanwhile
+            continue
+        if str(pid) in (status.parent.name, fields["PPid"].strip()):
+            total += int(fields.get("VmRSS", "0 kB").split()[0])
+    return round(total / 1024, 1)
+
+
+def upload_image() -> bytes:
+    """A ~3.8 MiB PNG (random grey noise does not compress) with a bright square in it."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    noise = np.random.default_rng(0).integers(0, 256, (2000, 2000), dtype=np.uint8)
+    noise[700:1300, 700:1300] = 255
+    buffer = io.BytesIO()
+    Image.fromarray(noise).save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+async def upload(port: int, data: bytes) -> int:
+    """POST ``data`` to /api/style as a multipart form on a new connection: the status."""
+    boundary = "numgen-bench-boundary"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="x.png"\r\n'
+            "Content-Type: image/png\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(
+            f"POST /api/style HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body)}\r\n"
+            f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n".encode()
+            + body
+        )
+        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+        return int(head.split()[1])
+    finally:
+        writer.close()
+
+
+def upload_memory(server: subprocess.Popen, port: int, count: int) -> dict:
+    """The server's memory before and after ``count`` concurrent ~4 MiB uploads."""
+    data = upload_image()
+
+    async def all_at_once() -> list[int]:
+        return await asyncio.gather(*(upload(port, data) for _ in range(count)))
+
+    asyncio.run(upload(port, data))  # the first upload loads the recognizer
+    time.sleep(1)
+    before = rss_mb(server.pid)
+    start = time.perf_counter()
+    statuses = Counter(asyncio.run(all_at_once()))
+    seconds = time.perf_counter() - start
+    after = rss_mb(server.pid)
+    time.sleep(2)
+    return {
+        "uploads": count, "upload_mib": round(len(data) / 2**20, 2), "seconds": round(seconds, 1),
+        "statuses": dict(statuses), "rss_before_mb": before, "rss_after_mb": after,
+        "rss_2s_later_mb": rss_mb(server.pid),
+    }  # fmt: skip
+
+
 def measure(name: str, command: list[str], env: dict, args: argparse.Namespace) -> list[dict]:
     """Start the server ``command``, run the plan against it, stop it: one dict per phase."""
     port = free_port()
@@ -193,6 +266,10 @@ def measure(name: str, command: list[str], env: dict, args: argparse.Namespace) 
             run.update(rows_summary(before, batch_rows(port)))
             print(json.dumps(run))
             runs.append(run)
+        if args.uploads:
+            memory = {"server": name, **upload_memory(server, port, args.uploads)}
+            print(json.dumps(memory))
+            runs.append(memory)
     finally:
         server.terminate()
         server.wait(timeout=60)
@@ -212,7 +289,7 @@ def report(figures: dict) -> str:
         " | server CPU ms / request | cores the server got | rows per model call (mean / max) |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for run in figures["runs"]:
+    for run in (r for r in figures["runs"] if "endpoint" in r):
         rows = f"{run['mean_rows']} / {run['max_rows']}" if "mean_rows" in run else "-"
         lines.append(
             f"| {run['server']} | {run['endpoint']} | {run['clients']} | {run['requests']}"
@@ -220,6 +297,22 @@ def report(figures: dict) -> str:
             f" | {run['errors']} | {run['server_cpu_ms_per_request']} | {run['server_cpu_share']}"
             f" | {rows} |"
         )
+    memory = [r for r in figures["runs"] if "uploads" in r]
+    if memory:
+        lines += [
+            "",
+            "Server memory (RSS) around concurrent uploads of a ~4 MiB PNG to `/api/style`:",
+            "",
+            "| server | uploads | MiB each | seconds | statuses | RSS before MB | RSS after MB"
+            " | 2 s later MB |",
+            "|---|---:|---:|---:|---|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {r['server']} | {r['uploads']} | {r['upload_mib']} | {r['seconds']}"
+            f" | {r['statuses']} | {r['rss_before_mb']} | {r['rss_after_mb']}"
+            f" | {r['rss_2s_later_mb']} |"
+            for r in memory
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -228,6 +321,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--model", action="append", default=[], help="As `numgen serve --model`.")
+    parser.add_argument(
+        "--uploads", type=int, default=60, help="Concurrent ~4 MiB uploads (0: none)."
+    )
     parser.add_argument("--baseline", help="Also measure numgen at this git commit, first.")
     parser.add_argument(
         "--serve-option", action="append", default=[], help="An option for this version's server."

@@ -49,7 +49,12 @@ from numgen.data import Digits, load_digits, to_tensor
 from numgen.models import Generator
 from numgen.web.batching import WAIT, BatchedModel, Batcher
 from numgen.web.guard import Guard, HttpCache, LimitBody, Load
-from numgen.web.uploads import MAX_UPLOAD_BYTES, UPLOAD_FORMATS, with_upload
+from numgen.web.uploads import (
+    MAX_UPLOAD_BYTES,
+    UPLOAD_FORMATS,
+    keep_memory_returnable,
+    with_upload,
+)
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -176,6 +181,7 @@ def create_app(
     second thread spinning for work costs more than it saves while requests need the cores)."""
     if threads is not None:
         torch.set_num_threads(threads)
+    keep_memory_returnable()
     sources = {name: name for name in hub.generator_names()} if models is None else models
     if not sources:
         raise hub.ModelError(
