@@ -83,11 +83,7 @@ def serve_command(
     ] = 1,
     max_pending: Annotated[
         int,
-        typer.Option(
-            help="API requests at once (per process); more get 503 + Retry-After.",
-            min=1,
-            max=100_000,
-        ),
+        typer.Option(help="API requests at once per process; more get a 503.", min=1, max=10**5),
     ] = 256,
     timeout: Annotated[
         float,
@@ -95,15 +91,11 @@ def serve_command(
     ] = 10.0,
     batch_wait_ms: Annotated[
         float,
-        typer.Option(
-            help="Milliseconds a model call waits to be batched with others.", min=0, max=100
-        ),
+        typer.Option(help="Milliseconds a model call waits for others.", min=0, max=100),
     ] = 2.0,
     threads: Annotated[
         int,
-        typer.Option(
-            help="PyTorch threads per process (1: the other cores serve requests).", min=1, max=256
-        ),
+        typer.Option(help="PyTorch threads per process (1 leaves cores to requests).", min=1),
     ] = 1,
     access_log: Annotated[
         bool, typer.Option(help="Log one line per request to stderr, with its time.")
