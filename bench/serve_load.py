@@ -1,10 +1,12 @@
 """A bounded load test of `numgen serve` on loopback: decode and write under many clients.
 
     flock /tmp/numgen-cpu.lock .venv/bin/python bench/serve_load.py [--clients 50] [--seconds 20]
-        [--model NAME=DIR ...]
+        [--model NAME=DIR ...] [--baseline GIT_REF] [--serve-option=--workers=2 ...]
 
 Starts `numgen serve` on a free loopback port (the bundled models, or the --model ones) and
-waits until it answers. Then, one endpoint at a time, runs asyncio clients, each sending
+waits until it answers. With ``--baseline REF`` it first does the same with numgen's source at
+that git commit (``git archive``, run with this environment's packages), so that the previous
+version and this one are measured in one session on the same, shared, machine. Then, one endpoint at a time, runs asyncio clients, each sending
 requests back to back on its own kept-alive connection until the time is up, every request a
 fresh random one:
 
@@ -12,8 +14,11 @@ fresh random one:
 - ``decode``, C clients: the page's request (``format=json``) for random points in [-3, 3]²;
 - ``write``, C clients: numbers of 1-8 digits, random style seed and seed, 56 px high, as PNG.
 
-Reports requests/s, p50/p99/max latency and errors (any answer but 200, or a failed
-connection) to stdout and bench/results/serve_load.{md,json}. The clients share the machine's
+Reports requests/s, p50/p99/max latency, the server's CPU time per request and the share of the
+cores it got (figures that depend less on other work on a shared machine), errors (any answer but 200, or a failed connection)
+and, from ``/healthz``, the rows per model call the batcher reached, to stdout and
+bench/results/serve_load.{md,json}. Targets (issue 12): 50 clients, decode p99 < 50 ms, write
+p99 < 100 ms, no errors. The clients share the machine's
 cores with the server, so the figures are a floor for what the server alone could do. The
 server is stopped at the end whatever happens.
 """
@@ -23,11 +28,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections import Counter
@@ -126,22 +133,186 @@ def wait_until_up(server: subprocess.Popen, port: int, timeout: float = 180) -> 
     raise SystemExit(f"numgen serve did not answer within {timeout:.0f} s")
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by process ``pid`` and its children (the workers)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        if stat.parent.name == str(pid) or fields[1] == str(pid):  # fields[1]: parent's pid
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def batch_rows(port: int) -> Counter[int] | None:
+    """The server's count of model calls by rows (``/healthz``); None where it has none."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as answer:
+            return Counter({int(k): v for k, v in json.load(answer)["batch_rows"].items()})
+    except OSError:  # the baseline has no /healthz
+        return None
+
+
+def rows_summary(before: Counter[int] | None, after: Counter[int] | None) -> dict:
+    """Rows per model call during one phase: calls, mean and largest."""
+    if before is None or after is None:
+        return {}
+    calls = after - before
+    total = sum(calls.values())
+    if not total:
+        return {}
+    mean = sum(rows * n for rows, n in calls.items()) / total
+    return {"model_calls": total, "mean_rows": round(mean, 1), "max_rows": max(calls)}
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of process ``pid`` and its children (the workers), in MB."""
+    total = 0
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":", 1) for line in status.read_text().splitlines())
+        except (OSError, ValueError):  # the process ended meanwhile
+            continue
+        if str(pid) in (status.parent.name, fields["PPid"].strip()):
+            total += int(fields.get("VmRSS", "0 kB").split()[0])
+    return round(total / 1024, 1)
+
+
+def upload_image() -> bytes:
+    """A ~3.8 MiB PNG (random grey noise does not compress) with a bright square in it."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    noise = np.random.default_rng(0).integers(0, 256, (2000, 2000), dtype=np.uint8)
+    noise[700:1300, 700:1300] = 255
+    buffer = io.BytesIO()
+    Image.fromarray(noise).save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+async def upload(port: int, data: bytes) -> int:
+    """POST ``data`` to /api/style as a multipart form on a new connection: the status."""
+    boundary = "numgen-bench-boundary"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="x.png"\r\n'
+            "Content-Type: image/png\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(
+            f"POST /api/style HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body)}\r\n"
+            f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n".encode()
+            + body
+        )
+        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+        return int(head.split()[1])
+    finally:
+        writer.close()
+
+
+def upload_memory(server: subprocess.Popen, port: int, count: int) -> dict:
+    """The server's memory before and after ``count`` concurrent ~4 MiB uploads."""
+    data = upload_image()
+
+    async def all_at_once() -> list[int]:
+        return await asyncio.gather(*(upload(port, data) for _ in range(count)))
+
+    asyncio.run(upload(port, data))  # the first upload loads the recognizer
+    time.sleep(1)
+    before = rss_mb(server.pid)
+    start = time.perf_counter()
+    statuses = Counter(asyncio.run(all_at_once()))
+    seconds = time.perf_counter() - start
+    after = rss_mb(server.pid)
+    time.sleep(2)
+    return {
+        "uploads": count, "upload_mib": round(len(data) / 2**20, 2), "seconds": round(seconds, 1),
+        "statuses": dict(statuses), "rss_before_mb": before, "rss_after_mb": after,
+        "rss_2s_later_mb": rss_mb(server.pid),
+    }  # fmt: skip
+
+
+def measure(name: str, command: list[str], env: dict, args: argparse.Namespace) -> list[dict]:
+    """Start the server ``command``, run the plan against it, stop it: one dict per phase."""
+    port = free_port()
+    command = [*command, "serve", "--port", str(port), *args.serve_option]
+    command += [f"--model={model}" for model in args.model]
+    server = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    runs = []
+    try:
+        wait_until_up(server, port)
+        plan = [
+            ("decode", decode_url, 1, min(args.seconds, 5.0)),
+            ("decode", decode_url, args.clients, args.seconds),
+            ("write", write_url, args.clients, args.seconds),
+        ]
+        for endpoint, url_for, clients, seconds in plan:
+            before, cpu_before = batch_rows(port), cpu_seconds(server.pid)
+            run = {"server": name, "endpoint": endpoint}
+            run.update(asyncio.run(load(port, url_for, clients, seconds)))
+            cpu = cpu_seconds(server.pid) - cpu_before
+            run["server_cpu_ms_per_request"] = round(1000 * cpu / max(1, run["requests"]), 2)
+            run["server_cpu_share"] = round(cpu / run["seconds"], 2)  # cores the server got
+            run.update(rows_summary(before, batch_rows(port)))
+            print(json.dumps(run))
+            runs.append(run)
+        if args.uploads:
+            memory = {"server": name, **upload_memory(server, port, args.uploads)}
+            print(json.dumps(memory))
+            runs.append(memory)
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    return runs
+
+
 def report(figures: dict) -> str:
     lines = [
         "# `numgen serve` under load",
         "",
-        f"{figures['when']}; server: `{figures['server']}`.",
+        f"{figures['when']}.",
         machine_line(figures),
-        "Clients (asyncio, one process, one kept-alive connection each) and server share the cores.",
+        "Clients (asyncio, one process, one kept-alive connection each) and server share the 2 cores.",
+        "Targets: 50 clients, decode p99 < 50 ms, write p99 < 100 ms, no errors.",
         "",
-        "| endpoint | clients | requests | requests/s | p50 ms | p99 ms | max ms | errors |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| server | endpoint | clients | requests | requests/s | p50 ms | p99 ms | max ms | errors"
+        " | server CPU ms / request | cores the server got | rows per model call (mean / max) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for run in figures["runs"]:
+    for run in (r for r in figures["runs"] if "endpoint" in r):
+        rows = f"{run['mean_rows']} / {run['max_rows']}" if "mean_rows" in run else "-"
         lines.append(
-            f"| {run['endpoint']} | {run['clients']} | {run['requests']} | {run['requests_per_s']}"
-            f" | {run['p50_ms']} | {run['p99_ms']} | {run['max_ms']} | {run['errors']} |"
+            f"| {run['server']} | {run['endpoint']} | {run['clients']} | {run['requests']}"
+            f" | {run['requests_per_s']} | {run['p50_ms']} | {run['p99_ms']} | {run['max_ms']}"
+            f" | {run['errors']} | {run['server_cpu_ms_per_request']} | {run['server_cpu_share']}"
+            f" | {rows} |"
         )
+    memory = [r for r in figures["runs"] if "uploads" in r]
+    if memory:
+        lines += [
+            "",
+            "Server memory (RSS) around concurrent uploads of a ~4 MiB PNG to `/api/style`:",
+            "",
+            "| server | uploads | MiB each | seconds | statuses | RSS before MB | RSS after MB"
+            " | 2 s later MB |",
+            "|---|---:|---:|---:|---|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {r['server']} | {r['uploads']} | {r['upload_mib']} | {r['seconds']}"
+            f" | {r['statuses']} | {r['rss_before_mb']} | {r['rss_after_mb']}"
+            f" | {r['rss_2s_later_mb']} |"
+            for r in memory
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -150,34 +321,34 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--model", action="append", default=[], help="As `numgen serve --model`.")
+    parser.add_argument(
+        "--uploads", type=int, default=60, help="Concurrent ~4 MiB uploads (0: none)."
+    )
+    parser.add_argument("--baseline", help="Also measure numgen at this git commit, first.")
+    parser.add_argument(
+        "--serve-option", action="append", default=[], help="An option for this version's server."
+    )
     args = parser.parse_args()
 
     load_before = load_average()  # the machine is shared: say how busy it was
-    port = free_port()
-    serve = [str(NUMGEN), "serve", "--port", str(port)]
-    serve += [f"--model={model}" for model in args.model]
-    server = subprocess.Popen(serve, stdout=subprocess.DEVNULL)
-    try:
-        wait_until_up(server, port)
-        plan = [
-            ("decode", decode_url, 1, min(args.seconds, 5.0)),
-            ("decode", decode_url, args.clients, args.seconds),
-            ("write", write_url, args.clients, args.seconds),
-        ]
-        runs = []
-        for endpoint, url_for, clients, seconds in plan:
-            run = {"endpoint": endpoint, **asyncio.run(load(port, url_for, clients, seconds))}
-            print(json.dumps(run))
-            runs.append(run)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    runs = []
+    with tempfile.TemporaryDirectory() as folder:
+        if args.baseline:
+            source = subprocess.run(
+                ["git", "archive", args.baseline, "src"], check=True, capture_output=True
+            ).stdout
+            subprocess.run(["tar", "-x", "-C", folder], input=source, check=True)
+            env = {**os.environ, "PYTHONPATH": str(Path(folder) / "src")}
+            old = [sys.executable, "-c", "from numgen.cli import run; run()"]
+            plain = argparse.Namespace(**{**vars(args), "serve_option": []})
+            runs += measure(f"{args.baseline} (before)", old, env, plain)
+        options = " ".join(args.serve_option)
+        runs += measure(f"this version {options}".strip(), [str(NUMGEN)], dict(os.environ), args)
 
     figures = {
         "when": time.strftime("%Y-%m-%d %H:%M"),
         "machine": machine(),
         "command": command(),
-        "server": " ".join(["numgen", *serve[1:]]),
         "load_average": [load_before, load_average()],
         "runs": runs,
     }

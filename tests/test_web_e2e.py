@@ -12,21 +12,17 @@ import base64
 import io
 import re
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 from PIL import Image
 
 from numgen.data import load_digits
 from numgen.web import create_app
-from web_models import served_models
+from web_models import live_server, served_models
 
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="Playwright is not installed (.ci/install-browser.sh installs it)"
@@ -51,20 +47,8 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[str]:
     """The app on a free loopback port, served by uvicorn in a thread; yields its URL."""
-    app = create_app(served_models(tmp_path_factory))
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(app, log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with live_server(create_app(served_models(tmp_path_factory))) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

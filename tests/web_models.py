@@ -1,8 +1,16 @@
-"""The models the web tests serve: the bundled ones when present, else tiny ones trained here."""
+"""The models the web tests serve (the bundled ones when present, else tiny ones trained here),
+and a live server for tests that need real HTTP connections."""
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import pytest
+import uvicorn
 
 from numgen import hub
 from numgen.models import VAEConfig
@@ -27,3 +35,22 @@ def served_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
             train_config = TrainConfig(epochs=1, dataset="embedded", limit=512)
             train(root / name, model_config, train_config, device="cpu")
     return {name: str(root / name) for name in CONFIGS}
+
+
+@contextmanager
+def live_server(app) -> Iterator[str]:
+    """``app`` on a free loopback port, served by uvicorn in a thread; yields its URL."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -12,12 +12,14 @@ Images are float arrays ``(N, 28, 28)`` in [0, 1] (ink = 1) or PIL images; a sty
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from numgen import generate
 from numgen.data import to_uint8
@@ -36,6 +38,8 @@ RISE = 1  # each digit moves up or down by up to this many pixels
 SIZE_JITTER = 0.06  # each digit is scaled by a factor within 1 ± this
 INK_LEVEL = 0.1  # a column holds ink where some pixel exceeds this; fainter columns are cut
 STROKE_LEVEL = 0.2  # when reading pictures: ink above this is a stroke, fainter ink is haze
+# A picture to copy a style from holds one digit; 50 million pixels (a 7000×7000 scan) is plenty.
+MAX_IMAGE_PIXELS = 50_000_000
 
 
 class ComposeError(NumgenError, ValueError):
@@ -266,17 +270,69 @@ def write(
 # --- a style from an image -----------------------------------------------------------------------
 
 
-def open_image(path: str | Path) -> Image.Image:
-    """The picture in the file at ``path``, fully read; a ComposeError if it is not one."""
+class ImageTooLarge(ComposeError):
+    """A picture with more pixels than the caller allows (the web app answers 413)."""
+
+
+class UnreadableImage(ComposeError):
+    """A file that is not a picture in an accepted format, or a damaged one (the web app: 415)."""
+
+
+def open_image(
+    source: str | Path | bytes, formats: tuple[str, ...] | None = None,
+    max_pixels: int = MAX_IMAGE_PIXELS, name: str | None = None,
+) -> Image.Image:  # fmt: skip
+    """The picture in the file at ``source`` (a path, or the file's bytes), fully decoded.
+
+    ``formats`` limits the accepted formats (Pillow's names: "PNG", "JPEG", ...), ``max_pixels``
+    the size, checked from the header before any pixel is decoded. Any file Pillow cannot fully
+    decode is an :class:`UnreadableImage` and a too-large one an :class:`ImageTooLarge`, each
+    naming ``name`` (default: the path, or "the image") and the problem; Pillow's own limits on
+    PNG text chunks (``PngImagePlugin.MAX_TEXT_CHUNK``/``MAX_TEXT_MEMORY``) stay in force.
+    """
+    name = name or ("the image" if isinstance(source, bytes) else str(source))
     try:
-        with Image.open(path) as image:
-            image.load()  # Pillow reads lazily: a truncated file fails here, not later
-            return image.copy()
-    # missing, empty, not an image, truncated, corrupt (some decoders raise SyntaxError or
-    # ValueError), or so large that Pillow suspects a decompression bomb
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        reason = str(err) or type(err).__name__
-        raise ComposeError(f"{path}: not a readable image ({reason})") from None
+        file = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")  # noqa: SIM115
+    except OSError as err:  # missing, a folder, unreadable
+        raise UnreadableImage(f"{name}: not a readable image ({err.strerror or err})") from None
+    with file:
+        image = _decode(file, name, formats, max_pixels)
+    return image
+
+
+def _decode(
+    file: BinaryIO, name: str, formats: tuple[str, ...] | None, max_pixels: int
+) -> Image.Image:
+    """:func:`open_image` on an open file."""
+    try:
+        image = Image.open(file)
+    except UnidentifiedImageError:
+        kinds = ", ".join(formats) if formats else "image format Pillow reads"
+        raise UnreadableImage(f"{name}: not a readable image (not a {kinds} file)") from None
+    except Image.DecompressionBombError as err:  # over twice Pillow's MAX_IMAGE_PIXELS
+        raise ImageTooLarge(f"{name}: too many pixels ({err})") from None
+    # A damaged or hostile file can make a decoder raise almost anything (OSError, SyntaxError,
+    # ValueError, EOFError, struct.error, IndexError, ...): each means "not a picture we can read".
+    except Exception as err:
+        raise UnreadableImage(f"{name}: not a readable image ({_reason(err)})") from None
+    if formats is not None and image.format not in formats:
+        raise UnreadableImage(
+            f"{name}: {image.format} files are not accepted (only {', '.join(formats)})"
+        )
+    if image.width * image.height > max_pixels:
+        raise ImageTooLarge(
+            f"{name}: {image.width}×{image.height} pixels is over the limit of {max_pixels:,}"
+        )
+    try:
+        image.load()  # Pillow decodes lazily: a truncated or corrupt file fails here
+    except Exception as err:  # as above: any decoder error means a damaged file
+        raise UnreadableImage(f"{name}: a damaged {image.format} file ({_reason(err)})") from None
+    return image
+
+
+def _reason(err: Exception) -> str:
+    """An exception's message, or its type's name when it has none; one line."""
+    return (str(err) or type(err).__name__).splitlines()[0][:200]
 
 
 def _grey(image: Image.Image | np.ndarray) -> np.ndarray:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -48,6 +51,21 @@ def model_sources(specs: list[str]) -> dict[str, str]:
     return sources
 
 
+def log_config(access_log: bool) -> dict:
+    """uvicorn's logging set-up plus numgen's access log (one line per request with its time)
+    on stderr; every worker process applies it."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["formatters"]["numgen"] = {"format": "%(asctime)s %(message)s"}
+    config["handlers"]["numgen"] = {
+        "class": "logging.StreamHandler", "formatter": "numgen", "stream": "ext://sys.stderr",
+    }  # fmt: skip
+    level = "INFO" if access_log else "WARNING"
+    config["loggers"]["numgen.web.access"] = {"handlers": ["numgen"], "level": level}
+    return config
+
+
 @app.command("serve")
 def serve_command(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
@@ -59,11 +77,55 @@ def serve_command(
             "repeat for several. Default: the bundled models."
         ),
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(help="Server processes, each with its own copy of the models.", min=1, max=64),
+    ] = 1,
+    max_pending: Annotated[
+        int,
+        typer.Option(help="API requests at once per process; more get a 503.", min=1, max=10**5),
+    ] = 256,
+    timeout: Annotated[
+        float,
+        typer.Option(help="Seconds one request may take; then it gets a 503.", min=0.1, max=3600),
+    ] = 10.0,
+    batch_wait_ms: Annotated[
+        float,
+        typer.Option(help="Milliseconds a model call waits for others.", min=0, max=100),
+    ] = 2.0,
+    threads: Annotated[
+        int,
+        typer.Option(help="PyTorch threads per process (1 leaves cores to requests).", min=1),
+    ] = 1,
+    access_log: Annotated[
+        bool, typer.Option(help="Log one line per request to stderr, with its time.")
+    ] = True,
 ) -> None:
-    """Serve the page (latent explorer, number writer, digit grid) and the HTTP API."""
+    """Serve the page (latent explorer, number writer, digit grid) and the HTTP API.
+
+    Model calls of concurrent requests are batched; when MAX_PENDING requests are running the
+    next gets a 503 with Retry-After; SIGTERM or Ctrl+C lets the requests in flight finish."""
     uvicorn, create_app = web_stack()
-    web_app = create_app(model_sources(model) if model else None)
+    from numgen.web.app import SETTINGS_ENV  # the web stack is there: web_stack() said so
+
+    settings = {
+        "models": model_sources(model) if model else None,
+        "max_pending": max_pending,
+        "timeout": timeout,
+        "batch_wait": batch_wait_ms / 1000,
+        "threads": threads,
+    }
+    if workers == 1:
+        target = create_app(**settings)  # built here, so a bad model is reported before serving
+    else:  # each worker process builds its app from the settings in its environment
+        create_app(**settings)  # check the models once here, to report a bad one plainly
+        os.environ[SETTINGS_ENV] = json.dumps(settings)
+        target = "numgen.web.app:create_app_from_environment"
     address = f"[{host}]" if ":" in host else host  # an IPv6 address goes in brackets in a URL
     url = f"http://{address}:{port}"
     console.print(f"numgen is at [bold]{url}[/bold] (API docs at {url}/docs); Ctrl+C stops")
-    uvicorn.run(web_app, host=host, port=port, log_level="warning")
+    uvicorn.run(
+        target, host=host, port=port, workers=workers, factory=workers > 1,
+        log_level="warning", log_config=log_config(access_log), access_log=False,
+        timeout_graceful_shutdown=int(timeout) + 5,  # requests in flight end within their limit
+    )  # fmt: skip

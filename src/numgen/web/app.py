@@ -12,32 +12,49 @@ has a 2-D latent (the explorer's scatter) and returns an app serving
     GET  /api/digits     n samples of one digit, as a grid
     GET  /api/write      a whole number written in one style
     POST /api/style      an uploaded image of a digit -> its style (latent vector) for /api/write
+    GET  /healthz        the server is up: requests in progress, refused, batch sizes so far
 
 Images come back as PNG (white ink on black, as MNIST) or, with ``format=json``, as JSON holding
 the PNG in base64 beside the request's values. Every input is checked before it reaches a model:
 a bad one gets a 4xx JSON answer whose ``detail`` names it; malformed requests never give a 500.
+
+Handlers run in worker threads, never on the event loop; their model calls are batched across
+requests (:mod:`numgen.web.batching`), uploads are read by :mod:`numgen.web.uploads`, and the
+middleware of :mod:`numgen.web.guard` bounds the load, logs, and answers repeated queries with 304.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
+import json
+import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
+import torch
 from fastapi import FastAPI, HTTPException, Query, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from pydantic import Field
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from numgen import __version__, compose, generate, hub, plots
-from numgen.data import Digits, load_digits
-from numgen.models import VAE
+from numgen.data import Digits, load_digits, to_tensor
+from numgen.models import Generator
+from numgen.web.batching import WAIT, BatchedModel, Batcher
+from numgen.web.guard import Guard, HttpCache, LimitBody, Load
+from numgen.web.uploads import (
+    MAX_UPLOAD_BYTES,
+    UPLOAD_FORMATS,
+    keep_memory_returnable,
+    with_upload,
+)
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -46,9 +63,9 @@ MAX_SAMPLES = 100  # digits per /api/digits request
 MAX_GRID = 40  # manifold points per side
 MAX_SEED = 2**32 - 1
 MIN_HEIGHT, MAX_HEIGHT = 14, 112  # pixel height of a written number
-MAX_UPLOAD_BYTES = 4 * 1024 * 1024
-MAX_UPLOAD_PIXELS = 4096 * 4096
-UPLOAD_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")
+SETTINGS_ENV = "NUMGEN_SERVE_SETTINGS"  # create_app's arguments, as JSON, for worker processes
+MAX_PENDING = 256  # requests to /api/ at once; the next one gets a 503 with Retry-After
+TIMEOUT = 10.0  # seconds a request may take before it gets a 503
 # A request body this much bigger than the largest upload is refused before it is read.
 MAX_BODY_BYTES = MAX_UPLOAD_BYTES + 64 * 1024
 
@@ -74,7 +91,8 @@ class Served:
     """A loaded model and what the app keeps ready for it."""
 
     name: str
-    model: VAE
+    model: Generator
+    batched: BatchedModel  # the model, its drawing batched with other requests'
     scatter: dict | None  # the explorer's test-digit encodings, for models with a 2-D latent
     writer: compose.Writer | None  # for conditional models; keeps the recognizer once loaded
 
@@ -83,17 +101,20 @@ class Served:
         return {
             "name": self.name,
             "kind": config.kind,
-            "arch": config.arch,
-            "latent_dim": config.latent_dim,
-            "likelihood": config.likelihood,
+            "arch": getattr(config, "arch", None),
+            "latent_dim": self.model.style_dim,
+            "likelihood": getattr(config, "likelihood", None),
             "conditional": self.model.conditional,
             "explorer": self.scatter is not None,
+            "style_upload": self.model.can_encode_style,
         }
 
 
-def scatter(name: str, model: VAE, test: Digits) -> dict:
-    """The test digits encoded by a 2-D model: points, labels and their bounds."""
-    z = generate.encode(model, test.images, test.labels if model.conditional else None)
+@torch.inference_mode()
+def scatter(name: str, model: Generator, test: Digits) -> dict:
+    """The test digits encoded by a model with a 2-D latent plane: points, labels, bounds."""
+    labels = torch.from_numpy(test.labels).long() if model.conditional else None
+    z = model.encode_style(to_tensor(test.images).to(model.device), labels).cpu().numpy()
     return {
         "model": name,
         "points": np.round(z.astype(np.float64), 4).tolist(),  # float64: no float32 digits noise
@@ -105,12 +126,35 @@ def scatter(name: str, model: VAE, test: Digits) -> dict:
     }  # fmt: skip
 
 
+def weights_digest(models: dict[str, Generator]) -> str:
+    """A hash of the served models' names and weights (and numgen's version): the ETag's seed,
+    so a restart with other weights under the same name never answers 304 wrongly."""
+    digest = hashlib.blake2b(__version__.encode(), digest_size=16)
+    for name, model in models.items():
+        digest.update(name.encode())
+        for key, tensor in model.state_dict().items():
+            digest.update(key.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def warm_up(served: Iterable[Served]) -> None:
+    """Run each model and writer once, and encode a PNG: the first call of each loads code
+    (Pillow's plugins, PyTorch's kernels), which would otherwise stall the first requests."""
+    for chosen in served:
+        digit = 0 if chosen.model.conditional else None
+        generate.decode(chosen.batched, np.zeros((1, chosen.model.style_dim)), digit)
+        if chosen.writer is not None:
+            png_bytes(chosen.writer.write("0", height=56))
+
+
 def png_bytes(image: np.ndarray | Image.Image) -> bytes:
     """A grey PNG of a 2-D array (floats in [0, 1] or uint8) or of a PIL image."""
     if isinstance(image, np.ndarray):
         image = Image.fromarray(plots.to_uint8(image), mode="L")
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
+    # zlib level 1: ~7 % larger than the default 6 for these pictures, and half the time
+    image.save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()
 
 
@@ -124,78 +168,61 @@ def image_response(image: np.ndarray | Image.Image, format: str, **values) -> Re
     return JSONResponse({**values, "width": width, "height": height, "png": encoded})
 
 
-def read_upload(upload: UploadFile) -> Image.Image:
-    """The uploaded file as a decoded PIL image, or a 4xx naming what is wrong with it."""
-    data = upload.file.read(MAX_UPLOAD_BYTES + 1)
-    if not data:
-        raise HTTPException(400, "image: the uploaded file is empty")
-    if len(data) > MAX_UPLOAD_BYTES:
-        raise HTTPException(413, f"image: larger than {MAX_UPLOAD_BYTES // 2**20} MiB")
-    kinds = ", ".join(UPLOAD_FORMATS)
-    try:
-        image = Image.open(io.BytesIO(data))
-    except (UnidentifiedImageError, Image.DecompressionBombError):
-        raise HTTPException(415, f"image: not a {kinds} image (or too large to open)") from None
-    if image.format not in UPLOAD_FORMATS:
-        raise HTTPException(415, f"image: {image.format} files are not accepted ({kinds})")
-    if image.width * image.height > MAX_UPLOAD_PIXELS:
-        raise HTTPException(
-            413, f"image: {image.width}×{image.height} pixels is over {MAX_UPLOAD_PIXELS:,}"
-        )
-    try:
-        image.load()  # Pillow reads lazily: a truncated or corrupt file fails here
-    except (OSError, SyntaxError, ValueError) as err:
-        raise HTTPException(415, f"image: a damaged {image.format} file ({err})") from None
-    return image
-
-
-class LimitBody:
-    """ASGI middleware: a request declaring a body over ``limit`` bytes gets a 413 before the body
-    is read. Plain ASGI, as Starlette's BaseHTTPMiddleware adds a task and streams to every
-    request."""
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            length = dict(scope["headers"]).get(b"content-length", b"0")
-            if not length.isdigit() or int(length) > self.limit:
-                detail = f"request body larger than {MAX_UPLOAD_BYTES // 2**20} MiB"
-                await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
-
-def create_app(models: dict[str, str] | None = None) -> FastAPI:
+def create_app(
+    models: dict[str, str] | None = None, max_pending: int = MAX_PENDING,
+    timeout: float = TIMEOUT, batch_wait: float = WAIT, threads: int | None = None,
+) -> FastAPI:  # fmt: skip
     """The app serving ``models`` (served name -> bundled name or model directory; default: the
-    bundled generators). Every model is loaded, and every 2-D one encodes the test digits, here."""
+    bundled generators). Every model is loaded, and every 2-D one encodes the test digits, here.
+
+    At most ``max_pending`` API requests run at once, each for at most ``timeout`` seconds; model
+    calls wait up to ``batch_wait`` seconds to be batched with other requests'. ``threads``
+    sets PyTorch's threads for the process (a server's choice: its batches are small, and a
+    second thread spinning for work costs more than it saves while requests need the cores)."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    keep_memory_returnable()
     sources = {name: name for name in hub.generator_names()} if models is None else models
     if not sources:
         raise hub.ModelError(
             "no models to serve: none bundled; train one and pass its directory (--model DIR)"
         )
     test = load_digits("embedded", "test")  # 1,000 real MNIST digits that ship with numgen
+    load = Load(max_pending, timeout)
+    batcher = Batcher(wait=batch_wait, in_progress=lambda: load.pending)
     served = {}
     for name, source in sources.items():
         model = hub.load(source)
-        points = scatter(name, model, test) if model.config.latent_dim == 2 else None
+        batched = BatchedModel(model, batcher)
         served[name] = Served(
-            name, model, points, compose.Writer(model) if model.conditional else None
-        )
+            name, model, batched,
+            scatter(name, model, test) if model.has_latent_plane else None,
+            compose.Writer(batched) if model.conditional else None,
+        )  # fmt: skip
     # The explorer prefers a plain 2-D VAE (its latent holds the digit), the writer a CVAE.
     explorer = next(
         (s.name for s in served.values() if s.scatter and not s.writer),
         next((s.name for s in served.values() if s.scatter), None),
     )
     writer = next((s.name for s in served.values() if s.writer), None)
+    warm_up(served.values())
+    batcher.sizes.clear()
 
     app = FastAPIOffline(  # FastAPI whose /docs page ships Swagger UI instead of using a CDN
         title="numgen",
         version=__version__,
-        description="Handwritten digits and numbers from VAEs trained on MNIST. Images are "
-        "white ink on black, 28 pixels per digit; `format=json` returns the PNG in base64.",
+        description="Handwritten digits and numbers from generative models trained on MNIST. "
+        "Images are white ink on black, 28 pixels per digit; `format=json` returns the PNG in "
+        "base64. Answers to GET are deterministic and carry an ETag.",
     )
+    # The last added runs first: the guard sees every request, then the size limit, the cache.
+    cached = {"/api/models", "/api/scatter", "/api/decode", "/api/manifold", "/api/digits",
+              "/api/write"}  # fmt: skip
+    digest = weights_digest({name: s.model for name, s in served.items()})
+    app.add_middleware(HttpCache, identity=digest, paths=cached)
+    detail = f"request body larger than {MAX_UPLOAD_BYTES // 2**20} MiB"
+    app.add_middleware(LimitBody, limit=MAX_BODY_BYTES, detail=detail)
+    app.add_middleware(Guard, load=load)
 
     def pick(name: str | None, default: str | None, use: str) -> Served:
         """The served model asked for, or the default one for this use; 404 when unknown."""
@@ -231,7 +258,16 @@ def create_app(models: dict[str, str] | None = None) -> FastAPI:
     def compose_error(request: Request, err: compose.ComposeError) -> JSONResponse:
         return JSONResponse({"detail": str(err)}, status_code=400)
 
-    app.add_middleware(LimitBody, limit=MAX_BODY_BYTES)
+    @app.get("/healthz", tags=["server"])
+    def health() -> dict:
+        """The server is up: API requests in progress and refused (503) so far, and how many
+        model calls ran with how many rows (the batch sizes reached)."""
+        return {
+            "status": "ok",
+            "pending": load.pending,
+            "refused": load.refused,
+            "batch_rows": dict(sorted(batcher.sizes.items())),
+        }
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
@@ -272,10 +308,10 @@ def create_app(models: dict[str, str] | None = None) -> FastAPI:
     ) -> Response:
         """Decode one latent point into a 28×28 digit."""
         chosen = pick(model, explorer, "decoding")
-        if len(z) != chosen.model.config.latent_dim:
-            dims = chosen.model.config.latent_dim
+        if len(z) != chosen.model.style_dim:
+            dims = chosen.model.style_dim
             raise HTTPException(400, f"z: model {chosen.name!r} takes {dims} values, got {len(z)}")
-        image = generate.decode(chosen.model, [z], labels_for(chosen, digit))[0]
+        image = generate.decode(chosen.batched, [z], labels_for(chosen, digit))[0]
         return image_response(image, format, model=chosen.name, z=z, digit=digit)
 
     @app.get("/api/manifold", tags=["latent space"], responses=PNG_RESPONSE)
@@ -297,7 +333,7 @@ def create_app(models: dict[str, str] | None = None) -> FastAPI:
         chosen = explorer_model(model)
         unit = generate.latent_grid(n, 0.5 / n, 1 - 0.5 / n)  # cell centres of [0, 1]², in order
         z = np.array([x_min, y_min]) + unit * np.array([x_max - x_min, y_max - y_min])
-        images = generate.decode(chosen.model, z, labels_for(chosen, digit))
+        images = generate.decode(chosen.batched, z, labels_for(chosen, digit))
         bounds = {"x_min": x_min, "x_max": x_max, "y_min": y_min, "y_max": y_max}
         return image_response(plots.tile(images, n, pad=0), format, model=chosen.name, n=n,
                               digit=digit, **bounds)  # fmt: skip
@@ -348,7 +384,15 @@ def create_app(models: dict[str, str] | None = None) -> FastAPI:
         """The style latent of an uploaded image of one handwritten digit (PNG, JPEG, GIF, BMP or
         WebP, up to 4 MiB), to pass to /api/write as ``style``."""
         chosen = writer_model(model, "copying a style")
-        style = chosen.writer.style_from_image(read_upload(image))
+        if not chosen.model.can_encode_style:
+            raise HTTPException(400, f"model: {chosen.name!r} cannot read a style from a picture")
+        style = with_upload(image, chosen.writer.style_from_image)
         return {"model": chosen.name, "style": style.astype(np.float64).tolist()}  # exact values
 
     return app
+
+
+def create_app_from_environment() -> FastAPI:
+    """:func:`create_app` with the arguments in ``$NUMGEN_SERVE_SETTINGS`` (JSON), as
+    ``numgen serve --workers N`` leaves them for uvicorn's worker processes."""
+    return create_app(**json.loads(os.environ[SETTINGS_ENV]))
