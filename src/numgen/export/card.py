@@ -4,6 +4,7 @@ digit and per length, and a picture of the first rows with their digit boxes."""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -52,9 +53,17 @@ def features(config: ExportConfig) -> list[dict]:
     return [{"name": "image", "dtype": "image"}, *meta]
 
 
+def size_category(count: int) -> str:
+    """The Hub's size class of ``count`` rows: "n<1K", "1K<n<10K", ..., "100B<n<1T"."""
+    names = ["1K", "10K", "100K", "1M", "10M", "100M", "1B", "10B", "100B", "1T"]
+    if count < 1000:
+        return "n<1K"
+    k = min(len(str(count)) - 4, len(names) - 2)  # 4 digits: 1K<n<10K
+    return f"{names[k]}<n<{names[k + 1]}"
+
+
 def header(config: ExportConfig, splits: dict[str, dict]) -> dict:
     count = sum(s["rows"] for s in splits.values())
-    size = next(f"{10**k}<n<{10 ** (k + 1)}" for k in range(3, 12) if count < 10 ** (k + 1))
     info = {"features": features(config)} if config.format != "png" else {}
     info["splits"] = [{"name": name, "num_bytes": s["bytes"], "num_examples": s["rows"]}
                       for name, s in splits.items()]  # fmt: skip
@@ -62,7 +71,7 @@ def header(config: ExportConfig, splits: dict[str, dict]) -> dict:
         "pretty_name": "numgen handwritten numbers",
         "task_categories": ["image-to-text", "object-detection"],
         "tags": ["synthetic", "ocr", "handwriting", "mnist", "numgen"],
-        "size_categories": [size.replace("1000<", "1K<") if count >= 1000 else "n<1K"],
+        "size_categories": [size_category(count)],
         "configs": [{"config_name": "default", "data_files": [
             {"split": name, "path": data_patterns(config, name)} for name in splits]}],
         "dataset_info": info,
@@ -71,7 +80,7 @@ def header(config: ExportConfig, splits: dict[str, dict]) -> dict:
 
 def picture(rows: list[tuple[bytes, dict]], path: Path) -> None:
     """The first rows one below another, each digit's box outlined in colour."""
-    images = [Image.open(__import__("io").BytesIO(png)).convert("RGB") for png, _ in rows]
+    images = [Image.open(io.BytesIO(png)).convert("RGB") for png, _ in rows]
     width, pad = max(i.width for i in images), 4
     sheet = Image.new("RGB", (width + 2 * pad, sum(i.height + pad for i in images) + pad), "grey")
     draw, y = ImageDraw.Draw(sheet), pad
