@@ -46,12 +46,7 @@ def decoder_rate(model, seconds: float = 5.0, batch: int = 1536) -> float:
     z = np.random.default_rng(0).standard_normal((batch, model.style_dim), dtype=np.float32)
     labels = np.arange(batch) % 10
     seeds = np.arange(batch, dtype=np.int64)
-<<<<<<< Updated upstream
     generate.draw(model, z, labels, seeds)  # warm-up
-=======
-    seeds = np.arange(batch, dtype=np.int64)
-    generate.decode(model, z, labels)  # warm-up
->>>>>>> Stashed changes
     done, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
         generate.draw(model, z, labels, seeds)

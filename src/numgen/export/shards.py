@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import multiprocessing
 import signal
+from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -117,23 +118,43 @@ OnShard = Callable[[dict], None]
 
 def run_local(model, config: ExportConfig, shards: list[int], out_dir: Path, workers: int,
               on_shard: OnShard) -> None:  # fmt: skip
-    """Make ``shards`` in this process (1 worker, or a small export) or in a process pool."""
+    """Make ``shards`` with ``workers`` workers: this process and ``workers - 1`` pool processes.
+
+    This process works too, taking shards from the end of the list while the pool takes them
+    from the front, so the seconds a pool process needs to start (a fresh Python importing
+    torch) are never idle time; shards the pool has not begun when this process runs out are
+    taken back. Small exports (under ``POOL_MIN_IMAGES``) start no pool at all.
+    """
+    todo = deque(shards)
     if workers == 1 or len(shards) < 2 or len(shards) * config.shard_size < POOL_MIN_IMAGES:
-        with one_thread():
-            for shard in shards:
-                on_shard(write_shard(model, config, shard, out_dir))
-        return
-    with ProcessPoolExecutor(
-        min(workers, len(shards)), multiprocessing.get_context("spawn"),  # fork: unsafe with torch
+        workers = 1
+    pool = None if workers == 1 else ProcessPoolExecutor(
+        workers - 1, multiprocessing.get_context("spawn"),  # fork is unsafe once torch has threads
         initializer=_start_worker, initargs=model_parts(model),
-    ) as pool:  # fmt: skip
-        futures = [pool.submit(_worker_shard, config, shard, out_dir) for shard in shards]
-        try:
-            for future in as_completed(futures):
-                on_shard(future.result())
-        except BaseException:  # Ctrl-C or a failure: finish the shards begun, start no more
+    )  # fmt: skip
+    pending: dict[Future, int] = {}
+    try:
+        with one_thread():
+            while todo or pending:
+                for future in [f for f in pending if f.done()]:
+                    del pending[future]
+                    on_shard(future.result())
+                while pool and todo and len(pending) < 2 * (workers - 1):  # one begun, one queued
+                    shard = todo.popleft()
+                    pending[pool.submit(_worker_shard, config, shard, out_dir)] = shard
+                if not todo:  # take back what the pool has not begun
+                    todo.extend(pending.pop(f) for f in list(pending) if f.cancel())
+                if todo:
+                    shard = todo.pop() if pool else todo.popleft()  # alone: in order
+                    on_shard(write_shard(model, config, shard, out_dir))
+                elif pending:
+                    wait(pending, return_when=FIRST_COMPLETED)
+    except BaseException:  # Ctrl-C or a failure: finish the shards begun, start no more
+        if pool:
             pool.shutdown(cancel_futures=True)
-            raise
+        raise
+    if pool:
+        pool.shutdown()
 
 
 class ShardWriter:
