@@ -1,20 +1,20 @@
-"""Throughput bench: images of 6-digit numbers written to disk (PNG + labels.csv) per second.
+"""Throughput bench: images of 6-digit numbers written by ``numgen dataset`` per second, per format.
 
-Runs ``numgen.export.export_dataset`` — the code behind ``numgen dataset`` — with 1 and with 2
-worker processes, into a folder on the working disk and into one on a RAM disk (tmpfs, when there
-is one), and times the pieces apart:
+Runs ``numgen.export.export_dataset`` (the code behind ``numgen dataset --length 6``) with the
+bundled cvae into a folder on the working disk, for each format, and times:
 
-- ``images_per_s``: images over the whole call, worker start-up and labels.csv included;
-- ``steady_images_per_s``: images between the first and the last finished chunk (start-up left
+- ``images_per_s``: images over the whole call (worker start-up and the dataset card included);
+- ``steady_images_per_s``: images between the first and the last finished shard (start-up left
   out), what a long export approaches;
-- ``digits_per_s``: digits decoded per second, the export's images/s times 6; and the decoder
-  alone on one thread (batches of 1,536 digits, no layout or PNG);
-- ``create_us``: microseconds to create and write one 1.8 kB file in that folder, the floor the
-  file system puts under every image.
+- ``bytes_per_image``: the dataset's size on disk over its images.
 
-Writes ``bench/results/compose_speed.json`` and ``.md``. Run it under the shared CPU lock:
+The machine is shared with other developers, so absolute rates drift with their load. Two
+figures measured in the same run put the rates in proportion: the decoder alone on one thread
+(digits/s: the ceiling of an export is twice that over 6 with 2 cores) and the machine's GEMM
+rate (GFLOP/s, one thread, 512×512 float32). Writes ``bench/results/compose_speed.json`` and
+``.md``. Run it under the shared CPU lock, from the repository root:
 
-    flock /tmp/numgen-cpu.lock .venv/bin/python bench/compose_speed.py --model cvae
+    flock /tmp/numgen-cpu.lock .venv/bin/python bench/compose_speed.py
 """
 
 from __future__ import annotations
@@ -32,90 +32,100 @@ from numgen import export, generate
 from numgen.hub import load
 
 LENGTH = 6
+# (format, png zlib level, workers): parquet stores its PNGs (level 0) and compresses the column
+RUNS = [("png", 1, 2), ("webdataset", 1, 2), ("webdataset", 0, 2), ("parquet", 0, 2),
+        ("parquet", 0, 1)]  # fmt: skip
 
 
 def decoder_rate(model, seconds: float = 5.0, batch: int = 1536) -> float:
-    """Digits per second from ``generate.decode`` alone, on one thread."""
+    """Digits per second from ``model.draw`` alone, on one thread."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    z = generate.draw_styles(model, batch, seed=0, temperature=1.0)
+    z = np.random.default_rng(0).standard_normal((batch, model.style_dim), dtype=np.float32)
     labels = np.arange(batch) % 10
-    generate.decode(model, z, labels)  # warm-up
+    seeds = np.arange(batch, dtype=np.int64)
+    generate.draw(model, z, labels, seeds)  # warm-up
     done, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
-        generate.decode(model, z, labels)
+        generate.draw(model, z, labels, seeds)
         done += batch
     rate = done / (time.perf_counter() - started)
     torch.set_num_threads(threads)
     return rate
 
 
-def create_latency(folder: Path, files: int = 2000) -> float:
-    """Microseconds to create, write (1,800 bytes) and close one new file in ``folder``."""
-    with tempfile.TemporaryDirectory(dir=folder) as tmp:
-        started = time.perf_counter()
-        for i in range(files):
-            Path(tmp, f"{i}.png").write_bytes(bytes(1800))
-        return (time.perf_counter() - started) / files * 1e6
+def gemm_rate(seconds: float = 3.0, n: int = 512) -> float:
+    """GFLOP/s of float32 matrix products n×n on one thread: the machine's speed right now."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    done, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        a @ b
+        done += 1
+    rate = done * 2 * n**3 / (time.perf_counter() - started) / 1e9
+    torch.set_num_threads(threads)
+    return rate
 
 
-def export_rate(model, model_name: str, count: int, workers: int, folder: Path) -> dict:
-    """Time one export of ``count`` 6-digit images with ``workers`` processes into ``folder``."""
+def export_rate(model, model_name: str, count: int, fmt: str, level: int, workers: int) -> dict:
+    """Time one export of ``count`` 6-digit images in a temporary folder on the working disk."""
     stamps: list[tuple[float, int]] = []
-    config = export.ExportConfig(count, LENGTH, LENGTH, seed=0, model=model_name)
-    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+    config = export.ExportConfig(
+        count, LENGTH, LENGTH, seed=0, model=model_name, format=fmt, png_level=level
+    )
+    with tempfile.TemporaryDirectory(dir=Path.cwd()) as tmp:
         started = time.perf_counter()
         summary = export.export_dataset(
             tmp, config, model, workers=workers,
             on_progress=lambda done, _: stamps.append((time.perf_counter(), done)),
         )  # fmt: skip
         seconds = time.perf_counter() - started
-        images = Path(tmp) / export.IMAGES_DIR
-        png_bytes = sum(p.stat().st_size for p in images.iterdir())
+        size = sum(p.stat().st_size for p in Path(tmp).rglob("*") if p.is_file())
     (t0, n0), (t1, n1) = stamps[0], stamps[-1]
     return {
-        "workers": workers,
-        "images": count,
-        "seconds": seconds,
-        "images_per_s": count / seconds,
-        "steady_images_per_s": (n1 - n0) / (t1 - t0),
-        "digits_per_s": count * LENGTH / seconds,
-        "png_bytes_per_image": png_bytes / count,
-        "labels_digits": summary["digits"],
-    }
+        "format": fmt, "png_level": level, "workers": workers, "images": count,
+        "seconds": seconds, "images_per_s": count / seconds,
+        "steady_images_per_s": (n1 - n0) / (t1 - t0) if t1 > t0 else None,
+        "bytes_per_image": size / count, "digits": summary["digits"],
+    }  # fmt: skip
 
 
 def markdown(figures: dict) -> str:
     rows = [
-        f"| {r['folder']} | {r['workers']} | {r['images']:,} | {r['seconds']:.1f} | "
-        f"{r['images_per_s']:,.0f} | {r['steady_images_per_s']:,.0f} | {r['digits_per_s']:,.0f} | "
-        f"{r['png_bytes_per_image']:.0f} |"
+        f"| {r['format']} | {r['png_level']} | {r['workers']} | {r['images']:,} | "
+        f"{r['seconds']:.1f} | **{r['images_per_s']:,.0f}** | "
+        f"{r['steady_images_per_s'] or 0:,.0f} | {r['bytes_per_image']:,.0f} |"
         for r in figures["exports"]
     ]
-    creates = ", ".join(f"{f}: {us:,.0f} µs" for f, us in figures["create_us"].items())
+    ceiling = 2 * figures["decoder_digits_per_s"] / LENGTH
     return "\n".join(
         [
             f"# Writing 6-digit number images with `{figures['model']}`",
             "",
             f"Measured {figures['date']}, under the shared CPU lock (other developers' jobs "
-            "outside the lock may still have run beside it).",
+            "outside the lock may still have run beside it), so read the rates beside the "
+            "same-run reference figures below.",
             machine_line(figures),
             "",
-            "`numgen.export.export_dataset` (= `numgen dataset --length 6`): PNG files written "
-            "atomically plus labels.csv.",
+            "`numgen dataset --length 6 --format F --png-level L --workers W` "
+            f"(`numgen.export.export_dataset`), shards of {export.ExportConfig(1).shard_size:,} "
+            "images, into a folder on the repository disk:",
             "",
-            "| folder | workers | images | seconds | images/s | steady images/s | digits/s | "
-            "PNG bytes |",
+            "| format | PNG level | workers | images | seconds | images/s | steady images/s | "
+            "bytes/image |",
             "|---|---|---|---|---|---|---|---|",
             *rows,
             "",
-            "images/s counts the whole call (worker start-up included); steady images/s leaves "
-            "out the start-up (first to last finished chunk). Exports under "
-            f"{export.POOL_MIN_IMAGES:,} images run in one process whatever the workers.",
+            "images/s counts the whole call (worker start-up and the dataset card included); "
+            "steady images/s leaves out the start-up (first to last finished shard). PNG level 0 "
+            "stores the pixels; parquet then compresses the image column with zstd, which packs "
+            "the stored PNGs tighter than zlib level 1 packs each one.",
             "",
-            f"Creating one small file (the floor under every image): {creates}.",
-            "",
-            f"Decoder alone, one thread: **{figures['decoder_digits_per_s']:,.0f} digits/s**.",
+            "Same-run reference figures: the decoder alone, one thread, "
+            f"**{figures['decoder_digits_per_s']:,.0f} digits/s** (so 2 cores cannot write more "
+            f"than ~{ceiling:,.0f} six-digit numbers/s); float32 GEMM 512×512 on one thread, "
+            f"{figures['gemm_gflops']:.1f} GFLOP/s.",
             "",
         ]
     )
@@ -124,13 +134,9 @@ def markdown(figures: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="cvae")
-    parser.add_argument("--count", type=int, default=50_000)
+    parser.add_argument("--count", type=int, default=60_000)
     parser.add_argument("--out", default=str(RESULTS / "compose_speed"))
     args = parser.parse_args()
-    # The disk the repository is on (run from its root), and a RAM disk when there is one.
-    folders = {"repository disk": Path.cwd()}
-    if Path("/dev/shm").is_dir():
-        folders["/dev/shm"] = Path("/dev/shm")
     model = load(args.model)
     figures = {
         "model": args.model,
@@ -139,11 +145,10 @@ def main() -> None:
         "command": command(),
         "load_average": load_average(),
         "decoder_digits_per_s": decoder_rate(model),
-        "create_us": {name: create_latency(folder) for name, folder in folders.items()},
+        "gemm_gflops": gemm_rate(),
         "exports": [
-            {"folder": name, **export_rate(model, args.model, args.count, workers, folder)}
-            for name, folder in folders.items()
-            for workers in (1, 2)
+            export_rate(model, args.model, args.count, fmt, level, workers)
+            for fmt, level, workers in RUNS
         ],
     }
     figures["load_average"] = [figures["load_average"], load_average()]

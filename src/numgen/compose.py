@@ -152,11 +152,17 @@ class Layout:
 
 def draw_layout(rng: np.random.Generator, n: int) -> Layout:
     """Random sizes, heights and gaps for ``n`` digits, all from one draw of ``rng``."""
-    u = rng.random((3, n))  # one call, not three: exports draw millions of layouts
-    return Layout(
-        scales=(1 + SIZE_JITTER * (2 * u[0] - 1)).astype(np.float32),
-        rises=(u[1] * (2 * RISE + 1)).astype(int) - RISE,
-        gaps=GAPS[0] + (u[2, 1:] * (GAPS[1] - GAPS[0] + 1)).astype(int),
+    scales, rises, gaps = jitter(rng.random((3, n)))
+    return Layout(scales=scales, rises=rises, gaps=gaps[1:])
+
+
+def jitter(u: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each digit's size factor, rise and gap before it, from uniform numbers ``u`` ``(3, ...)``
+    in [0, 1), digit by digit (so many numbers' digits can be done at once)."""
+    return (
+        (1 + SIZE_JITTER * (2 * u[0] - 1)).astype(np.float32),
+        (u[1] * (2 * RISE + 1)).astype(int) - RISE,
+        GAPS[0] + (u[2] * (GAPS[1] - GAPS[0] + 1)).astype(int),
     )
 
 

@@ -149,35 +149,63 @@ def dataset_command(
         int, typer.Option(help="Height of each image in pixels.", min=8, max=1024)
     ] = 28,
     ink: Annotated[str, typer.Option(help="light (white on black, as MNIST) or dark.")] = "light",
+    format: Annotated[
+        str, typer.Option("--format", help=f"{' | '.join(export.FORMATS)} (see the README).")
+    ] = "webdataset",
+    split: Annotated[
+        str, typer.Option(help="Splits and their shares, e.g. train=0.9,test=0.1.")
+    ] = "train=1",
+    shard_size: Annotated[int, typer.Option(help="Images per shard (one file per split).")] = 5000,
+    png_level: Annotated[
+        int, typer.Option(help="zlib level of each PNG, 0 (stored, fastest) to 9.")
+    ] = 1,
     workers: Annotated[
         int,
         typer.Option(
-            help=f"Processes writing in parallel (from {export.POOL_MIN_IMAGES:,} images on).",
+            help=f"Processes writing in parallel (from {export.POOL_MIN_IMAGES:,} images on), "
+            "or Ray actors with --engine ray.",
             min=1,
         ),
     ] = 2,
-    out: Annotated[Path, typer.Option(help="Folder for images/ and labels.csv.")] = Path("dataset"),
+    engine: Annotated[str, typer.Option(help="local (processes) or ray (numgen[ray]).")] = "local",
+    ray_address: Annotated[
+        str | None, typer.Option(help="A Ray cluster to join ('auto': this machine's) [local Ray].")
+    ] = None,
+    num_shards: Annotated[
+        int, typer.Option(help="Split the export over this many jobs (a Slurm array, ...).")
+    ] = 1,
+    shard_index: Annotated[int, typer.Option(help="This job's number, 0 to --num-shards - 1.")] = 0,
+    out: Annotated[Path, typer.Option(help="Folder of the dataset.")] = Path("dataset"),
     overwrite: Annotated[bool, typer.Option(help="Replace an earlier export in --out.")] = False,
     resume: Annotated[
         bool, typer.Option(help="Continue an interrupted export (repeat its options).")
     ] = False,
 ) -> None:
-    """A labelled dataset of handwritten numbers for OCR: OUT/images/*.png and OUT/labels.csv
-    (file,text). The same --seed gives the same files, whatever the number of --workers."""
+    """A labelled dataset of handwritten numbers for OCR and digit detection: WebDataset or
+    Parquet shards, an ImageFolder, or PNGs + labels.csv, with a dataset card (README.md) and a
+    box per digit. The same options give the same bytes, whatever --workers or --engine."""
     writable(out, folder=True)
     low, high = export.parse_length(length)
     config = export.ExportConfig(
         count=count, min_length=low, max_length=high, alphabet=alphabet, seed=seed, height=height,
-        ink=ink, model=model,
+        ink=ink, model=model, format=format, shard_size=shard_size,
+        split=export.parse_split(split), png_level=png_level,
     )  # fmt: skip
     with progress_bar("dataset") as progress:
         task = progress.add_task("images", total=count, status="")
         summary = export.export_dataset(
             out, config, workers=workers, overwrite=overwrite, resume=resume,
-            on_progress=lambda done, total: progress.update(task, completed=done),
+            on_progress=lambda done, total: progress.update(task, completed=done, total=total),
+            num_shards=num_shards, shard_index=shard_index, engine=engine,
+            ray_address=ray_address,
         )  # fmt: skip
     console.print(
         f"{summary['images']:,} images ({summary['digits']:,} digits) in [green]{out}[/green]: "
         f"{summary['decoded']:,} made in {summary['seconds']:.1f} s "
-        f"({summary['images_per_s']:,.0f} images/s); labels in {out / export.LABELS_FILE}"
+        f"({summary['images_per_s']:,.0f} images/s)"
     )
+    if not summary["complete"]:
+        console.print(
+            f"shards {shard_index} of every {num_shards} are done; the dataset card is written "
+            "by the job that finishes the last shard"
+        )
