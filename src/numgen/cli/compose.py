@@ -11,6 +11,7 @@ from PIL import Image
 
 from numgen import compose, export, plots
 from numgen.cli.common import Seed, app, console, out_path, progress_bar, writable
+from numgen.compose import DEFAULT_WRITER
 from numgen.config import fits
 from numgen.hub import load
 
@@ -43,7 +44,7 @@ def load_for_drawing(model: str, ode_steps: int | None = None, guidance: float |
 def digits_command(
     digit: Annotated[int, typer.Argument(help="The digit to draw, 0-9.", min=0, max=9)],
     n: Annotated[int, typer.Option("-n", "--n", help="How many.", min=1, max=1024)] = 16,
-    model: ModelOption = "cvae",
+    model: ModelOption = DEFAULT_WRITER,
     seed: Seed = 0,
     out: Annotated[Path, typer.Option(help="PNG to write.")] = Path("digits.png"),
     ode_steps: OdeSteps = None,
@@ -58,7 +59,7 @@ def digits_command(
 @app.command("write")
 def write_command(
     text: Annotated[str, typer.Argument(help="The number to write, e.g. 2026.")],
-    model: ModelOption = "cvae",
+    model: ModelOption = DEFAULT_WRITER,
     style_seed: StyleSeed = 0,
     style_from: Annotated[
         Path | None, typer.Option(help="Copy the style of the digit in this picture.")
@@ -104,7 +105,7 @@ def morph_command(
     start: Annotated[int, typer.Argument(help="First digit, 0-9.", min=0, max=9)],
     end: Annotated[int, typer.Argument(help="Last digit, 0-9.", min=0, max=9)],
     steps: Annotated[int, typer.Option(help="Frames.", min=2, max=200)] = 10,
-    model: ModelOption = "cvae",
+    model: ModelOption = DEFAULT_WRITER,
     style_seed: StyleSeed = 0,
     to_style_seed: Annotated[
         int | None, typer.Option(help="Also morph the style into this seed's style.")

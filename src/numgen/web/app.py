@@ -143,7 +143,7 @@ def warm_up(served: Iterable[Served]) -> None:
     (Pillow's plugins, PyTorch's kernels), which would otherwise stall the first requests."""
     for chosen in served:
         digit = 0 if chosen.model.conditional else None
-        generate.decode(chosen.batched, np.zeros((1, chosen.model.style_dim)), digit)
+        generate.draw(chosen.batched, np.zeros((1, chosen.model.style_dim)), digit)
         if chosen.writer is not None:
             png_bytes(chosen.writer.write("0", height=56))
 
@@ -199,12 +199,16 @@ def create_app(
             scatter(name, model, test) if model.has_latent_plane else None,
             compose.Writer(batched) if model.conditional else None,
         )  # fmt: skip
-    # The explorer prefers a plain 2-D VAE (its latent holds the digit), the writer a CVAE.
+    # The explorer prefers a plain 2-D VAE (its latent holds the digit), the writer the default
+    # writer (the bundled flow) when it is served, else the first conditional model.
     explorer = next(
         (s.name for s in served.values() if s.scatter and not s.writer),
         next((s.name for s in served.values() if s.scatter), None),
     )
-    writer = next((s.name for s in served.values() if s.writer), None)
+    writer = next(
+        (s.name for s in served.values() if s.writer and s.name == compose.DEFAULT_WRITER),
+        next((s.name for s in served.values() if s.writer), None),
+    )
     warm_up(served.values())
     batcher.sizes.clear()
 
@@ -308,6 +312,10 @@ def create_app(
     ) -> Response:
         """Decode one latent point into a 28×28 digit."""
         chosen = pick(model, explorer, "decoding")
+        if not chosen.model.has_latent:
+            raise HTTPException(
+                400, f"model: {chosen.name!r} has no latent space to decode; /api/digits draws it"
+            )
         if len(z) != chosen.model.style_dim:
             dims = chosen.model.style_dim
             raise HTTPException(400, f"z: model {chosen.name!r} takes {dims} values, got {len(z)}")

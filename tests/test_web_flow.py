@@ -1,0 +1,70 @@
+"""The web app serving a flow model through the generator interface: it writes and draws, copies a
+style from an upload, refuses to decode a latent it does not have, and answers a write the same
+alone as among concurrent requests."""
+
+from __future__ import annotations
+
+import io
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from numgen.hub import save_pretrained
+from numgen.models import FlowConfig, VAEConfig, build_model
+from numgen.web import create_app
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory) -> TestClient:
+    base = build_model(VAEConfig(kind="cvae", arch="mlp", hidden=16, latent_dim=4))
+    flow = build_model(FlowConfig(base=base.config.to_dict(), channels=4, steps=2))
+    flow.adopt(base)
+    directory = save_pretrained(flow, tmp_path_factory.mktemp("flow") / "flow")
+    with TestClient(create_app({"flow": str(directory)})) as client:
+        yield client
+
+
+def png(response) -> np.ndarray:
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "image/png"
+    return np.asarray(Image.open(io.BytesIO(response.content)))
+
+
+def test_the_flow_is_the_writer_and_draws(client) -> None:
+    models = client.get("/api/models").json()
+    assert models["writer"] == "flow"
+    assert png(client.get("/api/write", params={"text": "2026", "style_seed": 3})).shape[0] == 28
+    grid = png(client.get("/api/digits", params={"digit": 7, "n": 4}))
+    assert grid.shape[0] >= 28 and grid.shape[1] >= 4 * 28  # four digits in a row (padded)
+
+
+def test_a_style_is_copied_from_an_upload(client) -> None:
+    picture = np.zeros((40, 30), np.uint8)
+    picture[6:34, 12:18] = 255
+    data = io.BytesIO()
+    Image.fromarray(picture).save(data, "PNG")
+    answer = client.post("/api/style", files={"image": ("one.png", data.getvalue(), "image/png")})
+    assert answer.status_code == 200, answer.text
+    style = answer.json()["style"]
+    assert len(style) == 4 and all(np.isfinite(style))
+    written = client.get("/api/write", params=[("text", "11"), *[("style", v) for v in style]])
+    png(written)
+
+
+def test_decoding_a_latent_point_is_refused_for_a_flow(client) -> None:
+    answer = client.get("/api/decode", params={"z": [0.0, 0.0, 0.0, 0.0], "model": "flow"})
+    assert answer.status_code == 400
+    assert "no latent space" in answer.json()["detail"]
+
+
+def test_a_write_is_the_same_alone_and_among_concurrent_ones(client) -> None:
+    def write(seed: int) -> bytes:
+        return client.get("/api/write", params={"text": "409", "style_seed": seed}).content
+
+    alone = [write(seed) for seed in range(6)]
+    with ThreadPoolExecutor(6) as pool:
+        together = list(pool.map(write, range(6)))
+    assert together == alone
