@@ -193,3 +193,22 @@ def test_a_model_dir_of_an_unknown_family_is_one_line(tmp_path, capsys) -> None:
     assert main(["sample", str(tmp_path / "m"), "--out", str(tmp_path / "s.png")]) == 2
     err = capsys.readouterr().err
     assert "kind 'diffusion'" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_flow_exports_the_same_bytes_whatever_the_workers(tmp_path, monkeypatch) -> None:
+    from numgen import export
+
+    monkeypatch.setattr(export.shards, "POOL_MIN_IMAGES", 0)  # a pool even for this small export
+    flow = tiny_flow("cvae", sigma=1.0)
+    torch.nn.init.normal_(flow.velocity.out.weight)  # a flow that changes the cvae's digits
+    config = export.ExportConfig(count=30, shard_size=15, format="webdataset", seed=4)
+    one = export.export_dataset(tmp_path / "one", config, flow, workers=1)
+    export.export_dataset(tmp_path / "two", config, flow, workers=2)
+    assert one["images"] == 30
+
+    def tree(folder):
+        return {
+            str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()
+        }
+
+    assert tree(tmp_path / "one") == tree(tmp_path / "two")
