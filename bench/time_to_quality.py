@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -36,9 +35,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import common
 from numgen.train import resolve_precision
 
-RESULTS = Path(__file__).parent / "results"
+RESULTS = common.RESULTS
+CPU_TIME = (
+    "The machine was oversubscribed, so a process waited for a core most of its wall time; every "
+    "process ran one thread, so its CPU time is the wall time it would take on an idle core."
+)
 NUMGEN_MLP = ["--arch", "mlp", "--latent-dim", "20", "--likelihood", "bernoulli"]
 CONFIGS = {  # the other bundled configurations: the seed and the cvae's architecture
     "seed (conv, 2-D, MSE)": [],
@@ -266,7 +270,7 @@ def main() -> None:
         variants["after"] = {**env, "PYTHONPATH": str(args.after_src.resolve())}
     if args.before_src:
         variants["before"] = {**env, "PYTHONPATH": str(args.before_src.resolve())}
-    load_at_start = os.getloadavg()[0]
+    load_at_start = common.load_average()
     runs: dict[str, list[dict]] = {name: [] for name in variants}
     for round_ in range(args.rounds):
         names = list(variants)
@@ -291,14 +295,9 @@ def main() -> None:
             }
             print(name, variant, configs[name][variant], flush=True)
     results = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores shared with other developers' "
-        f"work, torch {torch.__version__}, {args.threads} thread(s) per process",
-        "command": "NUMGEN_DATA_DIR=... python bench/time_to_quality.py "
-        f"--rounds {args.rounds} --threads {args.threads}"
-        + (" --before-src OLD/src" if args.before_src else "")
-        + (" --after-src NEW/src" if args.after_src else "")
-        + (f" --configs {args.configs}" if args.configs else ""),
-        "load_average_1min": {"start": load_at_start, "end": os.getloadavg()[0]},
+        "machine": f"{common.machine()}, {args.threads} thread(s) per timed process",
+        "command": common.command(env="NUMGEN_DATA_DIR=..."),
+        "load_average": [load_at_start, common.load_average()],
         "gemm_flop_per_s": {"fp32": gemm_rate(torch.float32), "bf16": gemm_rate(torch.bfloat16)},
         "numgen_precision": resolve_precision("auto", torch.device("cpu")),
         "runs": runs,
@@ -312,15 +311,11 @@ def main() -> None:
 
 def write_configs(results: dict, digits: int) -> None:
     """bench/results/train_configs.{json,md}: the other configs' epoch time, before/after."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "train_configs.json").write_text(json.dumps(results, indent=2) + "\n")
     lines = [
         "# Training time of the other bundled configs, before and after",
         "",
-        f"Machine: {results['machine']}. Command: `{results['command']}`.",
-        f"1-minute load average at start / end: {results['load_average_1min']['start']:.1f} / "
-        f"{results['load_average_1min']['end']:.1f} (shared, oversubscribed machine: CPU time "
-        "of one-thread processes, not wall time).",
+        common.machine_line(results),
+        CPU_TIME,
         "",
         f"Epoch: CPU seconds from the end of epoch 1 to the end of epoch 2 of a run on {digits:,} "
         "training digits (training, the 10,000-digit test pass, the checkpoint). The test loss "
@@ -337,8 +332,7 @@ def write_configs(results: dict, digits: int) -> None:
             lines.append(
                 f"| {name} | {variant} | {r['epoch_cpu_s']:.1f} | {ratio:.2f} | {r['test_loss']:.2f} |"
             )
-    (RESULTS / "train_configs.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    common.write_results("train_configs", results, "\n".join(lines))
 
 
 def summarise(results: dict) -> list[dict]:
@@ -373,19 +367,13 @@ def summarise(results: dict) -> list[dict]:
 
 
 def write_results(results: dict) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
     results["rounds"] = summarise(results)
-    (RESULTS / "time_to_quality.json").write_text(json.dumps(results, indent=2) + "\n")
     gemm = results["gemm_flop_per_s"]
-    load = results["load_average_1min"]
     lines = [
         "# Time to quality: `numgen train` against pytorch/examples' VAE",
         "",
-        f"Machine: {results['machine']}. Command: `{results['command']}`.",
-        f"1-minute load average at start / end: {load['start']:.1f} / {load['end']:.1f}. The "
-        "machine was shared with other developers' work and oversubscribed, so a process waited "
-        "for a core most of its wall time; every process ran one thread, so its CPU time is the "
-        "wall time it would take on an idle core. Ratios are given on both clocks.",
+        common.machine_line(results),
+        CPU_TIME + " Ratios are given on both clocks.",
         f"Measured GEMM rate (128x784 @ 784x400, one thread): {gemm['fp32'] / 1e9:.1f} GFLOP/s "
         f"fp32, {gemm['bf16'] / 1e9:.1f} GFLOP/s bf16.",
         "",
@@ -412,9 +400,8 @@ def write_results(results: dict) -> None:
                 f"| {r['gemm_fraction']:.2f} ({r['precision']}) |"
             )
     lines += ["", "![Test loss against CPU time](time_to_quality.png)"]
-    (RESULTS / "time_to_quality.md").write_text("\n".join(lines) + "\n")
+    common.write_results("time_to_quality", results, "\n".join(lines))
     plot_curves(results)
-    print("\n".join(lines))
 
 
 def plot_curves(results: dict) -> None:
