@@ -19,7 +19,6 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from numgen import models
-from numgen.cli import main
 from numgen.distributed import Context, shard_order
 from numgen.hub import WEIGHTS_FILE
 from numgen.models import VAE, VAEConfig, vae_loss
@@ -106,6 +105,7 @@ def _finished_epochs(run: Path) -> int:
     return path.read_text().count("\n") if path.is_file() else 0
 
 
+@pytest.mark.slow  # four Python processes started twice
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds processes in /proc")
 def test_a_killed_torchrun_run_resumes_to_the_end(tmp_path: Path) -> None:
     run = tmp_path / "run"
@@ -145,6 +145,8 @@ def test_a_killed_torchrun_run_resumes_to_the_end(tmp_path: Path) -> None:
 
 
 def test_nproc_needs_a_batch_that_splits_evenly(tmp_path: Path, capsys) -> None:
+    from numgen.cli import main  # here: the processes above import this module, not the CLI
+
     code = main(["train", str(tmp_path / "run"), "--nproc", "3", "--batch-size", "128"])
     assert code == 2
     assert "128 does not split evenly across 3 processes" in capsys.readouterr().err
