@@ -306,6 +306,24 @@ def markdown(figures: dict) -> str:
         )
     lines += [
         "",
+        "## The designs",
+        "",
+        "- **cvae**: the bundled conditional VAE alone (MLP 2×512, 16-D latent), styles from "
+        "N(0, 0.6² I): numgen's writer until now.",
+        "- **flow** (design 1, kept as the bundled default): flow matching that refines the "
+        "cvae's decode, DiffuseVAE-style: the style is the cvae's latent (from each class's "
+        "Gaussian of posterior means), the flow starts at the decode plus noise (σ 0.3) and sees "
+        "the decode as a second channel; style-from-image is the cvae's encoder. 30 epochs "
+        "(`numgen train runs/flow --model flow --base cvae --epochs 30 --batch-size 512 --lr 2e-3 "
+        "--steps 2`), 2 Euler steps.",
+        "- **noise** (design 2): a class-conditional rectified flow from N(0, I), the same U-Net "
+        "with one input channel; the style is the start noise itself (784 numbers, shared by a "
+        "number's digits), style-from-image inverts the ODE. 15 epochs (`numgen train "
+        "runs/flow-noise --model flow --start noise --epochs 15 --batch-size 512 --lr 2e-3 "
+        "--steps 8`), 8 Euler steps. Half design 1's epochs: the session's CPU time ran out; its "
+        "loss was still falling, but at 8 steps it cannot start from a digit's shape as design 1 "
+        "does, which is what few steps need.",
+        "",
         "Style: cosine similarity of recognizer-feature residuals (each digit's mean taken out) "
         "of two different digits drawn in the same style, against two in different styles; "
         "a shared style gives a clearly higher first figure.",
