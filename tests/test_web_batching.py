@@ -195,7 +195,7 @@ def test_sigterm_lets_the_requests_in_flight_finish(models) -> None:
                               stdout=subprocess.DEVNULL, text=True)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 300  # a busy shared machine starts it slowly
         while True:
             assert server.poll() is None and time.monotonic() < deadline, "did not start"
             try:
@@ -205,16 +205,16 @@ def test_sigterm_lets_the_requests_in_flight_finish(models) -> None:
                 time.sleep(0.2)
         answers = []
         request = threading.Thread(
-            target=lambda: answers.append(httpx.get(f"{url}/api/decode?z=1.5&z=0", timeout=30))
+            target=lambda: answers.append(httpx.get(f"{url}/api/decode?z=1.5&z=0", timeout=120))
         )
         request.start()
         time.sleep(0.4)  # the request is in the model now
         os.kill(server.pid, signal.SIGTERM)
-        request.join(timeout=30)
+        request.join(timeout=120)
         assert answers and answers[0].status_code == 200  # finished, not cut off
         assert answers[0].headers["content-type"] == "image/png"
         # uvicorn stops, then raises the signal again so that the exit status tells why
-        assert server.wait(timeout=30) in (0, -signal.SIGTERM)
+        assert server.wait(timeout=120) in (0, -signal.SIGTERM)
     finally:
         if server.poll() is None:
             server.kill()

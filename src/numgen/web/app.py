@@ -319,7 +319,7 @@ def create_app(
         if len(z) != chosen.model.style_dim:
             dims = chosen.model.style_dim
             raise HTTPException(400, f"z: model {chosen.name!r} takes {dims} values, got {len(z)}")
-        image = generate.decode(chosen.batched, [z], labels_for(chosen, digit))[0]
+        image = generate.draw(chosen.batched, [z], labels_for(chosen, digit))[0]
         return image_response(image, format, model=chosen.name, z=z, digit=digit)
 
     @app.get("/api/manifold", tags=["latent space"], responses=PNG_RESPONSE)
@@ -341,7 +341,7 @@ def create_app(
         chosen = explorer_model(model)
         unit = generate.latent_grid(n, 0.5 / n, 1 - 0.5 / n)  # cell centres of [0, 1]², in order
         z = np.array([x_min, y_min]) + unit * np.array([x_max - x_min, y_max - y_min])
-        images = generate.decode(chosen.batched, z, labels_for(chosen, digit))
+        images = generate.draw(chosen.batched, z, labels_for(chosen, digit))
         bounds = {"x_min": x_min, "x_max": x_max, "y_min": y_min, "y_max": y_max}
         return image_response(plots.tile(images, n, pad=0), format, model=chosen.name, n=n,
                               digit=digit, **bounds)  # fmt: skip

@@ -168,8 +168,8 @@ class Batcher:
 
 
 class BatchedModel:
-    """A served model whose ``draw`` (and, for the VAEs, ``decode``) runs in the batcher;
-    everything else is the model's own, so numgen's functions take it as they take the model."""
+    """A served model whose ``draw`` runs in the batcher; everything else is the model's own,
+    so numgen's functions (``generate.draw``, ``compose.write``, ...) take it as the model."""
 
     def __init__(self, model: Generator, batcher: Batcher) -> None:
         self.model, self.batcher = model, batcher
@@ -181,7 +181,3 @@ class BatchedModel:
         self, labels: torch.Tensor | None, styles: torch.Tensor, seeds: torch.Tensor | None = None
     ) -> torch.Tensor:
         return self.batcher.draw(self.model, labels, styles, seeds)
-
-    def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """The VAEs' name for drawing from a latent: the same batched call."""
-        return self.draw(labels, z)
