@@ -22,7 +22,7 @@ TRAIN = ["--arch", "mlp", "--hidden", "16", "--epochs", "2", "--dataset", "embed
 # Runs numgen's CLI with a kill planted at POINT in EPOCH (the first argv entries).
 KILLER = """
 import os, signal, sys
-import numgen.hub as hub, numgen.train as train, numgen.export as export
+import numgen.hub as hub, numgen.train as train, numgen.export.formats as formats
 from numgen.models import VAE
 point, at = sys.argv[1], int(sys.argv[2])
 die = lambda: os.kill(os.getpid(), signal.SIGKILL)
@@ -55,7 +55,7 @@ def loss(self, *args, **kwargs):
     return real_loss(self, *args, **kwargs)
 VAE.loss = loss
 
-real_png = export.save_file
+real_png = formats.save_file  # every PNG file of the png format
 def save_png(path, data):
     calls["png"] += 1
     if point == "export" and calls["png"] == at:
@@ -63,7 +63,7 @@ def save_png(path, data):
             f.write(data[: len(data) // 2])
         die()
     real_png(path, data)
-export.save_file = save_png
+formats.save_file = save_png
 
 from numgen.cli import main
 sys.exit(main(sys.argv[3:]))
@@ -125,7 +125,8 @@ def test_resuming_a_finished_run_repairs_its_damaged_model_files(straight, tmp_p
 
 
 def test_a_killed_export_resumes_to_the_same_bytes(tmp_path: Path) -> None:
-    options = ["--count", str(export.CHUNK + 40), "--seed", "3", "--workers", "1"]
+    options = ["--count", str(export.CHUNK + 40), "--seed", "3", "--workers", "1", "--format", "png",
+               "--shard-size", "100"]  # fmt: skip
     full, cut = tmp_path / "full", tmp_path / "cut"
     assert main(["dataset", *options, "--out", str(full)]) == 0
     killed("export", export.CHUNK + 10, "dataset", *options, "--out", str(cut))
@@ -137,4 +138,5 @@ def test_a_killed_export_resumes_to_the_same_bytes(tmp_path: Path) -> None:
                 if p.is_file()}  # fmt: skip
 
     assert files(cut) == files(full)
-    assert len(files(cut)) == export.CHUNK + 42  # the images, labels.csv and export.json
+    # the images, labels.csv, export.json, the card and its picture, 3 shards' state files
+    assert len(files(cut)) == export.CHUNK + 47
