@@ -40,8 +40,8 @@ from numgen.train import resolve_precision
 
 RESULTS = common.RESULTS
 CPU_TIME = (
-    "The machine was oversubscribed, so a process waited for a core most of its wall time; every "
-    "process ran one thread, so its CPU time is the wall time it would take on an idle core."
+    "Every process ran one thread, so its CPU time is the wall time it would take on an idle "
+    "core, however busy the shared machine was."
 )
 NUMGEN_MLP = ["--arch", "mlp", "--latent-dim", "20", "--likelihood", "bernoulli"]
 CONFIGS = {  # the other bundled configurations: the seed and the cvae's architecture
