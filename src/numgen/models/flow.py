@@ -59,9 +59,7 @@ class FlowConfig:
     sigma: float = 0.3  # start "cvae": noise added to the decode at t = 0
     steps: int = 4  # Euler steps when sampling (network evaluations per digit, without guidance)
     solver: str = "euler"  # "euler" (1 evaluation a step) or "heun" (2)
-    guidance: float = (
-        1.0  # classifier-free guidance weight w; 1 = plain conditional (no extra cost)
-    )
+    guidance: float = 1.0  # classifier-free guidance weight w; 1 = plain conditional (no cost)
     temperature: float = 1.0  # styles ~ N(0, T² I)
     num_classes: int = 10
 
