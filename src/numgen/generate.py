@@ -36,20 +36,15 @@ def _labels(
     return labels.to(model.device)
 
 
-@torch.inference_mode()
 def decode(model: VAE, z: np.ndarray | torch.Tensor, labels=None) -> np.ndarray:
-    """Latent points ``(N, latent_dim)`` -> images ``(N, 28, 28)`` in [0, 1], in batches."""
-    z = torch.as_tensor(np.asarray(z, dtype=np.float32)).to(model.device)
+    """Latent points ``(N, latent_dim)`` -> images ``(N, 28, 28)`` in [0, 1], in batches: a VAE's
+    :func:`draw`, whose style is its latent."""
+    z = np.asarray(z, dtype=np.float32)
     if z.ndim != 2 or z.shape[1] != model.config.latent_dim:
         raise ConfigError(
             f"latent points must have shape (N, {model.config.latent_dim}), got {tuple(z.shape)}"
         )
-    y = _labels(model, labels, len(z))
-    out = [
-        model.decode(z[i : i + BATCH], None if y is None else y[i : i + BATCH])
-        for i in range(0, len(z), BATCH)
-    ]
-    return torch.cat(out).squeeze(1).float().cpu().numpy()
+    return draw(model, z, labels)
 
 
 @torch.inference_mode()

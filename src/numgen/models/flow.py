@@ -220,11 +220,11 @@ class FlowModel(Generator):
     ) -> dict[str, torch.Tensor]:  # fmt: skip
         """Flow-matching loss on a batch; ``kl_weight`` does not apply (no KL term)."""
         n = len(x)
-        onehot = self._label_weights(labels, n)
+        full = onehot = self._label_weights(labels, n)
         if self.training:  # drop labels at random, so guidance has an unconditional field
             keep = torch.rand(n, 1, generator=generator, device=x.device) >= LABEL_DROPOUT
             onehot = onehot * keep
-        x0, extra = self._start(x, labels, generator)
+        x0, extra = self._start(x, full, generator)
         t = torch.rand(n, generator=generator, device=x.device)
         xt = (1 - t)[:, None, None, None] * x0 + t[:, None, None, None] * x
         v = self.velocity(self._input(xt, extra), t, onehot)
@@ -306,14 +306,14 @@ class FlowModel(Generator):
         return F.one_hot(labels, classes).float()
 
     def _start(
-        self, x: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None
+        self, x: torch.Tensor, onehot: torch.Tensor, generator: torch.Generator | None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(x0, the CVAE decode or None) for training pairs with the digits ``x``."""
+        """(x0, the CVAE decode or None) for training pairs with the digits ``x`` and their
+        labels ``onehot`` (all of them: the CVAE always sees the digit)."""
         noise = torch.randn(x.shape, generator=generator, device=x.device)
         if self.base is None:
             return noise, None
         with torch.no_grad():
-            onehot = self._label_weights(labels, len(x))
             mu = self.base.encode(x, onehot)[0]
             if self.training:  # the style distributions: moments of each class's posterior means
                 mu64, classes = mu.double(), onehot.argmax(dim=1)
