@@ -22,6 +22,21 @@ def test_import_numgen_loads_no_plotting_scipy_or_web_stack() -> None:
     assert done.stdout.strip() == ""
 
 
+def test_writing_a_number_imports_neither_plotting_nor_pytorchs_compiler(tmp_path) -> None:
+    """`numgen write` is a one-second command: Matplotlib (for figures only), and sympy and
+    torch._dynamo (pulled in by random ops on the meta device, where loading checks a file's
+    shapes) would each add about half a second."""
+    out = tmp_path / "n.png"
+    code = (
+        "import sys; from numgen.cli import main; "
+        f"assert main(['write', '2026', '--out', {str(out)!r}]) == 0; "
+        "print('heavy:', *(m for m in ('matplotlib', 'sympy', 'torch._dynamo') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.splitlines()[-1] == "heavy:"
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_drawing_a_picture_leaves_the_plotting_backend_alone(tmp_path) -> None:
     """plots uses Matplotlib's Figure API, so it never switches pyplot's backend (a notebook that
     imports numgen keeps its inline plots) and never opens a window."""

@@ -3,23 +3,26 @@
 Images are ``(N, 28, 28)`` arrays in [0, 1] (ink = 1) or uint8 in [0, 255]. Figures are made
 with Matplotlib's object API (``Figure``, not ``pyplot``): they render to PNG without a display
 and never switch the process's plotting backend, so a notebook that imports numgen keeps its
-inline plots.
+inline plots. Matplotlib is imported by the figures that need it, not with this module: grids of
+digits are Pillow alone, and `numgen write` should not pay half a second for a library it
+does not use.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import matplotlib
 import numpy as np
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
 from PIL import Image
 
 from numgen.data import to_uint8
 
-DIGIT_COLOURS = matplotlib.colormaps["tab10"]
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+DIGIT_COLOURMAP = "tab10"  # one colour per digit; the web page's scatter uses the same
 
 __all__ = ["to_uint8"]  # re-exported: pictures and the web app turn [0, 1] floats into bytes
 
@@ -61,6 +64,8 @@ def save_grid(
 
 def _figure(figsize: tuple[float, float], nrows: int = 1, ncols: int = 1, **kwargs):
     """A figure outside pyplot (nothing global to close) and its axes, as ``plt.subplots``."""
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=figsize)
     return fig, fig.subplots(nrows, ncols, **kwargs)
 
@@ -77,10 +82,13 @@ def plot_latent(
     axis_names: tuple[str, str] = ("z[0]", "z[1]"), title: str = "Test digits in latent space",
 ) -> Path:  # fmt: skip
     """Scatter of 2-D latent points ``(N, 2)`` coloured by digit, with a legend."""
+    import matplotlib
+
+    colours = matplotlib.colormaps[DIGIT_COLOURMAP]
     fig, ax = _figure((8, 7))
     for digit in range(10):
         chosen = labels == digit
-        ax.scatter(*points[chosen].T, s=3, alpha=0.6, color=DIGIT_COLOURS(digit), label=str(digit))
+        ax.scatter(*points[chosen].T, s=3, alpha=0.6, color=colours(digit), label=str(digit))
     ax.set_xlabel(axis_names[0])
     ax.set_ylabel(axis_names[1])
     ax.set_title(title)
@@ -171,6 +179,8 @@ def plot_grid_agreement(
     differently from its intended label boxed in red: the recognizer's label top left (red), the
     intended one bottom right (blue). ``intended``, ``recognised``: labels ``(n*n,)`` in reading
     order (row 0 at the top = largest z[1])."""
+    from matplotlib.patches import Rectangle
+
     n = grid.shape[0]
     canvas = grid.transpose(0, 2, 1, 3).reshape(n * 28, n * 28)
     fig, ax = _figure((10, 10))

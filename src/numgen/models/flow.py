@@ -138,7 +138,12 @@ class VelocityUNet(nn.Module):
     def __init__(self, in_channels: int, channels: int, num_classes: int) -> None:
         super().__init__()
         c, cond = channels, 4 * channels
-        self.register_buffer("time_freqs", torch.randn(cond // 2) * 4.0)  # fixed, not learnt
+        # Fixed (not learnt) frequencies, always made on the CPU from their own seed: on the meta
+        # device, where checkpoint_checks builds a model to check a file, random ops import
+        # sympy and torch._dynamo, ~1 s of every `numgen write`.
+        seeded = torch.Generator().manual_seed(0)
+        freqs = torch.randn(cond // 2, generator=seeded, device="cpu") * 4.0
+        self.register_buffer("time_freqs", freqs)
         self.time_mlp = nn.Sequential(nn.Linear(cond, cond), nn.SiLU(), nn.Linear(cond, cond))
         self.label_embed = nn.Linear(num_classes, cond, bias=False)  # a zero vector = no label
         self.inp = FiLMConv(in_channels, c, cond)
