@@ -3,6 +3,7 @@ design through the generator interface (compose, generate, hub, the CLI)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -201,14 +202,32 @@ def test_a_flow_exports_the_same_bytes_whatever_the_workers(tmp_path, monkeypatc
     monkeypatch.setattr(export.shards, "POOL_MIN_IMAGES", 0)  # a pool even for this small export
     flow = tiny_flow("cvae", sigma=1.0)
     torch.nn.init.normal_(flow.velocity.out.weight)  # a flow that changes the cvae's digits
-    config = export.ExportConfig(count=30, shard_size=15, format="webdataset", seed=4)
+    config = export.ExportConfig(count=30, shard_size=15, format="webdataset", seed=4, ode_steps=3)
     one = export.export_dataset(tmp_path / "one", config, flow, workers=1)
     export.export_dataset(tmp_path / "two", config, flow, workers=2)
-    assert one["images"] == 30
+    assert one["images"] == 30 and flow.config.steps == 4  # the caller's model keeps its sampler
+    default = dataclasses.replace(config, ode_steps=None)
+    export.export_dataset(tmp_path / "default", default, flow, workers=2)
 
     def tree(folder):
         return {
             str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()
         }
 
-    assert tree(tmp_path / "one") == tree(tmp_path / "two")
+    assert tree(tmp_path / "one") == tree(tmp_path / "two")  # the workers drew with 3 steps too
+    shards = sorted(p.name for p in (tmp_path / "one").rglob("*.tar"))
+    assert shards and all(
+        next((tmp_path / "one").rglob(name)).read_bytes()
+        != next((tmp_path / "default").rglob(name)).read_bytes()
+        for name in shards
+    )
+    assert "--ode-steps=3" in (tmp_path / "one" / "README.md").read_text()
+
+
+def test_dataset_sampler_options_on_a_cvae_are_one_line(tmp_path, capsys) -> None:
+    save_pretrained(build_model(BASE), tmp_path / "cvae")
+    out = tmp_path / "data"
+    args = ["dataset", "--count", "4", "--model", str(tmp_path / "cvae"), "--out", str(out)]
+    assert main([*args, "--ode-steps", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "apply to flow models" in err and len(err.strip().splitlines()) == 1

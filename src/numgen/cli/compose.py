@@ -181,6 +181,8 @@ def dataset_command(
     resume: Annotated[
         bool, typer.Option(help="Continue an interrupted export (repeat its options).")
     ] = False,
+    ode_steps: OdeSteps = None,
+    guidance: Guidance = None,
 ) -> None:
     """A labelled dataset of handwritten numbers for OCR and digit detection: WebDataset or
     Parquet shards, an ImageFolder, or PNGs + labels.csv, with a dataset card (README.md) and a
@@ -190,7 +192,8 @@ def dataset_command(
     config = export.ExportConfig(
         count=count, min_length=low, max_length=high, alphabet=alphabet, seed=seed, height=height,
         ink=ink, model=model, format=format, shard_size=shard_size,
-        split=export.parse_split(split), png_level=png_level,
+        split=export.parse_split(split), png_level=png_level, ode_steps=ode_steps,
+        guidance=guidance,
     )  # fmt: skip
     with progress_bar("dataset") as progress:
         task = progress.add_task("images", total=count, status="")

@@ -47,6 +47,8 @@ class ExportConfig:
     shard_size: int = 5000
     split: dict[str, float] = field(default_factory=lambda: {"train": 1.0})
     png_level: int = 1  # zlib level of each PNG: 0 stores (fastest, ~2x larger), 9 packs tightest
+    ode_steps: int | None = None  # flow models: the sampler's steps [None: the model's default]
+    guidance: float | None = None  # flow models: guidance weight [None: the model's default]
 
     def __post_init__(self) -> None:
         check_fields(self)  # types first: a count of 2.5 or "many" is named, not compared
@@ -96,7 +98,9 @@ class ExportConfig:
         split = ",".join(f"{name}={share:g}" for name, share in self.split.items())
         options = {"count": self.count, "length": length, "alphabet": self.alphabet, "seed": self.seed,
                    "model": self.model, "height": self.height, "ink": self.ink, "format": self.format,
-                   "split": split, "shard-size": self.shard_size, "png-level": self.png_level}  # fmt: skip
+                   "split": split, "shard-size": self.shard_size, "png-level": self.png_level,
+                   "ode-steps": self.ode_steps, "guidance": self.guidance}  # fmt: skip
+        options = {k: v for k, v in options.items() if v is not None}
         return shlex.join(["numgen", "dataset", *(f"--{k}={v}" for k, v in options.items())])
 
 
