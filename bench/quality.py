@@ -18,9 +18,9 @@ from pathlib import Path
 
 from common import command, load_average, machine, machine_line, write_results
 from numgen import hub
+from numgen.checkpoints import read_metrics
 from numgen.data import DATA_DIR_ENV
 from numgen.evaluate import EvalConfig, evaluate
-from numgen.train import read_metrics
 
 # (column header, metrics group, key, format); "real" columns come from the real-data row
 COLUMNS = [

@@ -20,10 +20,11 @@ from pathlib import Path
 import torch
 
 from common import command, load_average, machine, machine_line, write_results
+from numgen.checkpoints import read_metrics
 from numgen.data import DATA_DIR_ENV
 from numgen.hub import place
 from numgen.models import VAEConfig, build_model
-from numgen.train import TrainConfig, read_metrics, train
+from numgen.train import TrainConfig, train
 
 CONFIGS = {
     "seed (conv, 2-D, MSE)": VAEConfig(),

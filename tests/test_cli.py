@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 from safetensors import safe_open
 
+from numgen.checkpoints import STATE_FILE
 from numgen.cli import main
-from numgen.train import STATE_FILE
 
 
 @pytest.fixture(scope="module")

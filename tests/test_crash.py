@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
+from numgen.checkpoints import METRICS_FILE, STATE_FILE, read_metrics
 from numgen.cli import main
-from numgen.train import METRICS_FILE, STATE_FILE, read_metrics
 
 TRAIN = ["--arch", "mlp", "--hidden", "16", "--epochs", "2", "--dataset", "embedded",
          "--limit", "256", "--batch-size", "64", "--device", "cpu"]  # fmt: skip
@@ -21,7 +21,7 @@ TRAIN = ["--arch", "mlp", "--hidden", "16", "--epochs", "2", "--dataset", "embed
 # Runs numgen's CLI with a kill planted at POINT in EPOCH (the first argv entries).
 KILLER = """
 import os, signal, sys
-import numgen.hub as hub, numgen.train as train, numgen.export.formats as formats
+import numgen.hub as hub, numgen.checkpoints as checkpoints, numgen.export.formats as formats
 from numgen.models import VAE
 point, at = sys.argv[1], int(sys.argv[2])
 die = lambda: os.kill(os.getpid(), signal.SIGKILL)
@@ -36,7 +36,7 @@ def save_file(tensors, path, metadata=None):
         die()
 hub.save_file = save_file
 
-real_save_pretrained = train.save_pretrained
+real_save_pretrained = checkpoints.save_pretrained
 def save_pretrained(model, run_dir):
     calls["model"] += 1
     if point == "before-model" and calls["model"] == at:
@@ -44,7 +44,7 @@ def save_pretrained(model, run_dir):
     real_save_pretrained(model, run_dir)
     if point == "before-metrics" and calls["model"] == at:
         die()
-train.save_pretrained = save_pretrained
+checkpoints.save_pretrained = save_pretrained
 
 real_loss = VAE.loss
 def loss(self, *args, **kwargs):

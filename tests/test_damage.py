@@ -21,9 +21,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import load_file, save_file
 
+from numgen.checkpoints import STATE_FILE, read_metrics
 from numgen.cli import main
 from numgen.models import VAEConfig
-from numgen.train import STATE_FILE, TrainConfig, read_metrics, train
+from numgen.train import TrainConfig, train
 
 CONFIG, WEIGHTS = "config.json", "model.safetensors"
 FUZZ = settings(

@@ -19,10 +19,11 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from numgen import models
+from numgen.checkpoints import STATE_FILE, read_metrics
 from numgen.distributed import Context, shard_order
 from numgen.hub import WEIGHTS_FILE
 from numgen.models import VAE, VAEConfig, vae_loss
-from numgen.train import STATE_FILE, TrainConfig, read_metrics, train
+from numgen.train import TrainConfig, train
 
 TINY = VAEConfig(arch="mlp", hidden=32, likelihood="bernoulli")
 # 256 digits in batches of 64: 4 steps an epoch; fp32, so that the two runs differ only by the

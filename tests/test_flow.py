@@ -12,11 +12,12 @@ import torch
 from safetensors.torch import load_file
 
 from numgen import compose, generate
+from numgen.checkpoints import STATE_FILE
 from numgen.cli import main
 from numgen.errors import ConfigError, NumgenError
 from numgen.hub import load, save_pretrained
 from numgen.models import FlowConfig, VAEConfig, build_model, config_from_dict
-from numgen.train import STATE_FILE, TrainConfig, train
+from numgen.train import TrainConfig, train
 
 BASE = VAEConfig(kind="cvae", arch="mlp", hidden=16, latent_dim=4)
 

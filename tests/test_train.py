@@ -7,9 +7,11 @@ import pytest
 import torch
 
 import numgen.train as training
+from numgen.checkpoints import STATE_FILE, read_metrics
+from numgen.errors import TrainingError
 from numgen.hub import load
 from numgen.models import VAE, VAEConfig
-from numgen.train import STATE_FILE, TrainConfig, TrainingError, read_metrics, train
+from numgen.train import TrainConfig, train
 
 TINY = VAEConfig(arch="mlp", hidden=32, likelihood="bernoulli")
 

@@ -18,9 +18,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from numgen import generate, plots
+from numgen.checkpoints import read_metrics
 from numgen.data import load_digits
 from numgen.models import VAE, VAEConfig
-from numgen.train import BatchHook, TrainConfig, read_metrics, train
+from numgen.train import BatchHook, TrainConfig, train
 
 DEMO_POINT = (0.5, 1.5)  # the original project decoded this point (it gave a 7 there)
 DEMO_EPOCHS = 20

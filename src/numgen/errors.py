@@ -9,3 +9,7 @@ class NumgenError(Exception):
 
 class ConfigError(NumgenError, ValueError):
     """A setting out of range or of the wrong kind: a model or sampling option, a config field."""
+
+
+class TrainingError(NumgenError):
+    """Training cannot start or go on; the message says why and what to do."""

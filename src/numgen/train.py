@@ -1,23 +1,17 @@
 """Training: one visible loop, checkpoints written atomically every epoch, resumable.
 
-A run directory holds
-
-    config.json, model.safetensors   the latest good model (``numgen.load(run_dir)`` works)
-    train_state.safetensors          weights + Adam state + epoch + train config, one atomic file
-    metrics.jsonl                    one JSON line per finished epoch
-
-Each epoch shuffles and draws its noise from generators seeded by (seed, epoch), so a run resumed
-from epoch k ends with exactly the weights of an uninterrupted run.
+A run directory holds the latest good model, the training state and metrics.jsonl
+(:mod:`numgen.checkpoints`). Each epoch shuffles and draws its noise from generators seeded by
+(seed, epoch), so a run resumed from epoch k ends with exactly the weights of an uninterrupted run.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -25,29 +19,24 @@ import torch
 
 from numgen import checkpoint_checks as checks
 from numgen import distributed
+from numgen.checkpoints import (
+    STATE_FILE,
+    append_metrics,
+    check_saved_model,
+    prepare_run,
+    read_checkpoint,
+    restore,
+    save_checkpoint,
+)
 from numgen.config import ConfigError, Limit, check_fields, from_dict
 from numgen.data import Digits, load_digits, to_tensor
-from numgen.errors import NumgenError
-from numgen.hub import (
-    CONFIG_FILE,
-    WEIGHTS_FILE,
-    atomic_write,
-    load,
-    place,
-    save_pretrained,
-    save_weights,
-)  # fmt: skip
+from numgen.errors import TrainingError
+from numgen.hub import place
 from numgen.models import Generator, VAEConfig, build_model
 
 log = logging.getLogger(__name__)
 
-STATE_FILE = "train_state.safetensors"
-METRICS_FILE = "metrics.jsonl"
 PRECISIONS = ("auto", "bf16", "fp32")
-
-
-class TrainingError(NumgenError):
-    """Training cannot start or go on; the message says why and what to do."""
 
 
 @dataclass
@@ -236,133 +225,6 @@ def lr_schedule(config: TrainConfig, epoch: int, n_train: int) -> Callable[[int]
     return rate
 
 
-# --- checkpoints ---------------------------------------------------------------------------------
-
-
-def save_checkpoint(
-    run_dir: Path,
-    model: Generator,
-    optimizer: torch.optim.Optimizer,
-    epoch: int,
-    train_config: TrainConfig,
-    record: dict | None = None,
-) -> None:
-    """Write the training state (one atomic file, holding the epoch's metrics ``record`` too, so
-    a crash before metrics.jsonl is appended loses nothing), then the loadable model files."""
-    opt = optimizer.state_dict()
-    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-    for index, state in opt["state"].items():
-        tensors.update({f"optim.{index}.{k}": v for k, v in state.items()})
-    metadata = {
-        "epoch": str(epoch),
-        "model_config": json.dumps(model.config.to_dict()),
-        "train_config": json.dumps(asdict(train_config)),
-        "param_groups": json.dumps(opt["param_groups"]),
-        **({"metrics": json.dumps(record)} if record else {}),
-    }
-    metadata["checksum"] = checks.checksum(tensors, metadata)
-    save_weights(run_dir / STATE_FILE, tensors, metadata)
-    save_pretrained(model, run_dir)
-
-
-def read_checkpoint(run_dir: Path) -> checks.Checkpoint | None:
-    """The run's training state, or None when it has none. Any damage to the file is one
-    :class:`TrainingError` naming the file and the damage, and saying where the last good model
-    is; the file is checked entirely (header against its configs, sizes, checksum, values)
-    before anything of the run is changed."""
-    path = run_dir / STATE_FILE
-    if not path.is_file():
-        return None
-    try:
-        return checks.read_train_state(path, TrainConfig)
-    except NumgenError as err:
-        kind = err.kind if isinstance(err, checks.DamagedFile) else str(err)
-        model = run_dir / WEIGHTS_FILE
-        last = (
-            f"{model} still holds the last good model; use it as it is, or"
-            if model.is_file() else "no model was saved;"
-        )  # fmt: skip
-        raise TrainingError(
-            f"{path} is damaged ({kind}), so the run cannot resume: {last} train again without "
-            "--resume to start the run over"
-        ) from None
-
-
-def restore(
-    model: Generator, optimizer: torch.optim.Optimizer, checkpoint: checks.Checkpoint
-) -> None:
-    """Load weights and Adam state saved by :func:`save_checkpoint` (checked by
-    :func:`read_checkpoint`)."""
-    tensors = checkpoint.tensors
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in tensors.items():
-        if key.startswith("optim."):
-            _, index, name = key.split(".", 2)
-            state.setdefault(int(index), {})[name] = value
-    try:
-        optimizer.load_state_dict({"state": state, "param_groups": checkpoint.param_groups})
-    except (ValueError, KeyError, TypeError) as err:
-        raise TrainingError(
-            f"{STATE_FILE}: its optimiser state does not fit ({err}); train again without --resume"
-        ) from None
-    # Adam's moments come back contiguous; give each its parameter's memory layout (channels-last
-    # for convolutions), as a fresh run's zeros_like does: the fused step walks a parameter and
-    # its moments element by element in memory order, so mismatched layouts would mix elements.
-    for group in optimizer.param_groups:
-        for param in group["params"]:
-            for name, value in optimizer.state[param].items():
-                if value.shape == param.shape:
-                    optimizer.state[param][name] = torch.empty_like(param).copy_(value)
-
-
-def prepare_run(run_dir: Path, checkpoint: checks.Checkpoint | None) -> None:
-    """Before training into ``run_dir``: remove temporary files a killed run left behind; on
-    resume keep the metrics of the checkpoint's epochs (recovering its own epoch's line, which a
-    kill may have kept out of metrics.jsonl); on a fresh start begin an empty log."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    for name in (STATE_FILE, WEIGHTS_FILE, CONFIG_FILE, METRICS_FILE):
-        for tmp in run_dir.glob(f".{name}.*.tmp"):  # hub.atomic_write's temporary names
-            tmp.unlink(missing_ok=True)
-    if checkpoint is None:
-        _write_metrics(run_dir, [])
-        return
-    keep = [r for r in read_metrics(run_dir) if r.get("epoch", 0) <= checkpoint.epoch]
-    if checkpoint.record and checkpoint.epoch not in {r.get("epoch") for r in keep}:
-        keep.append(checkpoint.record)
-    _write_metrics(run_dir, keep)
-
-
-def check_saved_model(run_dir: Path, model: Generator) -> None:
-    """Make sure the run's model files hold the checkpoint's model — a kill between writing the
-    training state and the model, or a damaged file, is repaired from the checkpoint."""
-    try:
-        saved = load(run_dir, "cpu").state_dict()
-        same = all(torch.equal(saved[k], v.cpu()) for k, v in model.state_dict().items())
-    except (NumgenError, KeyError):
-        same = False
-    if not same:
-        log.warning("%s: the model files did not hold the last checkpoint; rewritten", run_dir)
-        save_pretrained(model, run_dir)
-
-
-def read_metrics(run_dir: str | Path) -> list[dict]:
-    """The per-epoch records of a run, oldest first."""
-    path = Path(run_dir) / METRICS_FILE
-    if not path.is_file():
-        return []
-    records = []
-    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
-        try:
-            record = json.loads(line) if line.strip() else None
-        except json.JSONDecodeError:  # a line torn by a crash mid-append, or damage
-            record = None
-            log.warning("%s: line %d is not a metrics record; skipped", path, number)
-        if isinstance(record, dict):
-            records.append(record)
-    return records
-
-
 # --- the loop ------------------------------------------------------------------------------------
 
 
@@ -391,7 +253,7 @@ def train(
     with N processes, each trains on its share of every batch (see :mod:`numgen.distributed`);
     rank 0 alone writes and calls the hooks."""
     run_dir = Path(run_dir)
-    start_epoch, state = 0, read_checkpoint(run_dir) if resume else None
+    start_epoch, state = 0, read_checkpoint(run_dir, TrainConfig) if resume else None
     if resume and state is None:
         log.warning("%s: nothing to resume (no %s); starting a fresh run", run_dir, STATE_FILE)
     if state:
@@ -491,8 +353,7 @@ def _train(
         }
         if main:
             save_checkpoint(run_dir, model, optimizer, epoch, train_config, record)
-            with open(run_dir / METRICS_FILE, "a") as f:
-                f.write(json.dumps(record) + "\n")
+            append_metrics(run_dir, record)
             if on_epoch:
                 on_epoch(record)
     return model.eval()
@@ -502,8 +363,3 @@ def _means(sums: dict[str, float]) -> dict[str, float]:
     """Per-digit means from sums over digits and their ``"count"``."""
     count = sums.pop("count")
     return {key: value / count for key, value in sums.items()}
-
-
-def _write_metrics(run_dir: Path, records: list[dict]) -> None:
-    text = "".join(json.dumps(r) + "\n" for r in records)
-    atomic_write(run_dir / METRICS_FILE, lambda tmp: tmp.write_text(text))

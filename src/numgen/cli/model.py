@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from numgen import generate, plots
+from numgen.checkpoints import read_metrics
 from numgen.cli.common import (
     DataDir,
     Dataset,
@@ -33,9 +34,10 @@ from numgen.config import fits
 from numgen.data import load_digits, resolve_data_dir
 from numgen.demo import DEMO_EPOCHS, run_demo
 from numgen.distributed import is_main_process, launched_world_size
+from numgen.errors import TrainingError
 from numgen.hub import ModelError, load
 from numgen.models import FlowConfig, Generator, VAEConfig
-from numgen.train import BatchHook, TrainConfig, TrainingError, read_metrics, train
+from numgen.train import BatchHook, TrainConfig, train
 
 
 @contextmanager
