@@ -84,7 +84,9 @@ def test_every_endpoint_gives_the_same_bytes_batched_as_alone(models) -> None:
         biggest_alone = max(int(k) for k in client.get("/healthz").json()["batch_rows"])
         with ThreadPoolExecutor(len(urls)) as pool:
             together = list(pool.map(client.get, urls))
-        rows = client.get("/healthz").json()["batch_rows"]
+        health = client.get("/healthz").json()
+    rows = health["batch_rows"]
+    assert health["model_cpu_seconds"] > 0
     assert max(int(k) for k in rows) > biggest_alone, f"no batch met: {rows}"
     for u, answer in zip(urls, together, strict=True):
         assert answer.status_code == 200, answer.text

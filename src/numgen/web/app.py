@@ -12,7 +12,7 @@ has a 2-D latent (the explorer's scatter) and returns an app serving
     GET  /api/digits     n samples of one digit, as a grid
     GET  /api/write      a whole number written in one style
     POST /api/style      an uploaded image of a digit -> its style (latent vector) for /api/write
-    GET  /healthz        the server is up: requests in progress, refused, batch sizes so far
+    GET  /healthz        the server is up: requests in progress, refused, batch sizes, model time
 
 Images come back as PNG (white ink on black, as MNIST) or, with ``format=json``, as JSON holding
 the PNG in base64 beside the request's values. Every input is checked before it reaches a model:
@@ -221,6 +221,7 @@ def create_app(
     )
     warm_up(served.values())
     batcher.sizes.clear()
+    batcher.model_seconds = 0.0
     # A full garbage collection walks every object the process holds: ~360,000 with the models,
     # PyTorch and the web stack, 170 ms on this 2-core machine, a stall of every request in
     # flight. They live as long as the server, so they leave the collector's sight (gc.freeze):
@@ -281,12 +282,14 @@ def create_app(
     @app.get("/healthz", tags=["server"])
     async def health() -> dict:
         """The server is up: API requests in progress and refused (503) so far, and how many
-        model calls ran with how many rows (the batch sizes reached)."""
+        model calls ran with how many rows (the batch sizes reached), and the CPU seconds the
+        model thread spent on them."""
         return {
             "status": "ok",
             "pending": load.pending,
             "refused": load.refused,
             "batch_rows": dict(sorted(batcher.sizes.items())),
+            "model_cpu_seconds": round(batcher.model_seconds, 3),
         }
 
     @app.get("/", include_in_schema=False)

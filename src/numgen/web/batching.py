@@ -26,6 +26,7 @@ for byte). Seeds are per digit (:meth:`numgen.models.Generator.draw`), so famili
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -104,8 +105,8 @@ class Batcher:
     (``in_progress()``) has its call queued, or the oldest call has waited ``wait`` seconds, or
     ``max_rows`` rows are queued. So a lone request runs at once, and under load (the model busy
     with the previous batch, the queue's oldest call older than ``wait``) the next batch follows
-    the last without a pause. ``sizes`` counts the model calls by rows (the bench reads them
-    from ``/healthz``).
+    the last without a pause. ``sizes`` counts the model calls by rows and ``model_seconds`` adds
+    up the model thread's CPU time (the bench reads both from ``/healthz``).
 
     One thread, not more: a second one drawing a second batch at once made the writer's answers
     slower on 2 cores (p99 322-344 ms instead of 178-185 ms, 50 clients), its Python between
@@ -117,6 +118,7 @@ class Batcher:
     ) -> None:  # fmt: skip
         self.wait, self.max_rows, self.chunk, self.in_progress = wait, max_rows, chunk, in_progress
         self.sizes: Counter[int] = Counter()
+        self.model_seconds = 0.0
         self._queue: list[Call] = []
         self._runner: asyncio.Task | None = None  # gathers and runs batches while calls wait
         self._joined: asyncio.Future | None = None  # the runner waits on it for more calls
@@ -165,8 +167,10 @@ class Batcher:
                     rows += call.rows
             if not calls:
                 continue
-            outcomes, sizes = await loop.run_in_executor(self._thread, self._draw_batch, calls)
+            drawn = await loop.run_in_executor(self._thread, self._draw_batch, calls)
+            outcomes, sizes, seconds = drawn
             self.sizes.update(sizes)
+            self.model_seconds += seconds
             for call, outcome in zip(calls, outcomes, strict=True):
                 if call.result.done():
                     continue
@@ -175,9 +179,12 @@ class Batcher:
                 else:
                     call.result.set_result(outcome)
 
-    def _draw_batch(self, calls: list[Call]) -> tuple[list[torch.Tensor | Exception], list[int]]:
-        """In the model thread: each call's rows (or the error its own call raised), and the
-        rows of each model call run."""
+    def _draw_batch(
+        self, calls: list[Call]
+    ) -> tuple[list[torch.Tensor | Exception], list[int], float]:
+        """In the model thread: each call's rows (or the error its own call raised), the rows of
+        each model call run, and the thread's CPU seconds."""
+        start = time.thread_time()
         groups: dict[tuple, list[int]] = {}
         for index, call in enumerate(calls):
             groups.setdefault(call.group(), []).append(index)
@@ -187,7 +194,7 @@ class Batcher:
             drawn = self._draw([calls[i] for i in indices], sizes)
             for index, outcome in zip(indices, drawn, strict=True):
                 outcomes[index] = outcome
-        return outcomes, sizes
+        return outcomes, sizes, time.thread_time() - start
 
     def _draw(self, calls: list[Call], sizes: list[int]) -> list[torch.Tensor | Exception]:
         """One model call for ``calls`` (same model and argument kinds): each call's rows; the
