@@ -108,9 +108,9 @@ class Batcher:
     the last without a pause. ``sizes`` counts the model calls by rows and ``model_seconds`` adds
     up the model thread's CPU time (the bench reads both from ``/healthz``).
 
-    One thread, not more: a second one drawing a second batch at once made the writer's answers
-    slower on 2 cores (p99 322-344 ms instead of 178-185 ms, 50 clients), its Python between
-    PyTorch's operations queueing for the GIL behind the event loop's."""
+    One thread, not more: with a second one drawing a second batch at once, 50 clients writing
+    numbers on 2 cores got slower answers (p99 270-293 ms instead of 159-171 ms) for more CPU per
+    request (the model threads' Python between PyTorch's operations queues for the GIL)."""
 
     def __init__(
         self, wait: float = WAIT, max_rows: int = MAX_ROWS, chunk: int = CHUNK_ROWS,
