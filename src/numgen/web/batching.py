@@ -9,10 +9,11 @@ no thread is held. The batcher concatenates the waiting calls, model by model, a
 its one model thread, so the event loop never runs a forward pass and the model never runs two
 batches at once; then each caller gets its rows and carries on where it stopped.
 
-Why not a thread per request (FastAPI's plain ``def`` handlers): with 50 clients, 50 threads
-handing work to each other through locks cost more CPU than the model itself, and a thread that
-waits for the GIL behind a busy one waits up to its switch interval, which set the slowest
-requests' times (bench/results/serve_load.md, before and after).
+Why not a thread per request (FastAPI's plain ``def`` handlers): 50 threads handing work to each
+other through locks. In short runs of 50 clients decoding on the shared 2 cores, awaiting instead
+took the server's CPU per request from 1.1 to 0.9 ms (the model's share is about 0.2 ms), and the
+garbage-collection freeze in :func:`numgen.web.app.create_app` on to 0.67 ms, with the p99 from
+245 to 59 ms (bench/results/serve_load.md has the full before and after).
 
 The same digit must come out with the same pixels whatever else is in its batch. A matrix
 product's rounding depends on the number of rows it is given (the BLAS picks its blocking, and
