@@ -16,7 +16,8 @@ fresh random one:
 
 Reports requests/s, p50/p99/max latency, the server's CPU time per request and the share of the
 cores it got (figures that depend less on other work on a shared machine), errors (any answer but 200, or a failed connection)
-and, from ``/healthz``, the rows per model call the batcher reached, to stdout and
+and, from ``/healthz``, the rows per model call the batcher reached and the model thread's CPU
+time per request (the part of the server's time batching cannot shrink), to stdout and
 bench/results/serve_load.{md,json}. Targets (issue 12): 50 clients, decode p99 < 50 ms, write
 p99 < 100 ms, no errors. The clients share the machine's
 cores with the server, so the figures are a floor for what the server alone could do. The
@@ -146,25 +147,32 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
-def batch_rows(port: int) -> Counter[int] | None:
-    """The server's count of model calls by rows (``/healthz``); None where it has none."""
+def health(port: int) -> dict | None:
+    """The server's ``/healthz``: model calls by rows, model thread's CPU seconds; None where it
+    has none."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as answer:
-            return Counter({int(k): v for k, v in json.load(answer)["batch_rows"].items()})
+            return json.load(answer)
     except OSError:  # the baseline has no /healthz
         return None
 
 
-def rows_summary(before: Counter[int] | None, after: Counter[int] | None) -> dict:
-    """Rows per model call during one phase: calls, mean and largest."""
+def model_summary(before: dict | None, after: dict | None, requests: int) -> dict:
+    """Rows per model call during one phase (calls, mean and largest), and the model thread's
+    CPU time per request where the server reports it."""
     if before is None or after is None:
         return {}
-    calls = after - before
+    calls = Counter({int(k): v for k, v in after["batch_rows"].items()})
+    calls -= Counter({int(k): v for k, v in before["batch_rows"].items()})
     total = sum(calls.values())
     if not total:
         return {}
     mean = sum(rows * n for rows, n in calls.items()) / total
-    return {"model_calls": total, "mean_rows": round(mean, 1), "max_rows": max(calls)}
+    summary = {"model_calls": total, "mean_rows": round(mean, 1), "max_rows": max(calls)}
+    if "model_cpu_seconds" in after:
+        seconds = after["model_cpu_seconds"] - before["model_cpu_seconds"]
+        summary["model_cpu_ms_per_request"] = round(1000 * seconds / max(1, requests), 2)
+    return summary
 
 
 def rss_mb(pid: int) -> float:
@@ -257,13 +265,13 @@ def measure(name: str, command: list[str], env: dict, args: argparse.Namespace) 
             ("write", write_url, args.clients, args.seconds),
         ]
         for endpoint, url_for, clients, seconds in plan:
-            before, cpu_before = batch_rows(port), cpu_seconds(server.pid)
+            before, cpu_before = health(port), cpu_seconds(server.pid)
             run = {"server": name, "endpoint": endpoint}
             run.update(asyncio.run(load(port, url_for, clients, seconds)))
             cpu = cpu_seconds(server.pid) - cpu_before
             run["server_cpu_ms_per_request"] = round(1000 * cpu / max(1, run["requests"]), 2)
             run["server_cpu_share"] = round(cpu / run["seconds"], 2)  # cores the server got
-            run.update(rows_summary(before, batch_rows(port)))
+            run.update(model_summary(before, health(port), run["requests"]))
             print(json.dumps(run))
             runs.append(run)
         if args.uploads:
@@ -286,16 +294,17 @@ def report(figures: dict) -> str:
         "Targets: 50 clients, decode p99 < 50 ms, write p99 < 100 ms, no errors.",
         "",
         "| server | endpoint | clients | requests | requests/s | p50 ms | p99 ms | max ms | errors"
-        " | server CPU ms / request | cores the server got | rows per model call (mean / max) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        " | server CPU ms / request | of which the model thread | cores the server got"
+        " | rows per model call (mean / max) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for run in (r for r in figures["runs"] if "endpoint" in r):
         rows = f"{run['mean_rows']} / {run['max_rows']}" if "mean_rows" in run else "-"
         lines.append(
             f"| {run['server']} | {run['endpoint']} | {run['clients']} | {run['requests']}"
             f" | {run['requests_per_s']} | {run['p50_ms']} | {run['p99_ms']} | {run['max_ms']}"
-            f" | {run['errors']} | {run['server_cpu_ms_per_request']} | {run['server_cpu_share']}"
-            f" | {rows} |"
+            f" | {run['errors']} | {run['server_cpu_ms_per_request']}"
+            f" | {run.get('model_cpu_ms_per_request', '-')} | {run['server_cpu_share']} | {rows} |"
         )
     memory = [r for r in figures["runs"] if "uploads" in r]
     if memory:

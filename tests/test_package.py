@@ -61,4 +61,6 @@ def test_dependencies_are_the_core_ones_and_the_web_stack_is_an_extra() -> None:
         "torch", "numpy", "safetensors", "pillow", "matplotlib", "typer", "rich", "scipy",
     }  # fmt: skip
     extras = project["optional-dependencies"]
-    assert names(extras["web"]) == {"fastapi", "uvicorn", "python-multipart", "fastapi-offline"}
+    assert names(extras["web"]) == {
+        "fastapi", "uvicorn", "python-multipart", "fastapi-offline", "greenback",
+    }  # fmt: skip

@@ -4,6 +4,7 @@ graceful stop on SIGTERM."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
@@ -83,7 +84,9 @@ def test_every_endpoint_gives_the_same_bytes_batched_as_alone(models) -> None:
         biggest_alone = max(int(k) for k in client.get("/healthz").json()["batch_rows"])
         with ThreadPoolExecutor(len(urls)) as pool:
             together = list(pool.map(client.get, urls))
-        rows = client.get("/healthz").json()["batch_rows"]
+        health = client.get("/healthz").json()
+    rows = health["batch_rows"]
+    assert health["model_cpu_seconds"] > 0
     assert max(int(k) for k in rows) > biggest_alone, f"no batch met: {rows}"
     for u, answer in zip(urls, together, strict=True):
         assert answer.status_code == 200, answer.text
@@ -95,12 +98,33 @@ def test_a_failing_call_fails_only_its_request(models) -> None:
     model = hub.load(models["vae2d"])
     good = [torch.zeros(1, 2), torch.ones(1, 2)]
     bad = torch.zeros(1, 3)  # the wrong width: the model raises
-    with ThreadPoolExecutor(3) as pool:
-        results = [pool.submit(batcher.draw, model, None, s) for s in (good[0], bad, good[1])]
-        assert results[0].result().shape == (1, 1, 28, 28)
-        assert results[2].result().shape == (1, 1, 28, 28)
-        with pytest.raises(RuntimeError):
-            results[1].result()
+
+    async def together() -> list:
+        calls = [batcher.draw(model, None, s) for s in (good[0], bad, good[1])]
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    results = asyncio.run(together())
+    assert batcher.sizes == {1: 2}  # the batch of three failed; then each call alone
+    assert results[0].shape == (1, 1, 28, 28) and results[2].shape == (1, 1, 28, 28)
+    assert isinstance(results[1], RuntimeError)
+
+
+def test_requests_waiting_for_the_model_hold_no_thread_each(models, slow_draws) -> None:
+    app = create_app(models)
+    with live_server(app) as url:
+        before = threading.active_count()
+
+        async def twenty_at_once() -> tuple[list[int], int]:
+            async with httpx.AsyncClient(base_url=url, timeout=60) as client:  # no threads
+                urls = [f"/api/decode?z={i / 10}&z=0" for i in range(20)]
+                answers = asyncio.gather(*(client.get(u) for u in urls))
+                await asyncio.sleep(0.3)  # all 20 are in the server, the model is busy
+                during = threading.active_count()
+                return [a.status_code for a in await answers], during
+
+        statuses, during = asyncio.run(twenty_at_once())
+    assert statuses == [200] * 20
+    assert during - before <= 2, f"{during - before} more threads for 20 waiting requests"
 
 
 # --- protection ----------------------------------------------------------------------------------

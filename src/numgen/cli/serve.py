@@ -16,8 +16,8 @@ from numgen.cli.common import app, console
 from numgen.errors import NumgenError
 
 # The top-level modules of the `web` extra's packages (and of what they bring).
-WEB_MODULES = {"fastapi", "fastapi_offline", "multipart", "python_multipart", "pydantic",
-               "starlette", "uvicorn"}  # fmt: skip
+WEB_MODULES = {"fastapi", "fastapi_offline", "greenback", "greenlet", "multipart", "outcome",
+               "python_multipart", "pydantic", "sniffio", "starlette", "uvicorn"}  # fmt: skip
 
 
 def web_stack() -> tuple[ModuleType, Callable]:

@@ -1,9 +1,19 @@
 """Dynamic batching: the model calls of concurrent requests gathered into one forward pass.
 
-Each request handler runs in a worker thread and calls its model's ``draw(labels, styles, seeds)``
-as usual, but on a :class:`BatchedModel`, which hands the call to the app's :class:`Batcher`: the
-calls of concurrent requests are concatenated, model by model, into one call, run by one of the
-waiting threads, and each caller gets its rows.
+Requests run on the event loop. A request's own work (checking its input, laying out a number,
+encoding the PNG) is ordinary synchronous numgen code (``generate.draw``, ``compose.write``, ...),
+run in the request's task through a greenback portal (:func:`run`). When that code calls its
+model's ``draw(labels, styles, seeds)`` on a :class:`BatchedModel`, the call is handed to the app's
+:class:`Batcher` and the request *awaits* its rows — the event loop goes on with other requests,
+no thread is held. The batcher concatenates the waiting calls, model by model, and runs them in
+its one model thread, so the event loop never runs a forward pass and the model never runs two
+batches at once; then each caller gets its rows and carries on where it stopped.
+
+Why not a thread per request (FastAPI's plain ``def`` handlers): 50 threads handing work to each
+other through locks. In short runs of 50 clients decoding on the shared 2 cores, awaiting instead
+took the server's CPU per request from 1.1 to 0.9 ms (the model's share is about 0.2 ms), and the
+garbage-collection freeze in :func:`numgen.web.app.create_app` on to 0.67 ms, with the p99 from
+245 to 59 ms (bench/results/serve_load.md has the full before and after).
 
 The same digit must come out with the same pixels whatever else is in its batch. A matrix
 product's rounding depends on the number of rows it is given (the BLAS picks its blocking, and
@@ -16,20 +26,30 @@ for byte). Seeds are per digit (:meth:`numgen.models.Generator.draw`), so famili
 
 from __future__ import annotations
 
-import threading
+import asyncio
 import time
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import Future
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TypeVar
 
+import greenback
 import torch
 
 from numgen.models import Generator
 
 CHUNK_ROWS = 8  # rows of every model call (see the module docstring)
 MAX_ROWS = 512  # a batch stops taking calls at this many rows (one larger call runs alone)
-WAIT = 0.002  # seconds a batch waits for more calls once it has one
+WAIT = 0.002  # seconds a call may wait for others to join its batch
+
+T = TypeVar("T")
+
+
+async def run(function: Callable[..., T], *args, **kwargs) -> T:
+    """``function(*args, **kwargs)``, synchronous code, run in the calling request's task: its
+    model calls on a :class:`BatchedModel` await their batch without blocking the event loop."""
+    return await greenback.with_portal_run_sync(function, *args, **kwargs)
 
 
 @dataclass
@@ -40,8 +60,8 @@ class Call:
     labels: torch.Tensor | None
     styles: torch.Tensor
     seeds: torch.Tensor | None
-    result: Future = field(default_factory=Future)
-    turn: threading.Event = field(default_factory=threading.Event)  # drawn, or ours to lead
+    result: asyncio.Future
+    arrived: float  # the event loop's time
 
     @property
     def rows(self) -> int:
@@ -80,13 +100,18 @@ def draw_in_chunks(
 
 
 class Batcher:
-    """Gathers the ``draw`` calls of concurrent request threads into batches.
+    """Gathers the ``draw`` calls of concurrent requests into batches, run in one model thread.
 
-    No thread of its own: the first caller to find no batch in progress *leads*. It waits until
-    the calls of the other requests in progress (``in_progress()``) have joined, or ``wait``
-    seconds, runs the batch in its own thread, hands each caller its rows, and passes the lead
-    to the first call still queued. A lone request therefore runs at once, with no thread switch.
-    ``sizes`` counts the batches by rows (the bench reads them from ``/healthz``)."""
+    A batch starts as soon as the model thread is free and either every request in progress
+    (``in_progress()``) has its call queued, or the oldest call has waited ``wait`` seconds, or
+    ``max_rows`` rows are queued. So a lone request runs at once, and under load (the model busy
+    with the previous batch, the queue's oldest call older than ``wait``) the next batch follows
+    the last without a pause. ``sizes`` counts the model calls by rows and ``model_seconds`` adds
+    up the model thread's CPU time (the bench reads both from ``/healthz``).
+
+    One thread, not more: with a second one drawing a second batch at once, 50 clients writing
+    numbers on 2 cores got slower answers (p99 270-293 ms instead of 159-171 ms) for more CPU per
+    request (the model threads' Python between PyTorch's operations queues for the GIL)."""
 
     def __init__(
         self, wait: float = WAIT, max_rows: int = MAX_ROWS, chunk: int = CHUNK_ROWS,
@@ -94,57 +119,87 @@ class Batcher:
     ) -> None:  # fmt: skip
         self.wait, self.max_rows, self.chunk, self.in_progress = wait, max_rows, chunk, in_progress
         self.sizes: Counter[int] = Counter()
+        self.model_seconds = 0.0
         self._queue: list[Call] = []
-        self._leading = False  # a caller is gathering or running a batch
-        self._changed = threading.Condition()
+        self._runner: asyncio.Task | None = None  # gathers and runs batches while calls wait
+        self._joined: asyncio.Future | None = None  # the runner waits on it for more calls
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="numgen-model")
 
-    def draw(
+    async def draw(
         self, model: Generator, labels: torch.Tensor | None, styles: torch.Tensor,
         seeds: torch.Tensor | None = None,
     ) -> torch.Tensor:  # fmt: skip
-        """``model.draw(labels, styles, seeds)``, run in the next batch; blocks until it is done."""
-        call = Call(model, labels, styles, seeds)
-        with self._changed:
-            self._queue.append(call)
-            self._changed.notify()  # a leader waiting for calls counts this one
-            lead, self._leading = not self._leading, True
-        if not lead:
-            call.turn.wait()  # until our rows are drawn, or the lead is passed to us
-        if not call.result.done():
-            self._lead()
-        return call.result.result()
+        """``model.draw(labels, styles, seeds)``, run in the next batch."""
+        loop = asyncio.get_running_loop()
+        call = Call(model, labels, styles, seeds, loop.create_future(), loop.time())
+        self._queue.append(call)
+        if self._joined is not None and self._ready(call.arrived):
+            _resolve(self._joined)
+        # The runner is the running loop's (a test client may run each request in a new loop).
+        if self._runner is None or self._runner.done() or self._runner.get_loop() is not loop:
+            self._runner = loop.create_task(self._run())
+        return await call.result
 
-    def _lead(self) -> None:
-        """Gather a batch from the queue, run it, pass the lead on (or give it up)."""
-        with self._changed:
-            deadline = time.monotonic() + self.wait
-            while (
-                sum(c.rows for c in self._queue) < self.max_rows
-                and len(self._queue) < self.in_progress()
-                and self._changed.wait(max(0.0, deadline - time.monotonic()))
-            ):
-                pass
+    def _ready(self, now: float) -> bool:
+        """Whether the queued calls make a batch without waiting for more."""
+        return (
+            len(self._queue) >= self.in_progress()
+            or sum(c.rows for c in self._queue) >= self.max_rows
+            or now >= self._queue[0].arrived + self.wait
+        )
+
+    async def _run(self) -> None:
+        """Gather and run batches until no call waits."""
+        loop = asyncio.get_running_loop()
+        while self._queue:
+            if not self._ready(loop.time()):
+                self._joined = loop.create_future()
+                timer = loop.call_at(self._queue[0].arrived + self.wait, _resolve, self._joined)
+                try:
+                    await self._joined
+                finally:
+                    timer.cancel()
+                    self._joined = None
             calls, rows = [], 0
             while self._queue and (not calls or rows + self._queue[0].rows <= self.max_rows):
-                calls.append(self._queue.pop(0))
-                rows += calls[-1].rows
-        try:
-            groups: dict[tuple, list[Call]] = {}
-            for call in calls:
-                groups.setdefault(call.group(), []).append(call)
-            for group in groups.values():
-                self._draw(group)
-        finally:
-            with self._changed:
-                if self._queue:
-                    self._queue[0].turn.set()  # its thread leads the next batch
+                call = self._queue.pop(0)
+                if not call.result.done():  # not cancelled (its request timed out)
+                    calls.append(call)
+                    rows += call.rows
+            if not calls:
+                continue
+            drawn = await loop.run_in_executor(self._thread, self._draw_batch, calls)
+            outcomes, sizes, seconds = drawn
+            self.sizes.update(sizes)
+            self.model_seconds += seconds
+            for call, outcome in zip(calls, outcomes, strict=True):
+                if call.result.done():
+                    continue
+                if isinstance(outcome, Exception):
+                    call.result.set_exception(outcome)  # raised again in the caller's request
                 else:
-                    self._leading = False
-            for call in calls:
-                call.turn.set()
+                    call.result.set_result(outcome)
 
-    def _draw(self, calls: list[Call]) -> None:
-        """One model call for ``calls`` (same model and argument kinds); each gets its rows."""
+    def _draw_batch(
+        self, calls: list[Call]
+    ) -> tuple[list[torch.Tensor | Exception], list[int], float]:
+        """In the model thread: each call's rows (or the error its own call raised), the rows of
+        each model call run, and the thread's CPU seconds."""
+        start = time.thread_time()
+        groups: dict[tuple, list[int]] = {}
+        for index, call in enumerate(calls):
+            groups.setdefault(call.group(), []).append(index)
+        outcomes: list = [None] * len(calls)
+        sizes: list[int] = []
+        for indices in groups.values():
+            drawn = self._draw([calls[i] for i in indices], sizes)
+            for index, outcome in zip(indices, drawn, strict=True):
+                outcomes[index] = outcome
+        return outcomes, sizes, time.thread_time() - start
+
+    def _draw(self, calls: list[Call], sizes: list[int]) -> list[torch.Tensor | Exception]:
+        """One model call for ``calls`` (same model and argument kinds): each call's rows; the
+        call's rows are added to ``sizes``."""
         try:
             images = draw_in_chunks(
                 calls[0].model,
@@ -155,21 +210,21 @@ class Batcher:
             )
         except Exception as err:  # one bad call must not fail its neighbours
             if len(calls) == 1:
-                calls[0].result.set_exception(err)  # raised again in the caller's thread
-                return
-            for call in calls:  # again one by one, so that only the faulty call fails
-                self._draw([call])
-            return
-        self.sizes[len(images)] += 1
-        start = 0
-        for call in calls:
-            call.result.set_result(images[start : start + call.rows].clone())
-            start += call.rows
+                return [err]
+            return [out for call in calls for out in self._draw([call], sizes)]  # one by one
+        sizes.append(len(images))
+        return [rows.clone() for rows in images.split([c.rows for c in calls])]
+
+
+def _resolve(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 class BatchedModel:
-    """A served model whose ``draw`` runs in the batcher; everything else is the model's own,
-    so numgen's functions (``generate.draw``, ``compose.write``, ...) take it as the model."""
+    """A served model whose ``draw`` awaits its batch (in code run by :func:`run`); everything
+    else is the model's own, so numgen's functions (``generate.draw``, ``compose.write``, ...)
+    take it as the model."""
 
     def __init__(self, model: Generator, batcher: Batcher) -> None:
         self.model, self.batcher = model, batcher
@@ -180,4 +235,4 @@ class BatchedModel:
     def draw(
         self, labels: torch.Tensor | None, styles: torch.Tensor, seeds: torch.Tensor | None = None
     ) -> torch.Tensor:
-        return self.batcher.draw(self.model, labels, styles, seeds)
+        return greenback.await_(self.batcher.draw(self.model, labels, styles, seeds))
