@@ -1,7 +1,7 @@
 """A bounded load test of `numgen serve` on loopback: decode and write under many clients.
 
     flock /tmp/numgen-cpu.lock .venv/bin/python bench/serve_load.py [--clients 50] [--seconds 20]
-        [--model NAME=DIR ...] [--baseline GIT_REF] [--serve-option=--workers=2 ...]
+        [--model NAME=DIR ...] [--write-model NAME ...] [--baseline GIT_REF] [--serve-option=...]
 
 Starts `numgen serve` on a free loopback port (the bundled models, or the --model ones) and
 waits until it answers. With ``--baseline REF`` it first does the same with numgen's source at
@@ -12,7 +12,8 @@ fresh random one:
 
 - ``decode``, 1 client: the latency of one latent point when the server is idle;
 - ``decode``, C clients: the page's request (``format=json``) for random points in [-3, 3]²;
-- ``write``, C clients: numbers of 1-8 digits, random style seed and seed, 56 px high, as PNG.
+- ``write``, C clients: numbers of 1-8 digits, random style seed and seed, 56 px high, as PNG,
+  by the default writer, and again by each ``--write-model`` (e.g. the fast cvae).
 
 Reports requests/s, p50/p99/max latency, the server's CPU time per request and the share of the
 cores it got (figures that depend less on other work on a shared machine), errors (any answer but 200, or a failed connection)
@@ -56,6 +57,11 @@ def write_url(rng: random.Random) -> str:
     text = "".join(rng.choice("0123456789") for _ in range(rng.randint(1, 8)))
     seeds = f"style_seed={rng.randrange(10**6)}&seed={rng.randrange(10**6)}"
     return f"/api/write?text={text}&{seeds}&height=56"
+
+
+def writing_with(model: str) -> Callable[[random.Random], str]:
+    """``write_url``'s requests, asking the server for one of its other models by name."""
+    return lambda rng: f"{write_url(rng)}&model={model}"
 
 
 async def get(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str) -> int:
@@ -264,6 +270,8 @@ def measure(name: str, command: list[str], env: dict, args: argparse.Namespace) 
             ("decode", decode_url, args.clients, args.seconds),
             ("write", write_url, args.clients, args.seconds),
         ]
+        plan += [(f"write, {writer} writer", writing_with(writer), args.clients, args.seconds)
+                 for writer in args.write_model]  # fmt: skip
         for endpoint, url_for, clients, seconds in plan:
             before, cpu_before = health(port), cpu_seconds(server.pid)
             run = {"server": name, "endpoint": endpoint}
@@ -333,6 +341,10 @@ def main() -> None:
     parser.add_argument(
         "--uploads", type=int, default=60, help="Concurrent ~4 MiB uploads (0: none)."
     )
+    parser.add_argument(
+        "--write-model", action="append", default=[],
+        help="Also load write with this served model as the writer (e.g. cvae).",
+    )  # fmt: skip
     parser.add_argument("--baseline", help="Also measure numgen at this git commit, first.")
     parser.add_argument(
         "--serve-option", action="append", default=[], help="An option for this version's server."
