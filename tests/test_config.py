@@ -33,6 +33,8 @@ from numgen.train import TrainConfig
         (lambda: TrainConfig(limit=[1]), "limit=[1]: expected"),
         (lambda: EvalConfig(samples=1.5), "samples=1.5"),
         (lambda: ExportConfig(count=True), "count=True"),
+        (lambda: ExportConfig(count=1, ode_steps=0), "steps=0: choose a whole number of ODE"),
+        (lambda: ExportConfig(count=1, guidance=21.0), "guidance=21.0: choose a finite guidance"),
         (lambda: RecognizerConfig(channels=16.0), "channels=16.0"),
     ],
 )  # fmt: skip

@@ -20,6 +20,7 @@ import torch
 
 from numgen.compose import DIGITS, INKS, MAX_DIGITS, ComposeError, jitter
 from numgen.config import check_fields
+from numgen.models.flow import check_sampling
 
 FORMATS = ("webdataset", "parquet", "imagefolder", "png")
 GOLDEN = (math.sqrt(5) - 1) / 2  # splits: frac(index * GOLDEN) spreads evenly over [0, 1)
@@ -72,6 +73,7 @@ class ExportConfig:
         check_split(self.split)
         if not 0 <= self.png_level <= 9:
             raise ComposeError(f"png_level={self.png_level}: choose 0 (no compression) to 9")
+        check_sampling(self.ode_steps, self.guidance, solver=None)  # before any model is loaded
 
     @property
     def num_shards(self) -> int:

@@ -95,13 +95,16 @@ class FlowConfig:
         return asdict(self)
 
 
-def check_sampling(steps: int, guidance: float, solver: str = "euler") -> None:
-    """A ValueError naming the bad sampling option: steps 1-1000, finite guidance 0-20."""
-    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= 1000:
+def check_sampling(steps: int | None, guidance: float | None, solver: str | None = "euler") -> None:
+    """A ConfigError naming the bad sampling option: steps 1-1000, finite guidance 0-20, a known
+    solver; ``None`` (keep the model's default) passes."""
+    bad_steps = isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= 1000
+    if steps is not None and bad_steps:
         raise ConfigError(f"steps={steps}: choose a whole number of ODE steps from 1 to 1000")
-    if not (isinstance(guidance, int | float) and math.isfinite(guidance) and 0 <= guidance <= 20):
+    finite = isinstance(guidance, int | float) and math.isfinite(guidance)
+    if guidance is not None and not (finite and 0 <= guidance <= 20):
         raise ConfigError(f"guidance={guidance}: choose a finite guidance weight from 0 to 20")
-    if solver not in SOLVERS:
+    if solver is not None and solver not in SOLVERS:
         raise ConfigError(f"solver={solver!r}: choose one of {SOLVERS}")
 
 
