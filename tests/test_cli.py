@@ -14,7 +14,7 @@ from PIL import Image
 from safetensors import safe_open
 
 from numgen.checkpoints import STATE_FILE
-from numgen.cli import main
+from numgen.cli.main import main
 
 
 @pytest.fixture(scope="module")

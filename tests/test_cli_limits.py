@@ -11,7 +11,7 @@ import pytest
 from safetensors.torch import load_file, save_file
 
 from numgen import config
-from numgen.cli import main
+from numgen.cli.main import main
 from numgen.data import DataError, read_idx
 from numgen.hub import PRETRAINED_DIR
 

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from numgen import compose, generate
-from numgen.cli import main
+from numgen.cli.main import main
 from numgen.hub import load, pretrained_names, save_pretrained
 from numgen.models import VAEConfig, build_model
 from numgen.recognizer import Recognizer

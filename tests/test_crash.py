@@ -13,7 +13,7 @@ import pytest
 from safetensors.torch import load_file
 
 from numgen.checkpoints import METRICS_FILE, STATE_FILE, read_metrics
-from numgen.cli import main
+from numgen.cli.main import main
 
 TRAIN = ["--arch", "mlp", "--hidden", "16", "--epochs", "2", "--dataset", "embedded",
          "--limit", "256", "--batch-size", "64", "--device", "cpu"]  # fmt: skip
@@ -64,7 +64,7 @@ def save_png(path, data):
     real_png(path, data)
 formats.save_file = save_png
 
-from numgen.cli import main
+from numgen.cli.main import main
 sys.exit(main(sys.argv[3:]))
 """
 

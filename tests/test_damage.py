@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from safetensors.torch import load_file, save_file
 
 from numgen.checkpoints import STATE_FILE, read_metrics
-from numgen.cli import main
+from numgen.cli.main import main
 from numgen.models import VAEConfig
 from numgen.train import TrainConfig, train
 

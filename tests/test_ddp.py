@@ -146,7 +146,7 @@ def test_a_killed_torchrun_run_resumes_to_the_end(tmp_path: Path) -> None:
 
 
 def test_nproc_needs_a_batch_that_splits_evenly(tmp_path: Path, capsys) -> None:
-    from numgen.cli import main  # here: the processes above import this module, not the CLI
+    from numgen.cli.main import main  # here: the processes above import this module, not the CLI
 
     code = main(["train", str(tmp_path / "run"), "--nproc", "3", "--batch-size", "128"])
     assert code == 2

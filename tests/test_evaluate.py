@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from numgen import hub
-from numgen.cli import main
+from numgen.cli.main import main
 from numgen.data import Digits
 from numgen.evaluate import EvalConfig, evaluate, random_subset
 from numgen.models import FlowConfig, VAEConfig, build_model

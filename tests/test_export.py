@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from numgen import compose, export
-from numgen.cli import main
+from numgen.cli.main import main
 from numgen.compose import INK_LEVEL, ComposeError
 from numgen.export import formats, recipe
 from numgen.hub import atomic_write, save_pretrained

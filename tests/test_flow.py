@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from numgen import compose, generate
 from numgen.checkpoints import STATE_FILE
-from numgen.cli import main
+from numgen.cli.main import main
 from numgen.errors import ConfigError, NumgenError
 from numgen.hub import load, save_pretrained
 from numgen.models import FlowConfig, VAEConfig, build_model, config_from_dict

@@ -28,13 +28,31 @@ def test_writing_a_number_imports_neither_plotting_nor_pytorchs_compiler(tmp_pat
     shapes) would each add about half a second."""
     out = tmp_path / "n.png"
     code = (
-        "import sys; from numgen.cli import main; "
+        "import sys; from numgen.cli.main import main; "
         f"assert main(['write', '2026', '--out', {str(out)!r}]) == 0; "
         "print('heavy:', *(m for m in ('matplotlib', 'sympy', 'torch._dynamo') if m in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.splitlines()[-1] == "heavy:"
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_console_entry_point_loads_pytorch_only_once_it_has_run(tmp_path) -> None:
+    """`numgen.cli.run` turns the garbage collector off before PyTorch's import (a tenth of a
+    second of collections), so importing it must not import PyTorch; it then writes the number
+    and exits with the command's code."""
+    code = "import sys, numgen.cli; print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+    out = tmp_path / "n.png"
+    ok = subprocess.run([sys.executable, "-m", "numgen", "write", "2026", "--out", str(out)],
+                        capture_output=True, text=True)  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    bad = subprocess.run([sys.executable, "-m", "numgen", "write", "20x6"],
+                         capture_output=True, text=True)  # fmt: skip
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("Error: ") and "Traceback" not in bad.stderr
 
 
 def test_drawing_a_picture_leaves_the_plotting_backend_alone(tmp_path) -> None:

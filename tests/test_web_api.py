@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from numgen import compose, generate, hub, plots
-from numgen.cli import main
+from numgen.cli.main import main
 from numgen.cli.serve import model_sources
 from numgen.data import load_digits
 from numgen.web import app as web

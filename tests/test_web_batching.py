@@ -205,7 +205,7 @@ def slow(model, labels, styles, *args):
         time.sleep(1.0)
     return real(model, labels, styles, *args)
 batching.draw_in_chunks = slow
-from numgen.cli import main
+from numgen.cli.main import main
 sys.exit(main(sys.argv[1:]))
 """
 

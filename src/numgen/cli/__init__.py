@@ -1,59 +1,31 @@
-"""The ``numgen`` command: thin Typer commands over the Python API, with Rich output.
+"""The ``numgen`` command. :func:`run` is the console script's entry point; the commands and
+their error handling are in :mod:`numgen.cli.main`, one module per group of commands beside it.
 
-Each module here adds its commands to the shared app when imported. Bad arguments and bad input
-(a :class:`numgen.errors.NumgenError`, or an OS error such as a missing file or a full disk) end
-with one line on stderr and exit code 2; any other exception is a bug and keeps its traceback
-(see :func:`main`). ``--verbose``/``-v`` shows numgen's log messages.
+This module imports nothing heavy, so that :func:`run` can set up the garbage collector before
+PyTorch is loaded.
 """
 
 from __future__ import annotations
 
 import gc
-import logging
 import sys
-
-import typer
-
-from numgen.cli import compose, data, evaluate, model, serve  # noqa: F401  (importing registers the commands)
-from numgen.cli.common import app, err_console, user_error_message
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; bad arguments and bad input end with one line on stderr and exit code 2."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    command = typer.main.get_command(app)
-    try:
-        command.main(args=argv, prog_name="numgen", standalone_mode=False)
-    except (typer.Abort, KeyboardInterrupt):
-        err_console.print("Interrupted.")
-        return 130
-    except typer.Exit as done:
-        return done.exit_code
-    except typer.TyperException as err:  # Click's usage errors: bad option, missing argument ...
-        ctx = getattr(err, "ctx", None)
-        hint = f" (see `{ctx.command_path} --help`)" if ctx else ""
-        err_console.print(
-            f"Error: {err.format_message()}{hint}", highlight=False, soft_wrap=True, markup=False
-        )
-        return getattr(err, "exit_code", 2)
-    except Exception as err:
-        message = user_error_message(err)
-        if message is None:
-            raise  # a bug: keep the traceback
-        err_console.print(f"Error: {message}", highlight=False, soft_wrap=True, markup=False)
-        return 2
-    return 0
 
 
 def run() -> None:
-    """Console-script entry point."""
-    code = main()
-    # Python's exit runs a garbage collection over every object alive, and PyTorch's modules are
-    # hundreds of thousands: half a second of a one-second `numgen write`. Frozen objects are
-    # skipped (they are still released); a command's files are closed by then.
+    """Console-script entry point.
+
+    A short command such as ``numgen write 2026`` spends most of its second starting up and
+    shutting down: PyTorch's import creates hundreds of thousands of objects, and the garbage
+    collector would walk them all again and again while they are created, once more during the
+    imports that follow, and once at exit. None of them is garbage, so the collector is off while
+    the modules load, and they are then frozen (skipped by later collections, still released at
+    exit). The command's own objects are collected as usual.
+    """
+    gc.disable()
+    from numgen.cli.main import main
+
     gc.freeze()
+    gc.enable()
+    code = main()
+    gc.freeze()  # exit: skip the last full collection; a command's files are closed by then
     sys.exit(code)
-
-
-if __name__ == "__main__":
-    run()
