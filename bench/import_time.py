@@ -6,7 +6,8 @@ import path).
 
     python bench/import_time.py [--baseline REF] [--repeats N]
 
-Each measurement is a fresh interpreter: ``import torch`` is timed, then ``import numgen``; then
+Each measurement is a fresh interpreter: ``import torch`` is timed, then ``import numgen`` with its
+first use of ``numgen.Writer`` (which loads the writing modules since they load lazily); then
 whole processes are timed from start to exit: ``python -c "import torch"`` and the CLI writing
 2026 with the bundled default writer. The baseline's ``src/`` is taken from git (``git archive``)
 and put first on ``PYTHONPATH``; it needs the libraries it imported then to be installed.
@@ -33,7 +34,7 @@ HEAVY = ("matplotlib", "scipy", "sklearn", "pandas", "mlxtend", "fastapi", "uvic
 PROBE = f"""
 import json, sys, time
 start = time.perf_counter(); import torch; middle = time.perf_counter()
-import numgen; end = time.perf_counter()
+import numgen; numgen.Writer; end = time.perf_counter()
 print(json.dumps({{"torch_s": middle - start, "numgen_s": end - middle,
                   "heavy": [m for m in {HEAVY!r} if m in sys.modules]}}))
 """

@@ -39,8 +39,8 @@ def test_writing_a_number_imports_neither_plotting_nor_pytorchs_compiler(tmp_pat
 
 def test_the_console_entry_point_loads_pytorch_only_once_it_has_run(tmp_path) -> None:
     """`numgen.cli.run` turns the garbage collector off before PyTorch's import (a tenth of a
-    second of collections), so importing it must not import PyTorch; it then writes the number
-    and exits with the command's code."""
+    second of collections), so importing it must not import PyTorch; it then writes the number,
+    prints what it wrote and exits with the command's code."""
     code = "import sys, numgen.cli; print('torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
@@ -48,6 +48,7 @@ def test_the_console_entry_point_loads_pytorch_only_once_it_has_run(tmp_path) ->
     ok = subprocess.run([sys.executable, "-m", "numgen", "write", "2026", "--out", str(out)],
                         capture_output=True, text=True)  # fmt: skip
     assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.strip() == f"wrote {out}"  # flushed before the process ends at once
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     bad = subprocess.run([sys.executable, "-m", "numgen", "write", "20x6"],
                          capture_output=True, text=True)  # fmt: skip
