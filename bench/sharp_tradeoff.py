@@ -1,10 +1,13 @@
-"""The flow's sampling trade-off: style temperature and Euler steps against legibility, realism
-and speed, measured as ``bench/sharp.py`` measures the defaults (1,000 drawings of each digit).
+"""The flow's sampling trade-off: style temperature, Euler steps and guidance against legibility,
+realism and speed, measured as ``bench/sharp.py`` measures the defaults (1,000 drawings of each digit).
 
 Writes ``bench/results/sharp_tradeoff.{json,md}``:
 
     NUMGEN_DATA_DIR=../shared/data/mnist .venv/bin/python bench/sharp_tradeoff.py --model flow \\
-        --setting 1.0,2 --setting 1.0,3 --setting 1.0,4 --setting 0.9,2 --setting 0.95,3
+        --setting 1.0,2 --setting 1.0,3 --setting 1.0,4 --setting 0.9,2 --setting 1.0,3,1.5
+
+Each setting is ``TEMPERATURE,STEPS`` or ``TEMPERATURE,STEPS,GUIDANCE`` (guidance: the model's
+default when left out).
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ from sharp import drawings, gemm_rate, realism
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="flow")
-    parser.add_argument("--setting", action="append", help="TEMPERATURE,STEPS", required=True)
+    parser.add_argument(
+        "--setting", action="append", help="TEMPERATURE,STEPS[,GUIDANCE]", required=True
+    )
     parser.add_argument("--per-digit", type=int, default=1000)
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--out", default=str(RESULTS / "sharp_tradeoff"))
@@ -33,16 +38,18 @@ def main() -> None:
     model, recognizer = load(args.model), Recognizer.from_pretrained()
     test = load_digits("mnist", "test", args.data_dir)
     test_feats = extract_features(recognizer, to_tensor(test.images))
-    rows = []
+    rows, default_guidance = [], model.config.guidance
     for setting in args.setting:
-        temperature, steps = float(setting.split(",")[0]), int(setting.split(",")[1])
+        values = setting.split(",")
+        temperature, steps = float(values[0]), int(values[1])
+        guidance = float(values[2]) if len(values) > 2 else default_guidance
         model.temperature = temperature
-        model.set_sampling(steps=steps)
+        model.set_sampling(steps=steps, guidance=guidance)
         started = time.perf_counter()
         images, labels = drawings(model, args.per_digit)
         seconds = time.perf_counter() - started
         recognised, _ = predict(recognizer, torch.from_numpy(images).unsqueeze(1))
-        rows.append({"temperature": temperature, "steps": steps,
+        rows.append({"temperature": temperature, "steps": steps, "guidance": guidance,
                      "recognised": float((recognised == labels).mean()),
                      **realism(recognizer, images, test_feats),
                      "digits_per_s": len(images) / seconds})  # fmt: skip
@@ -61,10 +68,12 @@ def main() -> None:
         "Fréchet distance, precision and recall (k = 3) in the recognizer's features against the "
         "10,000 MNIST test digits; digits/s times the drawing alone.",
         "",
-        "| temperature | Euler steps | recognised | Fréchet | precision | recall | digits/s |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| temperature | Euler steps | guidance | recognised | Fréchet | precision | recall | "
+        "digits/s |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         *(
-            f"| {r['temperature']} | {r['steps']} | {r['recognised']:.2%} | {r['frechet']:.3f} | "
+            f"| {r['temperature']} | {r['steps']} | {r['guidance']} | {r['recognised']:.2%} | "
+            f"{r['frechet']:.3f} | "
             f"{r['precision']:.3f} | {r['recall']:.3f} | {r['digits_per_s']:,.0f} |"
             for r in rows
         ),
