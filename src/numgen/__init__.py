@@ -27,3 +27,7 @@ def __getattr__(name: str) -> object:
 
         return load
     raise AttributeError(f"module 'numgen' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
