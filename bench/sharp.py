@@ -100,9 +100,9 @@ def realism(recognizer, images: np.ndarray, test_feats: np.ndarray) -> dict:
 
 def test_reconstructions(model, recognizer, test: Digits, test_feats: np.ndarray) -> dict:
     """The model asked to redraw the 10,000 test digits: each one's style read from the digit
-    itself (``encode_style``), then drawn at the defaults. Legibility here is the family's
-    ceiling with a perfect style sampler (these styles are real, and held out from training);
-    realism is an upper bound (each drawing copies a test digit it is compared with)."""
+    itself (``encode_style``), then drawn at the defaults. Legibility here is close to the
+    family's ceiling with a perfect style sampler (these styles are real, and held out from
+    training); realism is an upper bound (each drawing copies a test digit it is compared with)."""
     images = torch.from_numpy(test.images / np.float32(255)).unsqueeze(1)
     pairs = zip(images.split(1000), torch.from_numpy(test.labels).split(1000), strict=True)
     styles = torch.cat([model.encode_style(chunk, labels) for chunk, labels in pairs])
@@ -315,8 +315,10 @@ def markdown(figures: dict) -> str:
             "Where a flow's limit lies: the same flow asked to *redraw the 10,000 test digits*, "
             "each digit's style read from the digit itself (`encode_style`), then drawn at the "
             "defaults. These styles are real and were never trained on, so the recognised share "
-            "is what the flow reaches with a perfect style sampler; Fréchet and recall are an "
-            "upper bound (each drawing copies a test digit it is compared with).",
+            "is close to what the flow reaches with a perfect style sampler; Fréchet and recall "
+            "are an upper bound (each drawing copies a test digit it is compared with). "
+            "`bench/style_limits.py` draws training digits' styles instead, which copies no test "
+            "digit.",
             "",
             "| flow, redrawing the test digits | recognised | Fréchet | precision | recall |",
             "| --- | ---: | ---: | ---: | ---: |",
