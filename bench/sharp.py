@@ -98,6 +98,13 @@ def realism(recognizer, images: np.ndarray, test_feats: np.ndarray) -> dict:
             "recall": recall}  # fmt: skip
 
 
+def judged(recognizer, images: np.ndarray, labels: np.ndarray, test_feats: np.ndarray) -> dict:
+    """The share of ``images`` recognised as their ``labels``, and their :func:`realism`."""
+    recognised, _ = predict(recognizer, torch.from_numpy(images).unsqueeze(1))
+    return {"recognised": float((recognised == labels).mean()),
+            **realism(recognizer, images, test_feats)}  # fmt: skip
+
+
 def test_reconstructions(model, recognizer, test: Digits, test_feats: np.ndarray) -> dict:
     """The model asked to redraw the 10,000 test digits: each one's style read from the digit
     itself (``encode_style``), then drawn at the defaults. Legibility here is close to the
@@ -108,9 +115,7 @@ def test_reconstructions(model, recognizer, test: Digits, test_feats: np.ndarray
     styles = torch.cat([model.encode_style(chunk, labels) for chunk, labels in pairs])
     drawn = generate.draw(model, styles.numpy(), test.labels,
                           generate.digit_seeds(0, len(test.labels)))  # fmt: skip
-    recognised, _ = predict(recognizer, torch.from_numpy(drawn).unsqueeze(1))
-    return {"recognised": float((recognised == test.labels).mean()),
-            **realism(recognizer, drawn, test_feats)}  # fmt: skip
+    return judged(recognizer, drawn, test.labels, test_feats)
 
 
 def tstr(images: np.ndarray, labels: np.ndarray, test: Digits) -> float:
@@ -240,15 +245,13 @@ def main() -> None:
     gemm = gemm_rate()
     for name, model in models.items():
         images, labels = drawings(model, args.per_digit)
-        recognised, _ = predict(recognizer, torch.from_numpy(images).unsqueeze(1))
         row = {
             "kind": model.config.kind,
             "defaults": {k: v for k, v in model.config.to_dict().items()
                          if k in ("start", "steps", "solver", "guidance", "sigma", "channels")},
             "temperature": model.temperature,
-            "recognised": float((recognised == labels).mean()),
+            **judged(recognizer, images, labels, test_feats),
             "numbers_read_back": read_back(recognizer, drawn_numbers(model, args.numbers, 4)),
-            **realism(recognizer, images, test_feats),
             "style": style_sharing(model, recognizer),
             "flops_per_digit": flops_per_digit(model),
             **speed(model, paths[name]),

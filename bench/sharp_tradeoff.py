@@ -1,5 +1,6 @@
 """The flow's sampling trade-off: style temperature, Euler steps and guidance against legibility,
-realism and speed, measured as ``bench/sharp.py`` measures the defaults (1,000 drawings of each digit).
+realism and speed, measured as ``bench/sharp.py`` measures the defaults (1,000 drawings of each
+digit).
 
 Writes ``bench/results/sharp_tradeoff.{json,md}``:
 
@@ -15,13 +16,11 @@ from __future__ import annotations
 import argparse
 import time
 
-import torch
-
 from common import RESULTS, command, load_average, machine, machine_line, write_results
 from numgen.data import load_digits, to_tensor
 from numgen.hub import load
-from numgen.recognizer import Recognizer, extract_features, predict
-from sharp import drawings, gemm_rate, realism
+from numgen.recognizer import Recognizer, extract_features
+from sharp import drawings, gemm_rate, judged
 
 
 def main() -> None:
@@ -48,10 +47,8 @@ def main() -> None:
         started = time.perf_counter()
         images, labels = drawings(model, args.per_digit)
         seconds = time.perf_counter() - started
-        recognised, _ = predict(recognizer, torch.from_numpy(images).unsqueeze(1))
         rows.append({"temperature": temperature, "steps": steps, "guidance": guidance,
-                     "recognised": float((recognised == labels).mean()),
-                     **realism(recognizer, images, test_feats),
+                     **judged(recognizer, images, labels, test_feats),
                      "digits_per_s": len(images) / seconds})  # fmt: skip
         print(rows[-1])
     figures = {"model": args.model, "date": time.strftime("%Y-%m-%d"), "machine": machine(),

@@ -33,7 +33,7 @@ from numgen import compose, generate
 from numgen.data import load_digits, to_tensor
 from numgen.hub import load
 from numgen.recognizer import Recognizer, extract_features, predict
-from sharp import realism
+from sharp import judged
 
 FIFTHS = ("smallest fifth", "second", "third", "fourth", "largest fifth")
 
@@ -49,12 +49,6 @@ def training_styles(model, train, per_digit: int, seed: int = 0) -> np.ndarray:
         with torch.inference_mode():
             styles.append(model.encode_style(images, labels).float().cpu().numpy())
     return np.concatenate(styles)
-
-
-def measure(recognizer, images: np.ndarray, labels: np.ndarray, test_feats: np.ndarray) -> dict:
-    predicted, _ = predict(recognizer, torch.from_numpy(images).unsqueeze(1))
-    return {"recognised": float((predicted == labels).mean()),
-            **realism(recognizer, images, test_feats)}  # fmt: skip
 
 
 def errors_by_style_size(
@@ -99,7 +93,7 @@ def main() -> None:
         drawn = generate.draw(model, real_styles, labels, seeds)
         for source, images in (("sampled styles", sampled), ("training styles", drawn)):
             rows.append({"steps": steps, "styles": source,
-                         **measure(recognizer, images, labels, test_feats)})  # fmt: skip
+                         **judged(recognizer, images, labels, test_feats)})  # fmt: skip
             print(rows[-1], flush=True)
     figures = {"model": args.model, "date": time.strftime("%Y-%m-%d"), "machine": machine(),
                "command": command(), "load_average": [load_at_start, load_average()],
