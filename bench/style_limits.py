@@ -29,11 +29,11 @@ import numpy as np
 import torch
 
 from common import RESULTS, command, load_average, machine, machine_line, write_results
-from numgen import compose, generate
+from numgen import generate
 from numgen.data import load_digits, to_tensor
 from numgen.hub import load
 from numgen.recognizer import Recognizer, extract_features, predict
-from sharp import judged
+from sharp import drawings, judged
 
 FIFTHS = ("smallest fifth", "second", "third", "fourth", "largest fifth")
 
@@ -85,9 +85,7 @@ def main() -> None:
     rows, by_size = [], []
     for steps in sorted({default_steps, *(int(s) for s in args.steps.split(","))}):
         model.set_sampling(steps=steps)
-        sampled = np.concatenate(
-            [compose.digits(model, d, args.per_digit, seed=d) for d in range(10)]
-        )
+        sampled, _ = drawings(model, args.per_digit)  # compose.digits, seed = digit
         if steps == default_steps:
             by_size = errors_by_style_size(recognizer, model, sampled, labels, args.per_digit)
         drawn = generate.draw(model, real_styles, labels, seeds)
