@@ -111,9 +111,34 @@ def test_solvers_never_evaluate_the_velocity_at_the_digit_end(monkeypatch) -> No
     styles, labels = torch.randn(2, flow.style_dim), torch.tensor([1, 2])
     flow.draw(labels, styles, steps=2, solver="heun")
     assert times == [0.0, 0.5, 0.5]
-    times.clear()
-    flow.draw(labels, styles, steps=3, solver="euler")
-    assert times == pytest.approx([0.0, 1 / 3, 2 / 3])
+    for solver in ("euler", "ab2"):  # one evaluation a step
+        times.clear()
+        flow.draw(labels, styles, steps=3, solver=solver)
+        assert times == pytest.approx([0.0, 1 / 3, 2 / 3])
+
+
+@pytest.mark.parametrize(("solver", "order"), [("euler", 1), ("heun", 2), ("ab2", 2)])
+def test_each_solver_converges_at_its_order(monkeypatch, solver, order) -> None:
+    """On dx/dt = cos(3t) + x/2 from t = 0 to 0.9 (never at the t = 1 end), doubling the steps
+    divides the error by about 2^order."""
+    flow = tiny_flow("cvae")
+
+    def field(x, extra, t, onehot, guidance):
+        return math.cos(3 * t) + x / 2
+
+    monkeypatch.setattr(flow, "_velocity", field)
+
+    def exact(x0: float, t: float) -> float:  # x' - x/2 = cos 3t
+        c = x0 + 0.5 / 9.25
+        return c * math.exp(t / 2) + (3 * math.sin(3 * t) - 0.5 * math.cos(3 * t)) / 9.25
+
+    x0 = torch.full((1, 1, 1, 1), 0.3, dtype=torch.float64)
+    errors = [
+        abs(flow._integrate(x0, None, None, 0.0, 0.9, n, 1.0, solver).item() - exact(0.3, 0.9))
+        for n in (8, 16, 32)
+    ]
+    for coarse, fine in zip(errors, errors[1:], strict=False):
+        assert coarse / fine == pytest.approx(2**order, rel=0.25)
 
 
 def test_guidance_mixes_conditional_and_unconditional_fields(flow) -> None:
