@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from numgen import compose, export
+from numgen import compose, export, legibility
 from numgen.cli.main import main
 from numgen.compose import INK_LEVEL, ComposeError
 from numgen.export import formats, recipe
@@ -74,7 +74,7 @@ def test_pixels_are_composes_and_the_style_seed_draws_the_style(cvae) -> None:
         layout = compose.Layout(batch.scales[digits], batch.rises[digits], batch.gaps[digits][1:])
         style = compose.style_latent(cvae, meta["style_seed"], cvae.temperature)
         [(canvas, _)] = compose.render(
-            cvae, [meta["text"]], style[None], [layout], batch.seeds[digits]
+            cvae, [meta["text"]], legibility.given(style[None]), [layout], batch.seeds[digits]
         )
         picture = np.asarray(Image.open(io.BytesIO(png)))
         np.testing.assert_array_equal(picture, compose.to_pixels(canvas))

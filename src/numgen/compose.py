@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from numgen import generate
+from numgen import generate, legibility
 from numgen.data import to_uint8
 from numgen.errors import NumgenError
 from numgen.hub import load
@@ -103,14 +103,17 @@ def digits(
     model: Generator, digit: int, n: int, seed: int = 0, temperature: float | None = None
 ) -> np.ndarray:
     """``n`` drawings of ``digit`` in ``n`` styles drawn with ``seed`` (as :func:`style_latent`
-    draws them): ``(n, 28, 28)`` in [0, 1]."""
+    draws them; a style whose drawing fails the model's legibility check is redrawn, see
+    :mod:`numgen.legibility`): ``(n, 28, 28)`` in [0, 1]."""
     check_model(model)
     if digit not in range(10):
         raise ComposeError(f"digit={digit}: choose a digit from 0 to 9")
     if n < 1:
         raise ComposeError(f"n={n}: ask for at least one digit")
-    styles = generate.draw_styles(model, n, seed, temperature)
-    return generate.draw(model, styles, digit, generate.digit_seeds(seed, n))
+    styles = legibility.stream(model, n, seed, temperature)
+    return legibility.draw_checked(
+        model, styles, np.full(n, digit), np.ones(n, int), generate.digit_seeds(seed, n)
+    )
 
 
 def morph(
@@ -236,20 +239,22 @@ def to_picture(canvas: np.ndarray, height: int = 28, ink: str = "light") -> Imag
 
 
 def render(
-    model: Generator, texts: list[str], styles: np.ndarray, layouts: list[Layout],
-    seeds: np.ndarray,
+    model: Generator, texts: list[str], styles: legibility.StyleRounds, layouts: list[Layout],
+    seeds: np.ndarray, rounds: int = legibility.ROUNDS,
 ) -> list[tuple[np.ndarray, list[tuple[int, int]]]]:  # fmt: skip
-    """Canvases of many numbers with ONE draw call for all their digits.
+    """Canvases of many numbers with ONE draw call for all their digits (and one for each round
+    of the legibility check).
 
-    ``texts[i]`` is written in style ``styles[i]`` (``styles`` is ``(len(texts), style_dim)``)
-    with jitter ``layouts[i]``; ``seeds`` holds one int64 per digit of all texts, in order.
-    Returns :func:`lay_out`'s ``(canvas, boxes)`` for each number.
+    ``texts[i]`` is written in style ``styles(0, [i])`` (see :func:`legibility.draw_checked`:
+    every digit of a number shares its number's style, redrawn as a whole if any digit is
+    misread) with jitter ``layouts[i]``; ``seeds`` holds one int64 per digit of all texts, in
+    order. Returns :func:`lay_out`'s ``(canvas, boxes)`` for each number.
     """
     lengths = [len(t) for t in texts]
-    z = np.repeat(styles, lengths, axis=0)  # every digit of a number shares its number's style
     labels = np.frombuffer("".join(texts).encode(), dtype=np.uint8) - ord("0")
     scales = np.concatenate([layout.scales for layout in layouts])
-    glyphs = resize_about_centre(generate.draw(model, z, labels, seeds), scales)
+    drawn = legibility.draw_checked(model, styles, labels, np.array(lengths), seeds, rounds)
+    glyphs = resize_about_centre(drawn, scales)
     ends = np.cumsum(lengths)
     return [
         lay_out(glyphs[end - n : end], layout)
@@ -263,16 +268,20 @@ def write(
 ) -> Image.Image:  # fmt: skip
     """The number ``text`` written in one handwriting style, as an "L" image ``height`` tall.
 
-    The style is ``style`` (``(style_dim,)``, e.g. from :func:`style_from_image`) or else the one
-    drawn with ``style_seed``; ``seed`` draws the jitter of sizes, heights and gaps (and each
-    digit's own randomness, for families that have some).
+    The style is ``style`` (``(style_dim,)``, e.g. from :func:`style_from_image`), kept as given,
+    or else the one drawn with ``style_seed`` (redrawn from that seed's stream if the model's
+    legibility check misreads a digit); ``seed`` draws the jitter of sizes, heights and gaps
+    (and each digit's own randomness, for families that have some).
     """
     check_model(model)
     text = check_text(text)
-    style = check_style(model, style_latent(model, style_seed) if style is None else style)
+    if style is None:
+        styles, rounds = legibility.seeded(model, np.array([style_seed])), legibility.ROUNDS
+    else:
+        styles, rounds = legibility.given(check_style(model, style)[None]), 0
     layout = draw_layout(np.random.default_rng(seed), len(text))
     seeds = generate.digit_seeds(seed, len(text))
-    [(canvas, _)] = render(model, [text], style[None], [layout], seeds)
+    [(canvas, _)] = render(model, [text], styles, [layout], seeds, rounds)
     return to_picture(canvas, height, ink)
 
 
@@ -459,7 +468,8 @@ class Writer:
         return cls(load(name_or_path, device))
 
     def style(self, seed: int) -> np.ndarray:
-        """The style drawn with ``seed``: ``(style_dim,)``."""
+        """The style drawn with ``seed``: ``(style_dim,)``. (``write(text, style_seed=seed)``
+        starts from it, and redraws it if the model's legibility check misreads a digit.)"""
         return style_latent(self.model, seed)
 
     def digits(self, digit: int, n: int = 16, seed: int = 0) -> np.ndarray:

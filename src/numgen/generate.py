@@ -96,6 +96,21 @@ def draw_styles(
     return torch.randn(n, model.style_dim, generator=generator).numpy() * np.float32(t)
 
 
+def seeded_styles(
+    model: Generator, seeds: np.ndarray, temperature: float | None = None
+) -> np.ndarray:
+    """One style per seed, ``(len(seeds), style_dim)``: style i is ``draw_styles(model, 1,
+    seeds[i], temperature)[0]``, as ``numgen write --style-seed`` draws a number's style."""
+    generator = torch.Generator()
+    out = torch.empty(len(seeds), model.style_dim)
+    for row, seed in enumerate(np.asarray(seeds).tolist()):
+        torch.randn(
+            1, model.style_dim, generator=generator.manual_seed(seed), out=out[row : row + 1]
+        )
+    t = model.temperature if temperature is None else temperature
+    return out.numpy() * np.float32(t)
+
+
 def digit_seeds(seed: int, n: int) -> np.ndarray:
     """``n`` per-digit seeds (int64) fixed by ``seed``: the rest of each digit's randomness."""
     return np.random.default_rng(seed).integers(0, 2**62, size=n, dtype=np.int64)

@@ -33,10 +33,23 @@ Guidance = Annotated[
 ]
 
 
-def load_for_drawing(model: str, ode_steps: int | None = None, guidance: float | None = None):
-    """The model, with the sampler options a command was given (flow models only)."""
+Check = Annotated[
+    bool,
+    typer.Option(
+        help="Redraw a style whose digits numgen's legibility checker misreads, where the model "
+        "has a check (the bundled flow); --no-check shows the model's raw draws."
+    ),
+]
+
+
+def load_for_drawing(
+    model: str, ode_steps: int | None = None, guidance: float | None = None, check: bool = True
+):
+    """The model, with the sampler options a command was given (steps and guidance: flow
+    models only; ``check=False`` turns the legibility check off)."""
     generator = load(model)
     generator.set_sampling(steps=ode_steps, guidance=guidance)
+    generator.check = generator.check if check else None
     return generator
 
 
@@ -49,10 +62,11 @@ def digits_command(
     out: Annotated[Path, typer.Option(help="PNG to write.")] = Path("digits.png"),
     ode_steps: OdeSteps = None,
     guidance: Guidance = None,
+    check: Check = True,
 ) -> None:
     """A grid of one digit in varied handwriting styles."""
     writable(out)
-    images = compose.digits(load_for_drawing(model, ode_steps, guidance), digit, n, seed)
+    images = compose.digits(load_for_drawing(model, ode_steps, guidance, check), digit, n, seed)
     out_path(plots.save_grid(images, out, scale=3))
 
 
@@ -75,6 +89,7 @@ def write_command(
     out: Annotated[Path | None, typer.Option(help="PNG to write [default: TEXT.png].")] = None,
     ode_steps: OdeSteps = None,
     guidance: Guidance = None,
+    check: Check = True,
 ) -> None:
     """One image of the whole number in one consistent handwriting style.
 
@@ -84,7 +99,7 @@ def write_command(
     out = writable(out or Path(f"{text}.png"))
     # each variant: about height x (1.3 height per digit) grey bytes, held a few times over
     fits("--variants", variants, lambda n: 4 * n * height * int(1.3 * height * len(text) + 8))
-    writer = compose.Writer(load_for_drawing(model, ode_steps, guidance))
+    writer = compose.Writer(load_for_drawing(model, ode_steps, guidance, check))
     style = writer.style_from_image(compose.open_image(style_from)) if style_from else None
     pictures = [
         writer.write(text, style, style_seed + i, seed + i, height, ink) for i in range(variants)
@@ -183,6 +198,7 @@ def dataset_command(
     ] = False,
     ode_steps: OdeSteps = None,
     guidance: Guidance = None,
+    check: Check = True,
 ) -> None:
     """A labelled dataset of handwritten numbers for OCR and digit detection: WebDataset or
     Parquet shards, an ImageFolder, or PNGs + labels.csv, with a dataset card (README.md) and a
@@ -193,7 +209,7 @@ def dataset_command(
         count=count, min_length=low, max_length=high, alphabet=alphabet, seed=seed, height=height,
         ink=ink, model=model, format=format, shard_size=shard_size,
         split=export.parse_split(split), png_level=png_level, ode_steps=ode_steps,
-        guidance=guidance,
+        guidance=guidance, check=check,
     )  # fmt: skip
     with progress_bar("dataset") as progress:
         task = progress.add_task("images", total=count, status="")

@@ -128,9 +128,10 @@ def export_dataset(
     if not 0 <= shard_index < num_shards:
         raise ComposeError(f"shard_index={shard_index}: choose 0 to {num_shards - 1}")
     model = check_model(model if model is not None else load(config.model))
-    if (config.ode_steps, config.guidance) != (None, None):
+    if (config.ode_steps, config.guidance, config.check) != (None, None, True):
         model = copy.deepcopy(model)  # the caller's model keeps its own sampler
         model.set_sampling(steps=config.ode_steps, guidance=config.guidance)  # workers copy it
+        model.check = model.check if config.check else None
     prepare(out_dir, config, overwrite, resume, join=num_shards > 1)
     mine = [s for s in range(config.num_shards) if s % num_shards == shard_index]
     states = {s: state for s in mine if (state := read_state(out_dir, s)) is not None}

@@ -137,7 +137,9 @@ def write_card(
         "edges exclusive), around every pixel of that digit brighter than 10 % ink;",
         "- `length`, `width`, `height`, `ink`, `model`, `split`, `index`;",
         "- `style_seed`: the seed of the handwriting style: `numgen write TEXT --style-seed S` "
-        "writes in the same hand, and rows that share a style seed share a hand.",
+        "writes in the same hand, and rows that share a style seed share a hand (where the "
+        "model has a legibility check, a style in which a digit was misread is redrawn from "
+        "that seed, as `numgen write` redraws it).",
         "", f"![The first rows, digit boxes outlined]({PICTURE_FILE})", "",
         "| index | text | boxes | style_seed |", "|---|---|---|---|", *sample_rows,
         "", "## Counts", "",

@@ -16,7 +16,6 @@ import shlex
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-import torch
 
 from numgen.compose import DIGITS, INKS, MAX_DIGITS, ComposeError, jitter
 from numgen.config import check_fields
@@ -50,6 +49,7 @@ class ExportConfig:
     png_level: int = 1  # zlib level of each PNG: 0 stores (fastest, ~2x larger), 9 packs tightest
     ode_steps: int | None = None  # flow models: the sampler's steps [None: the model's default]
     guidance: float | None = None  # flow models: guidance weight [None: the model's default]
+    check: bool = True  # the model's legibility check (numgen.legibility), where it has one
 
     def __post_init__(self) -> None:
         check_fields(self)  # types first: a count of 2.5 or "many" is named, not compared
@@ -103,7 +103,10 @@ class ExportConfig:
                    "split": split, "shard-size": self.shard_size, "png-level": self.png_level,
                    "ode-steps": self.ode_steps, "guidance": self.guidance}  # fmt: skip
         options = {k: v for k, v in options.items() if v is not None}
-        return shlex.join(["numgen", "dataset", *(f"--{k}={v}" for k, v in options.items())])
+        flags = [] if self.check else ["--no-check"]
+        return shlex.join(
+            ["numgen", "dataset", *(f"--{k}={v}" for k, v in options.items()), *flags]
+        )
 
 
 def check_split(split: dict[str, float]) -> dict[str, float]:
@@ -204,13 +207,3 @@ def plan(config: ExportConfig, indices: range) -> Batch:
         indices, texts, (u[:, 1] * SEED_RANGE).astype(np.int64),
         scales[keep], rises[keep], gaps[keep], seeds[keep],
     )  # fmt: skip
-
-
-def styles(style_seeds: np.ndarray, style_dim: int, temperature: float) -> np.ndarray:
-    """The styles ``(N, style_dim)``: each drawn from N(0, temperature² I) with its style seed,
-    as ``numgen write --style-seed`` draws it."""
-    generator = torch.Generator()
-    out = torch.empty(len(style_seeds), style_dim)
-    for row, seed in enumerate(style_seeds.tolist()):
-        torch.randn(1, style_dim, generator=generator.manual_seed(seed), out=out[row : row + 1])
-    return out.numpy() * np.float32(temperature)

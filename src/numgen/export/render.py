@@ -14,9 +14,9 @@ import zlib
 
 import numpy as np
 
-from numgen import generate
+from numgen import legibility
 from numgen.compose import INK_LEVEL, MARGIN, resize_about_centre, to_pixels
-from numgen.export.recipe import Batch, ExportConfig, split_of, styles
+from numgen.export.recipe import Batch, ExportConfig, split_of
 from numgen.plots import to_uint8
 
 CHUNK = 256  # images drawn together; part of the recipe, so it never depends on the workers
@@ -64,7 +64,8 @@ def first_and_last(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def render_rows(model, config: ExportConfig, batch: Batch) -> list[tuple[bytes, dict]]:
-    """PNG bytes and metadata of each image of ``batch``, drawn in ONE ``model.draw`` call.
+    """PNG bytes and metadata of each image of ``batch``, drawn in ONE ``model.draw`` call (and
+    one for each round of the legibility check, see :mod:`numgen.legibility`).
 
     Metadata: ``index``, ``text`` (a string: "007" stays "007"), ``length``, ``boxes`` (one
     ``[x0, y0, x1, y1]`` per digit, pixels of the image, right and bottom edges exclusive, around
@@ -73,8 +74,8 @@ def render_rows(model, config: ExportConfig, batch: Batch) -> list[tuple[bytes, 
     """
     lengths = [len(t) for t in batch.texts]
     labels = np.frombuffer("".join(batch.texts).encode(), dtype=np.uint8) - ord("0")
-    style = styles(batch.style_seeds, model.style_dim, model.temperature)
-    glyphs = generate.draw(model, np.repeat(style, lengths, axis=0), labels, batch.seeds)
+    styles = legibility.seeded(model, batch.style_seeds)  # checked as `numgen write` checks
+    glyphs = legibility.draw_checked(model, styles, labels, np.array(lengths), batch.seeds)
     glyphs = resize_about_centre(glyphs, batch.scales)  # (D, 28, 28)
     inked = glyphs > INK_LEVEL
     first, last = first_and_last(inked.any(axis=1))  # (D,) inked columns of each digit

@@ -12,9 +12,11 @@ velocity field and an ODE sampler):
   ``has_latent_plane`` (that latent is a 2-D plane to explore and tile: the seed's 2-D VAE).
 
 A *style* is a vector of ``style_dim`` numbers; styles are drawn from N(0, T² I) with the
-family's ``temperature`` T. Every digit of a number shares its number's style. ``seeds`` fix the
-rest of a digit's randomness one digit at a time, so a digit's pixels depend only on its
-(label, style, seed) — never on what else was drawn in the same batch.
+family's ``temperature`` T. A family may also name a ``check`` threshold, with which
+:mod:`numgen.legibility` redraws styles whose digits a second recognizer misreads. Every digit of
+a number shares its number's style. ``seeds`` fix the rest of a digit's randomness one digit at
+a time, so a digit's pixels depend only on its (label, style, seed) — never on what else was
+drawn in the same batch.
 
 Images are tensors ``(N, 1, 28, 28)`` with values in [0, 1]; labels are digits ``(N,)`` or
 ``(N, num_classes)`` float weights that blend digits (morphs).
@@ -41,6 +43,7 @@ class Generator(nn.Module):
     can_encode_style: bool = False  # encode_style works (style from a picture)
     has_latent: bool = False  # encode(x, labels) -> (mu, logvar) and decode(z, labels) exist
     temperature: float = 1.0  # styles are drawn from N(0, temperature² I)
+    check: float | None = None  # legibility check threshold (numgen.legibility); None: no check
 
     @property
     def device(self) -> torch.device:

@@ -62,6 +62,7 @@ class FlowConfig:
     solver: str = "euler"  # "euler" or "ab2" (1 evaluation a step), "heun" (2)
     guidance: float = 1.0  # classifier-free guidance weight w; 1 = plain conditional (no cost)
     temperature: float = 1.0  # styles ~ N(0, T² I)
+    check: float | None = None  # numgen.legibility's threshold (chosen with the temperature)
     num_classes: int = 10
 
     def __post_init__(self) -> None:
@@ -79,6 +80,8 @@ class FlowConfig:
         check_sampling(self.steps, self.guidance, self.solver)
         if not 1 <= self.channels <= 256:
             raise ConfigError(f"channels={self.channels}: must be between 1 and 256")
+        if self.check is not None and not (isinstance(self.check, float) and 0 < self.check < 1):
+            raise ConfigError(f"check={self.check}: the legibility threshold lies between 0 and 1")
         for name in ("sigma", "temperature"):
             value = getattr(self, name)
             if not (math.isfinite(value) and 0 <= value <= 10):
@@ -186,7 +189,7 @@ class FlowModel(Generator):
     def __init__(self, config: FlowConfig) -> None:
         super().__init__()
         self.config = config
-        self.temperature = config.temperature
+        self.temperature, self.check = config.temperature, config.check
         refine = config.start == "cvae"
         self.base = CVAE(VAEConfig.from_dict(config.base)) if refine else None
         if self.base is not None:
