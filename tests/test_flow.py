@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
+from scipy import ndimage
 
 from numgen import compose, generate
 from numgen.checkpoints import STATE_FILE
@@ -17,6 +18,7 @@ from numgen.cli.main import main
 from numgen.errors import ConfigError, NumgenError
 from numgen.hub import load, save_pretrained
 from numgen.models import FlowConfig, VAEConfig, build_model, config_from_dict
+from numgen.models.flow import INK_LEVEL, SPECK_INK, despeckle
 from numgen.train import TrainConfig, train
 
 BASE = VAEConfig(kind="cvae", arch="mlp", hidden=16, latent_dim=4)
@@ -278,3 +280,37 @@ def test_dataset_sampler_options_on_a_cvae_are_one_line(tmp_path, capsys) -> Non
     assert main([*args, "--ode-steps", "2"]) == 2
     err = capsys.readouterr().err
     assert "apply to flow models" in err and len(err.strip().splitlines()) == 1
+
+
+def test_despeckle_removes_small_detached_dots_only() -> None:
+    x = torch.zeros(2, 1, 28, 28)
+    x[0, 0, 5:15, 5:8] = 1.0  # a stroke
+    x[0, 0, 20, 20:22] = 0.45  # a speck: 0.9 pixels' worth of ink
+    x[0, 0, 2, 20:24] = 0.8  # a detached bar (3.2 pixels' worth): a stroke, kept
+    x[0, 0, 25, 2:12] = 0.09  # faint, below the ink level: not ink, kept
+    x[0, 0, 10, 15:25] = 0.11  # a faint line of 10 pixels (1.1 pixels' worth): kept
+    x[0, 0, 14:17, 12] = 0.3  # a dot of 3 faint pixels (0.9): a speck, whatever its shape
+    x[1, 0, 20, 22] = 0.5  # another image's speck, beside the first one's: still apart
+    x[1, 0, 0, 0] = 1.7  # clamped to 1, a pixel's worth: kept
+    cleaned = despeckle(x)
+    expected = x.clamp(0, 1)
+    expected[0, 0, 20, 20:22] = 0
+    expected[0, 0, 14:17, 12] = 0
+    expected[1, 0, 20, 22] = 0
+    torch.testing.assert_close(cleaned, expected, rtol=0, atol=0)
+
+
+def test_despeckle_agrees_with_scipy_on_random_ink() -> None:
+    """The rule, checked against SciPy's connected components: every 8-connected group above
+    the ink level with under SPECK_INK of ink goes, whatever its shape."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(64, 1, 28, 28, generator=generator)
+    x = x * (torch.rand(64, 1, 28, 28, generator=generator) < 0.25)
+    pixels = x.numpy()
+    structure = np.zeros((3, 3, 3, 3), dtype=bool)
+    structure[1, 1] = True
+    parts, count = ndimage.label(pixels > INK_LEVEL, structure=structure)
+    ink = ndimage.sum_labels(pixels, parts, np.arange(1, count + 1))
+    speck = np.concatenate([[False], ink < SPECK_INK])[parts]
+    assert 100 < speck.sum() < (pixels > INK_LEVEL).sum()  # both kinds of group are there
+    np.testing.assert_array_equal(despeckle(x).numpy(), np.where(speck, 0, pixels))

@@ -47,6 +47,8 @@ from numgen.models.vae import CVAE, VAEConfig
 STARTS = ("cvae", "noise")
 SOLVERS = ("euler", "heun", "ab2")
 LABEL_DROPOUT = 0.1  # share of training examples shown without their label (for guidance)
+INK_LEVEL = 0.1  # a pixel is inked above this (as numgen.compose cuts numbers into digits)
+SPECK_INK = 1.0  # a detached bit of ink worth less than one full pixel is a speck (despeckle)
 
 
 @dataclass
@@ -262,7 +264,7 @@ class FlowModel(Generator):
             x = extra + self.config.sigma * digit_noise(seeds, n, self.device)
         else:
             extra, x = None, styles.view(n, 1, 28, 28)
-        return self._integrate(x, extra, onehot, 0.0, 1.0, steps, guidance, solver).clamp(0, 1)
+        return despeckle(self._integrate(x, extra, onehot, 0.0, 1.0, steps, guidance, solver))
 
     @torch.no_grad()
     def encode_style(self, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
@@ -384,6 +386,40 @@ class FlowModel(Generator):
             x = x + (b - a) * step
             previous = v
         return x
+
+
+def despeckle(images: torch.Tensor) -> torch.Tensor:
+    """Images ``(N, 1, H, W)`` clamped to [0, 1], with every *speck* removed: a group of touching
+    pixels (8-connected) above ``INK_LEVEL`` holding less than ``SPECK_INK`` pixels' worth of ink.
+
+    A few steps from the noisy start leave such dots where the noise was not cleared: 3 % of the
+    bundled flow's digits hold a detached bit of ink under one pixel's worth, against 1.8 % of
+    MNIST's test digits, and beside a digit in a number a dot reads as a digit of its own.
+    Strokes, even a detached bar of a 5, hold far more ink.
+
+    Groups are found by spreading each pixel's number to its inked neighbours (a 3×3 max-pool):
+    a group with less ink than a speck has fewer than SPECK_INK / INK_LEVEL pixels, so after that
+    many spreads it is named whole by its largest pixel number; a group whose pixels still border
+    another name is larger, and kept. (SciPy's ``ndimage.label`` finds the same groups, but
+    importing it costs 0.1 s of every ``numgen write``.)
+    """
+    x = images.clamp(0, 1)
+    inked = x > INK_LEVEL
+    if not inked.any():
+        return x
+    n, _, h, w = x.shape
+    pixel = torch.arange(1, h * w + 1, device=x.device, dtype=torch.float32).view(1, 1, h, w)
+    group = pixel * inked  # 0 on the background; float, as max_pool2d wants
+    for _ in range(math.ceil(SPECK_INK / INK_LEVEL)):
+        group = F.max_pool2d(group, 3, stride=1, padding=1) * inked
+    largest_near = F.max_pool2d(group, 3, stride=1, padding=1)
+    smallest_near = -F.max_pool2d(-torch.where(inked, group, h * w + 1.0), 3, stride=1, padding=1)
+    unfinished = inked & ((largest_near != group) | (smallest_near != group))
+    key = torch.arange(n, device=x.device).view(n, 1, 1, 1) * (h * w + 1) + group.long()
+    ink = torch.zeros(n * (h * w + 1), device=x.device)
+    ink.index_add_(0, key.flatten(), (x * inked).float().flatten())
+    ink.index_fill_(0, key[unfinished], math.inf)  # part of a larger group: never a speck
+    return x.masked_fill(inked & (ink[key] < SPECK_INK), 0.0)
 
 
 def digit_noise(seeds: torch.Tensor | None, n: int, device: torch.device) -> torch.Tensor:
