@@ -15,10 +15,11 @@ from scipy import ndimage
 from numgen import compose, generate
 from numgen.checkpoints import STATE_FILE
 from numgen.cli.main import main
+from numgen.data import INK_LEVEL
 from numgen.errors import ConfigError, NumgenError
 from numgen.hub import load, save_pretrained
 from numgen.models import FlowConfig, VAEConfig, build_model, config_from_dict
-from numgen.models.flow import INK_LEVEL, SPECK_INK, despeckle
+from numgen.models.flow import SPECK_INK, despeckle
 from numgen.train import TrainConfig, train
 
 BASE = VAEConfig(kind="cvae", arch="mlp", hidden=16, latent_dim=4)

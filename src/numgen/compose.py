@@ -22,7 +22,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from numgen import generate, legibility
-from numgen.data import to_uint8
+from numgen.data import INK_LEVEL, to_uint8
 from numgen.errors import NumgenError
 from numgen.hub import load
 from numgen.models import Generator
@@ -39,7 +39,6 @@ MARGIN = 4  # blank columns left and right of the number, as MNIST's 4-pixel bor
 GAPS = (2, 5)  # blank columns between neighbouring digits: drawn uniformly from this range
 RISE = 1  # each digit moves up or down by up to this many pixels
 SIZE_JITTER = 0.06  # each digit is scaled by a factor within 1 ± this
-INK_LEVEL = 0.1  # a column holds ink where some pixel exceeds this; fainter columns are cut
 STROKE_LEVEL = 0.2  # when reading pictures: ink above this is a stroke, fainter ink is haze
 # A picture to copy a style from holds one digit; 50 million pixels (a 7000×7000 scan) is plenty.
 MAX_IMAGE_PIXELS = 50_000_000

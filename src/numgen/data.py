@@ -35,6 +35,7 @@ MNIST_FILES = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 MNIST_COUNTS = {"train": 60_000, "test": 10_000}
+INK_LEVEL = 0.1  # a pixel of an image in [0, 1] holds ink above this; fainter is background
 
 # Canonical MD5s (the ones torchvision checks), of the .gz files and of their uncompressed content,
 # so a gunzipped copy passes too.

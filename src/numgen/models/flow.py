@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from numgen.config import check_fields
+from numgen.data import INK_LEVEL
 from numgen.errors import ConfigError
 from numgen.models.base import Generator
 from numgen.models.vae import CVAE, VAEConfig
@@ -47,7 +48,6 @@ from numgen.models.vae import CVAE, VAEConfig
 STARTS = ("cvae", "noise")
 SOLVERS = ("euler", "heun", "ab2")
 LABEL_DROPOUT = 0.1  # share of training examples shown without their label (for guidance)
-INK_LEVEL = 0.1  # a pixel is inked above this (as numgen.compose cuts numbers into digits)
 SPECK_INK = 1.0  # a detached bit of ink worth less than one full pixel is a speck (despeckle)
 
 
