@@ -21,6 +21,7 @@ import numpy as np
 from common import RESULTS, command, load_average, machine, machine_line, write_results
 from numgen import compose, legibility
 from numgen.hub import load
+from sharp import digits_per_s
 
 
 def drawn_per_digit(model, draw_all) -> float:
@@ -38,15 +39,6 @@ def drawn_per_digit(model, draw_all) -> float:
     finally:
         legibility.generate.draw = plain
     return sum(counted) / asked
-
-
-def digits_per_s(model, seconds: float = 6.0) -> float:
-    compose.digits(model, 3, 1000, seed=0)  # warm-up
-    started, done = time.perf_counter(), 0
-    while time.perf_counter() - started < seconds:
-        compose.digits(model, done // 1000 % 10, 1000, seed=done)
-        done += 1000
-    return done / (time.perf_counter() - started)
 
 
 def main() -> None:
@@ -78,9 +70,11 @@ def main() -> None:
     check = model.check
     for _ in range(2):
         model.check = check
-        with_check = digits_per_s(model)
+        with_check = digits_per_s(model, seconds=6)
         model.check = None
-        figures["rates"].append({"with_check": with_check, "without": digits_per_s(model)})
+        figures["rates"].append(
+            {"with_check": with_check, "without": digits_per_s(model, seconds=6)}
+        )
     model.check = check
     figures["load_average"] = [load_at_start, load_average()]
     shares = [1 - r["with_check"] / r["without"] for r in figures["rates"]]

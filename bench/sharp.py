@@ -105,19 +105,21 @@ def realism(recognizer, images: np.ndarray, test_feats: np.ndarray) -> dict:
             "recall": recall}  # fmt: skip
 
 
+def recognised(recognizer, images: np.ndarray, labels: np.ndarray) -> float:
+    """The share of ``images`` the recognizer reads as their ``labels``."""
+    read, _ = predict(recognizer, torch.from_numpy(images).unsqueeze(1))
+    return float((read == labels).mean())
+
+
 def judged(recognizer, images: np.ndarray, labels: np.ndarray, test_feats: np.ndarray) -> dict:
     """The share of ``images`` recognised as their ``labels``, and their :func:`realism`."""
-    recognised, _ = predict(recognizer, torch.from_numpy(images).unsqueeze(1))
-    return {"recognised": float((recognised == labels).mean()),
+    return {"recognised": recognised(recognizer, images, labels),
             **realism(recognizer, images, test_feats)}  # fmt: skip
 
 
 def second_judged(second: Recognizer | None, images: np.ndarray, labels: np.ndarray) -> dict:
     """The share of ``images`` the second judge recognises as their ``labels`` (if there is one)."""
-    if second is None:
-        return {}
-    read, _ = predict(second, torch.from_numpy(images).unsqueeze(1))
-    return {"second_recognised": float((read == labels).mean())}
+    return {} if second is None else {"second_recognised": recognised(second, images, labels)}
 
 
 def test_reconstructions(model, recognizer, test: Digits, test_feats: np.ndarray) -> dict:
@@ -147,14 +149,20 @@ def flops_per_digit(model, per_digit: int = 50) -> float:
     return counter.get_total_flops() / (10 * per_digit)
 
 
+def digits_per_s(model, seconds: float = 5.0) -> float:
+    """Digits/s at the model's defaults: ``compose.digits`` in batches of 1,000, the digits 0-9 in
+    turn, for ``seconds`` after a warm-up batch."""
+    compose.digits(model, 3, 1000, seed=0)
+    started, done = time.perf_counter(), 0
+    while time.perf_counter() - started < seconds:
+        compose.digits(model, done // 1000 % 10, 1000, seed=done)
+        done += 1000
+    return done / (time.perf_counter() - started)
+
+
 def speed(model, path: str) -> dict:
     """Digits/s at the defaults in batches of 1,000; `numgen write 2026` end to end; a web write."""
-    compose.digits(model, 3, 1000, seed=0)  # warm-up
-    started, done = time.perf_counter(), 0
-    while time.perf_counter() - started < 5:
-        compose.digits(model, done % 10, 1000, seed=done)
-        done += 1000
-    rate = done / (time.perf_counter() - started)
+    rate = digits_per_s(model)
     cli = Path(sys.executable).with_name("numgen")
     runs = []
     for _ in range(3):
@@ -262,7 +270,7 @@ def main() -> None:
     pick = np.sort(np.random.default_rng(0).choice(len(train), 10 * args.per_digit, replace=False))
     real_images = train.images[pick] / np.float32(255)
     rows = {"real MNIST": {
-        "recognised": float((predict(recognizer, to_tensor(test.images))[0] == test.labels).mean()),
+        "recognised": recognised(recognizer, test.images / np.float32(255), test.labels),
         "numbers_read_back": read_back(recognizer, real_numbers(test, args.numbers, 4)),
         **realism(recognizer, real_images, test_feats),
     }}  # fmt: skip
