@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from numgen.compose import DIGITS, INKS, MAX_DIGITS, ComposeError, jitter
+from numgen.compose import DEFAULT_WRITER, DIGITS, INKS, MAX_DIGITS, ComposeError, jitter
 from numgen.config import check_fields
 from numgen.models.flow import check_sampling
 
@@ -42,7 +42,7 @@ class ExportConfig:
     seed: int = 0
     height: int = 28
     ink: str = "light"
-    model: str = "cvae"  # the bundled name or model directory the images come from
+    model: str = DEFAULT_WRITER  # the bundled name or model directory the images come from
     format: str = "webdataset"
     shard_size: int = 5000
     split: dict[str, float] = field(default_factory=lambda: {"train": 1.0})
