@@ -36,7 +36,7 @@ from numgen.demo import DEMO_EPOCHS, run_demo
 from numgen.distributed import is_main_process, launched_world_size
 from numgen.errors import TrainingError
 from numgen.hub import ModelError, load
-from numgen.models import FlowConfig, Generator, VAEConfig
+from numgen.models import FlowConfig, Generator, OneStepConfig, VAEConfig
 from numgen.train import BatchHook, TrainConfig, train
 
 
@@ -78,7 +78,11 @@ def train_command(
         "runs/vae"
     ),
     model: Annotated[
-        str, typer.Option(help="vae, cvae (conditioned on the digit) or flow (flow matching).")
+        str,
+        typer.Option(
+            help="vae, cvae (conditioned on the digit), flow (flow matching) or onestep (a flow "
+            "distilled into one step)."
+        ),
     ] = "vae",
     arch: Annotated[str, typer.Option(help="conv (Keras example) or mlp.")] = "conv",
     latent_dim: Annotated[int, typer.Option(help="Size of the latent space.")] = 2,
@@ -104,14 +108,27 @@ def train_command(
     device: Device = "auto",
     resume: Annotated[bool, typer.Option(help="Continue from the run's last checkpoint.")] = False,
     base: Annotated[
-        str, typer.Option(help="flow: the trained CVAE it refines (name or directory).")
-    ] = "cvae",
+        str | None,
+        typer.Option(
+            help="flow: the trained CVAE it refines (default cvae); onestep: the trained flow it "
+            "distils (default flow). A name or a directory."
+        ),
+    ] = None,
     start: Annotated[
         str, typer.Option(help="flow: 'cvae' (refine the base's digits) or 'noise'.")
     ] = "cvae",
-    channels: Annotated[int, typer.Option(help="flow: U-Net width at 28×28.")] = 12,
+    channels: Annotated[
+        int | None,
+        typer.Option(help="flow, onestep: U-Net width at 28×28 (default 12; onestep: the flow's)."),
+    ] = None,
     sigma: Annotated[float, typer.Option(help="flow: noise added to the base's digit.")] = 0.3,
     steps: Annotated[int, typer.Option(help="flow: default Euler steps when sampling.")] = 4,
+    adversarial: Annotated[
+        float, typer.Option(help="onestep: weight of the critic's term (0: distillation only).")
+    ] = 0.0,
+    prior_layers: Annotated[
+        int, typer.Option(help="onestep: coupling layers of the learnt style prior (0: none).")
+    ] = 6,
     precision: Annotated[
         str, typer.Option(help="auto (bf16 products where the hardware has them), bf16 or fp32.")
     ] = "auto",
@@ -137,10 +154,19 @@ def train_command(
         raise typer.Exit(launch_with_torchrun(nproc, sys.argv[1:]))
     base_model = None
     if model == "flow":
-        base_model = load(base) if start == "cvae" else None
+        base_model = load(base or "cvae") if start == "cvae" else None
         model_config = make_config(
-            FlowConfig, start=start, sigma=sigma, steps=steps, channels=channels,
+            FlowConfig, start=start, sigma=sigma, steps=steps, channels=channels or 12,
             base=base_model.config.to_dict() if base_model is not None else None,
+        )  # fmt: skip
+    elif model == "onestep":
+        base_model = load(base or "flow")
+        if base_model.config.kind != "flow":
+            raise ModelError(f"--base {base or 'flow'}: onestep distils a flow, not a "
+                             f"{base_model.config.kind}")  # fmt: skip
+        model_config = make_config(
+            OneStepConfig, teacher=base_model.config.to_dict(), adversarial=adversarial,
+            channels=channels or base_model.config.channels, prior_layers=prior_layers,
         )  # fmt: skip
     else:
         model_config = make_config(
