@@ -167,6 +167,7 @@ def train_command(
         model_config = make_config(
             OneStepConfig, teacher=base_model.config.to_dict(), adversarial=adversarial,
             channels=channels or base_model.config.channels, prior_layers=prior_layers,
+            check=base_model.config.check,  # the teacher's legibility threshold
         )  # fmt: skip
     else:
         model_config = make_config(
