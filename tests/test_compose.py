@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from numgen import compose, generate
+from numgen import compose, export, generate
 from numgen.cli.main import main
 from numgen.hub import load, pretrained_names, save_pretrained
 from numgen.models import VAEConfig, build_model
@@ -247,3 +249,30 @@ def test_the_recognizer_reads_back_written_numbers(bundled) -> None:
     assert all(len(r) == 4 for r in read)  # cut into the right number of digits
     right = sum(a == b for r, t in zip(read, texts, strict=True) for a, b in zip(r, t, strict=True))
     assert right >= 0.9 * 4 * len(texts)
+
+
+# Digests of pictures as numgen wrote them before issue 21 (separators, crisp heights): digit
+# strings at 28 pixels and below, and dataset rows at 28, must keep their bytes.
+PINNED = [
+    ("flow", "2026", {}, "8edbe460514d8378"),
+    ("flow", "31415926", {"style_seed": 3, "seed": 5, "ink": "dark"}, "f7cf98ac194e4ed8"),
+    ("flow", "2026", {"height": 20}, "a358ba84f99d6b0b"),
+    ("cvae", "2026", {}, "6cc4c14d21f23fed"),
+    ("cvae", "31415926", {"style_seed": 3, "seed": 5, "ink": "dark"}, "61a3dbba1ced4796"),
+    ("cvae", "2026", {"height": 20}, "410b5bfa3d4d48ca"),
+]
+
+
+@pytest.mark.parametrize(("name", "text", "options", "digest"), PINNED)
+def test_digit_strings_keep_their_bytes(name, text, options, digest) -> None:
+    picture = compose.Writer.from_pretrained(name).write(text, **options)
+    assert hashlib.sha256(np.asarray(picture).tobytes()).hexdigest()[:16] == digest
+
+
+@pytest.mark.parametrize(("name", "digest"), [("flow", "46e55286dc59ff86"),
+                                              ("cvae", "6068bfb3ba385f54")])  # fmt: skip
+def test_dataset_rows_of_digit_strings_keep_their_bytes(name, digest) -> None:
+    config = export.ExportConfig(count=4, min_length=3, max_length=8, model=name)
+    rows = export.render_rows(load(name), config, export.plan(config, range(4)))
+    assert [m["text"] for _, m in rows] == ["09131729", "4925413", "3759", "4867572"]
+    assert hashlib.sha256(b"".join(png for png, _ in rows)).hexdigest()[:16] == digest
