@@ -99,7 +99,9 @@ def test_lay_out_keeps_gaps_between_digit_boxes() -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [("", "empty"), ("12a4", "'a' at position 3"), ("1" * 10_000, "10,000 characters"),
-     (" 12", "position 1"), ("١٢", "not a digit 0-9")],
+     ("12_4", "'_' at position 3"), ("١٢", "not a character numgen writes"),
+         ("12a", r"\(digits 0-9, \. , - \+ / : \( \) and space\)$"), ("-.", "holds no digit"),
+         (" ", "holds no digit")],
 )  # fmt: skip
 def test_bad_text_is_refused(cvae, text: str, message: str) -> None:
     with pytest.raises(compose.ComposeError, match=message):
@@ -192,6 +194,21 @@ def test_write_command_writes_the_number(model_dir, tmp_path) -> None:
     assert Image.open(out).height == 3 * 28 + 4 * 4
 
 
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [("02.12.2026", "02.12.2026.png"), ("-1 234,56", "-1_234,56.png"), ("12:30", "12_30.png"),
+     ("3/4", "3_4.png"), ("+7 (812) 555-01-23", "+7__812__555-01-23.png")],
+)  # fmt: skip
+def test_write_command_writes_every_kind_of_character(
+    model_dir, tmp_path, monkeypatch, text, name
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["write", "--model", str(model_dir), "--seed", "3", "--", text]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # "/" makes no folder
+    written = np.asarray(Image.open(tmp_path / name))
+    np.testing.assert_array_equal(written, np.asarray(compose.write(load(model_dir), text, seed=3)))
+
+
 def test_digits_and_morph_commands(model_dir, tmp_path) -> None:
     assert main(["digits", "7", "-n", "4", "--model", str(model_dir),
                  "--out", str(tmp_path / "d.png")]) == 0  # fmt: skip
@@ -208,6 +225,20 @@ def test_write_command_refuses_bad_text(model_dir, tmp_path, capsys, text: str) 
     err = capsys.readouterr().err
     assert err.startswith("Error:") and len(err.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_a_negative_number_is_told_to_follow_a_double_dash(model_dir, capsys) -> None:
+    assert main(["write", "-12,5", "--model", str(model_dir)]) == 2
+    assert (
+        "put -- before a number that starts with -: `numgen write -- -1`" in capsys.readouterr().err
+    )
+
+
+def test_an_unsupported_character_lists_the_characters_numgen_writes(model_dir, capsys) -> None:
+    assert main(["write", "12€", "--model", str(model_dir)]) == 2
+    err = " ".join(capsys.readouterr().err.split())  # rich may wrap the one line
+    assert "'€' at position 3 is not a character numgen writes" in err
+    assert "(digits 0-9, . , - + / : ( ) and space)" in err
 
 
 @pytest.mark.parametrize("content", [b"", b"plain text"])

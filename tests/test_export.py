@@ -15,7 +15,8 @@ from PIL import Image
 
 from numgen import compose, export, legibility
 from numgen.cli.main import main
-from numgen.compose import INK_LEVEL, ComposeError
+from numgen.compose import ComposeError
+from numgen.data import INK_LEVEL
 from numgen.export import formats, recipe
 from numgen.hub import atomic_write, save_pretrained
 from numgen.models import VAEConfig, build_model

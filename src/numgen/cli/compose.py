@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -72,7 +73,13 @@ def digits_command(
 
 @app.command("write")
 def write_command(
-    text: Annotated[str, typer.Argument(help="The number to write, e.g. 2026.")],
+    text: Annotated[
+        str,
+        typer.Argument(
+            help="The number to write: digits, . , - + / : ( ) and spaces, e.g. 2026, "
+            "02.12.2026, '-1 234,56' or '+7 (812) 555-01-23'."
+        ),
+    ],
     model: ModelOption = DEFAULT_WRITER,
     style_seed: StyleSeed = 0,
     style_from: Annotated[
@@ -86,17 +93,21 @@ def write_command(
         int, typer.Option(help="Height of the image in pixels.", min=8, max=1024)
     ] = 28,
     ink: Annotated[str, typer.Option(help="light (white on black, as MNIST) or dark.")] = "light",
-    out: Annotated[Path | None, typer.Option(help="PNG to write [default: TEXT.png].")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="PNG to write [default: TEXT.png, with / : ( ) and spaces as _]."),
+    ] = None,
     ode_steps: OdeSteps = None,
     guidance: Guidance = None,
     check: Check = True,
 ) -> None:
-    """One image of the whole number in one consistent handwriting style.
+    """One image of the whole number in one consistent handwriting style, its dots, commas,
+    dashes, slashes, colons and brackets drawn in the same hand.
 
     With --variants N, variant i uses style seed STYLE_SEED+i and jitter seed SEED+i (with
     --style-from, only the jitter varies)."""
     text = compose.check_text(text)
-    out = writable(out or Path(f"{text}.png"))
+    out = writable(out or Path(f"{re.sub(r'[^0-9.,+-]', '_', text)}.png"))
     # each variant: about height x (1.3 height per digit) grey bytes, held a few times over
     fits("--variants", variants, lambda n: 4 * n * height * int(1.3 * height * len(text) + 8))
     writer = compose.Writer(load_for_drawing(model, ode_steps, guidance, check))
