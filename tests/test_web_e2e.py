@@ -147,7 +147,25 @@ def test_the_writer_writes_downloads_and_copies_a_style(page, server) -> None:
     page.fill("#text", "12a")
     page.click("#writer-form button[type=submit]")
     page.wait_for_selector("#writer-error:not([hidden])", timeout=10_000)
-    assert "not a digit" in page.text_content("#writer-error")
+    assert "not a character numgen writes" in page.text_content("#writer-error")
+
+
+def test_the_writer_writes_a_date(page, server) -> None:
+    page.fill("#text", "02.12.2026")
+    page.click("#writer-form button[type=submit]")
+    page.wait_for_function(
+        "document.getElementById('download').download === 'numgen-02.12.2026.png'"
+        " && document.getElementById('number').naturalHeight === 56",
+        timeout=10_000,
+    )
+    params = {"text": "02.12.2026", "style_seed": 0, "seed": 0, "height": 56, "ink": "light"}
+    expected = Image.open(io.BytesIO(httpx.get(f"{server}/api/write", params=params).content))
+    with page.expect_download() as download:
+        page.click("#download")
+    with Image.open(download.value.path()) as picture:
+        np.testing.assert_array_equal(np.asarray(picture), np.asarray(expected))
+    assert page.is_hidden("#writer-error")
+    screenshot(page, "web-writer-date.png", full_page=True)
 
 
 def test_the_digit_grid_draws_n_samples(page) -> None:
