@@ -165,11 +165,32 @@ def morph_command(
 
 @app.command("dataset")
 def dataset_command(
-    count: Annotated[int, typer.Option(help="How many images.", min=1)] = 1000,
+    count: Annotated[
+        int | None,
+        typer.Option(help="How many images [default: 1000, or one per line of --texts].", min=1),
+    ] = None,
+    kind: Annotated[
+        str,
+        typer.Option(
+            help=f"What to write: {' | '.join(export.KINDS)} (integer: digit strings of "
+            "--length; the others in several common formats each, e.g. DD.MM.YYYY, 1 234,56, "
+            "+7 (812) 555-01-23)."
+        ),
+    ] = "integer",
+    texts: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write the texts in this file, one a line (row i: line i modulo the lines), "
+            "instead of --kind."
+        ),
+    ] = None,
     length: Annotated[
-        str, typer.Option(help="Digits per number: 4, or a range such as 3-8.")
-    ] = "4",
-    alphabet: Annotated[str, typer.Option(help="The digits to draw from.")] = "0123456789",
+        str | None,
+        typer.Option(help="--kind integer: digits per number, 4 or a range such as 3-8 [4]."),
+    ] = None,
+    alphabet: Annotated[
+        str, typer.Option(help="--kind integer: the digits to draw from.")
+    ] = "0123456789",
     model: ModelOption = "cvae",
     seed: Seed = 0,
     height: Annotated[
@@ -213,17 +234,24 @@ def dataset_command(
 ) -> None:
     """A labelled dataset of handwritten numbers for OCR and digit detection: WebDataset or
     Parquet shards, an ImageFolder, or PNGs + labels.csv, with a dataset card (README.md) and a
-    box per digit. The same options give the same bytes, whatever --workers or --engine."""
+    box per character. Texts are digit strings, dates, times, amounts, decimals or phone numbers
+    (--kind), or a file's lines (--texts). The same options give the same bytes, whatever
+    --workers or --engine."""
     writable(out, folder=True)
-    low, high = export.parse_length(length)
+    if (kind != "integer" or texts is not None) and length is not None:
+        raise compose.ComposeError("--length applies to --kind integer alone: drop it")
+    low, high = export.parse_length(length or "4")
+    if texts is not None and count is None:
+        count = len(export.ExportConfig(count=1, texts_file=str(texts)).texts())
     config = export.ExportConfig(
-        count=count, min_length=low, max_length=high, alphabet=alphabet, seed=seed, height=height,
+        count=count or 1000, kind=kind, texts_file=None if texts is None else str(texts),
+        min_length=low, max_length=high, alphabet=alphabet, seed=seed, height=height,
         ink=ink, model=model, format=format, shard_size=shard_size,
         split=export.parse_split(split), png_level=png_level, ode_steps=ode_steps,
         guidance=guidance, check=check,
     )  # fmt: skip
     with progress_bar("dataset") as progress:
-        task = progress.add_task("images", total=count, status="")
+        task = progress.add_task("images", total=config.count, status="")
         summary = export.export_dataset(
             out, config, workers=workers, overwrite=overwrite, resume=resume,
             on_progress=lambda done, total: progress.update(task, completed=done, total=total),
