@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from numgen import generate, glyphs, legibility
+from numgen import generate, glyphs, legibility, outline
 from numgen.data import to_uint8
 from numgen.errors import NumgenError
 from numgen.hub import load
@@ -228,12 +228,16 @@ def lay_out(
 
 def to_pixels(canvas: np.ndarray, height: int = 28, ink: str = "light") -> np.ndarray:
     """A canvas ``(h, W)`` in [0, 1] (ink = 1) as grey levels, uint8 ``(height, W')``, in the
-    chosen ink: "light" (white on black, as MNIST) or "dark" (dark on white paper)."""
+    chosen ink: "light" (white on black, as MNIST) or "dark" (dark on white paper). Taller than
+    ``h``, the ink is redrawn as a crisp outline (:func:`outline.crisp`); shorter, resampled
+    (Lanczos); at ``h``, the canvas itself."""
     if ink not in INKS:
         raise ComposeError(f"ink={ink!r}: choose one of {', '.join(INKS)}")
     if not 8 <= height <= 1024:
         raise ComposeError(f"height={height}: choose between 8 and 1024 pixels")
     pixels = to_uint8(canvas)
+    if height > pixels.shape[0]:  # a clean outline rather than an enlarged blur
+        pixels = to_uint8(outline.crisp(pixels, height))
     if ink == "dark":
         pixels = 255 - pixels
     if height == pixels.shape[0]:
