@@ -37,7 +37,8 @@ GLYPH_KEY = 21  # keys the hash of a glyph's jitter apart from other uses of the
 # A digit's pen width (:func:`pen_widths`) over its capsule width (:func:`stroke_widths`, 50
 # times cheaper): the median over 100 of the bundled flow's digits is 0.91 (5-95 %: 0.76-1.05),
 # as varying thickness narrows the typical stroke below its mean.
-PEN_PER_CAPSULE = 0.9
+PEN_PER_CAPSULE = 0.85
+HAND_DIGITS = 4  # digits of a number its hand is measured from (the median of 4 is steady)
 HALF_INK = 0.5  # the level at which a stroke's width is measured and its edge drawn
 _ROWS, _COLS = np.mgrid[0:28, 0:28].astype(np.float32)
 PIXELS = np.stack([_ROWS.ravel(), _COLS.ravel()], axis=1)  # (784, 2) pixel centres (row, col)
@@ -77,8 +78,9 @@ def stroke_widths(images: np.ndarray, upsample: int = 1) -> np.ndarray:
     if upsample > 1:
         padded = torch.from_numpy(np.pad(images, ((0, 0), (2, 2), (2, 2))))[:, None]
         images = F.interpolate(padded, scale_factor=upsample, mode="bilinear")[:, 0].numpy()
-    gy, gx = np.gradient(images, axis=(1, 2))
-    perimeter = np.hypot(gx, gy).sum(axis=(1, 2)) / upsample
+    gy = images[:, 2:, 1:-1] - images[:, :-2, 1:-1]  # central differences; the outermost
+    gx = images[:, 1:-1, 2:] - images[:, 1:-1, :-2]  # rows and columns hold no ink in a digit
+    perimeter = np.sqrt(gy * gy + gx * gx).sum(axis=(1, 2)) / (2 * upsample)
     root = np.sqrt(np.maximum(perimeter**2 - 4 * np.pi * area, 0.0))
     return np.where(perimeter > 0, (perimeter - root) / np.pi, 0.0)
 
@@ -108,15 +110,16 @@ def pen_widths(images: np.ndarray, upsample: int = 4) -> np.ndarray:
 def slants(images: np.ndarray) -> np.ndarray:
     """The slant of each image ``(N, H, W)``: the ink-weighted regression of column on row,
     as columns right per row up ``(N,)`` (0 for an upright or empty image)."""
-    images = np.asarray(images, np.float64)
-    rows = np.arange(images.shape[1])[None, :, None]
-    cols = np.arange(images.shape[2])[None, None, :]
-    mass = np.maximum(images.sum(axis=(1, 2)), 1e-9)
-    my = (images * rows).sum(axis=(1, 2)) / mass
-    mx = (images * cols).sum(axis=(1, 2)) / mass
-    dy, dx = rows - my[:, None, None], cols - mx[:, None, None]
-    var = (images * dy**2).sum(axis=(1, 2))
-    return np.where(var > 0, -(images * dy * dx).sum(axis=(1, 2)) / np.maximum(var, 1e-9), 0.0)
+    images = np.asarray(images, np.float32)
+    rows = np.arange(images.shape[1], dtype=np.float32)
+    row_ink = images.sum(axis=2)  # (N, H)
+    row_x = images @ np.arange(images.shape[2], dtype=np.float32)  # (N, H): ink times column
+    mass = np.maximum(row_ink.sum(axis=1), 1e-9)
+    dy = rows[None] - ((row_ink @ rows) / mass)[:, None]  # (N, H)
+    mx = row_x.sum(axis=1) / mass
+    var = (row_ink * dy**2).sum(axis=1)
+    cov = (dy * (row_x - mx[:, None] * row_ink)).sum(axis=1)
+    return np.where(var > 0, -cov / np.maximum(var, 1e-9), 0.0)
 
 
 def extents(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -132,20 +135,27 @@ def extents(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def measure_hands(digits: np.ndarray, counts: list[int]) -> list[Hand]:
     """The hand of each number from its digits: ``digits`` ``(D, 28, 28)`` holds ``counts[i]``
     digits of number ``i`` in turn. Medians over a number's digits; :data:`DEFAULT_HAND` for a
-    number without any."""
-    widths, leans = PEN_PER_CAPSULE * stroke_widths(digits), slants(digits)
+    number without any. At most ``HAND_DIGITS`` digits of a number are measured, its first.
+    """
+    counts = np.asarray(counts)
+    starts = (np.cumsum(counts) - counts).tolist()
+    first = np.concatenate(
+        [s + np.arange(min(n, HAND_DIGITS)) for s, n in zip(starts, counts.tolist(), strict=True)]
+    )
+    digits, counts = digits[first.astype(int)], np.minimum(counts, HAND_DIGITS)
     tops, bases = extents(digits)
-    hands, start = [], 0
-    for n in counts:
-        part = slice(start, start + n)
-        start += n
-        if n == 0:
-            hands.append(DEFAULT_HAND)
-            continue
-        hands.append(Hand(width=float(np.median(widths[part])),
-                          slant=float(np.clip(np.median(leans[part]), -0.4, 0.6)),
-                          top=float(np.median(tops[part])), base=float(np.median(bases[part]))))  # fmt: skip
-    return hands
+    measures = np.stack([PEN_PER_CAPSULE * stroke_widths(digits), slants(digits), tops, bases])
+    # (4, numbers, most digits): each number's digits' measures in a row, NaN beyond its count
+    slot = np.arange(max(int(counts.max(initial=0)), 1))[None, :]
+    starts = np.cumsum(counts) - counts
+    has = slot < counts[:, None]
+    table = np.where(has, measures[:, np.where(has, starts[:, None] + slot, 0)], np.nan)
+    table[:, counts == 0, 0] = 0.0  # a number without digits: measured as 0, given the default
+    width, slant, top, base = np.nanmedian(table, axis=2).tolist()
+    return [
+        Hand(width=w, slant=min(max(s, -0.4), 0.6), top=t, base=b) if n else DEFAULT_HAND
+        for w, s, t, b, n in zip(width, slant, top, base, counts.tolist(), strict=True)
+    ]
 
 
 # --- the strokes of each character ---------------------------------------------------------------
@@ -209,14 +219,50 @@ def strokes(char: str, hand: Hand, j: np.ndarray, scale: float = 1.0) -> list[np
 def ink(lines: list[np.ndarray], width: float) -> np.ndarray:
     """The polylines inked with a pen ``width`` pixels wide: ``(28, 28)`` float32, 1 within
     ``width / 2`` of a line, falling to 0 over the next pixel (a one-pixel anti-aliased edge)."""
-    starts = np.concatenate([line[:-1] for line in lines]).astype(np.float32)  # (S, 2)
-    ends = np.concatenate([line[1:] for line in lines]).astype(np.float32)
-    along = ends - starts
-    length2 = np.maximum((along**2).sum(axis=1), 1e-6)
-    rel = PIXELS[:, None, :] - starts[None]  # (784, S, 2)
-    t = np.clip((rel * along[None]).sum(axis=2) / length2, 0.0, 1.0)
-    distance = np.sqrt(((rel - t[..., None] * along[None]) ** 2).sum(axis=2)).min(axis=1)
-    return np.clip(width / 2 - distance + 0.5, 0.0, 1.0).reshape(28, 28).astype(np.float32)
+    out = np.zeros((1, 28, 28), np.float32)
+    ink_many([lines], np.array([width]), out, np.array([0]))
+    return out[0]
+
+
+def ink_many(
+    glyphs: list[list[np.ndarray]], widths: np.ndarray, out: np.ndarray, where: np.ndarray
+) -> None:
+    """:func:`ink` of many glyphs at once (each a list of polylines), into the blank cells
+    ``out[where]`` (``out`` ``(C, 28, 28)``).
+
+    Distances are computed only in a window around each glyph (as large as the largest glyph's
+    box): a dot needs a few dozen pixels, not 784."""
+    widths = np.asarray(widths, np.float32)
+    lines = [line for lines in glyphs for line in lines]
+    points = np.concatenate(lines).astype(np.float32)  # every point of every line, (P, 2)
+    sizes = np.array([len(line) for line in lines])
+    owner = np.repeat(np.repeat(np.arange(len(glyphs)), [len(g) for g in glyphs]), sizes)
+    starts = np.ones(len(points), bool)
+    starts[np.cumsum(sizes) - 1] = False  # a line's last point starts no segment
+    first = np.flatnonzero(starts)  # (S_all,) each segment's first point
+    glyph = owner[first]
+    counts = np.bincount(glyph, minlength=len(glyphs))
+    rank = np.arange(len(first)) - (np.cumsum(counts) - counts)[glyph]
+    index = np.repeat(first[np.cumsum(counts) - 1][:, None], counts.max(), axis=1)  # padded
+    index[glyph, rank] = first  # with copies of a glyph's last segment
+    padded = np.stack([points[index], points[index + 1]], axis=2)  # (G, S, 2, 2)
+    reach = (widths / 2 + 1)[:, None]  # ink reaches this far from a line
+    points = padded.reshape(len(glyphs), -1, 2)
+    low = np.clip(np.floor(points.min(axis=1) - reach), 0, 27).astype(int)  # (G, 2) row, col
+    high = np.clip(np.ceil(points.max(axis=1) + reach), 0, 27).astype(int)
+    size = (high - low).max(axis=0) + 1  # (2,) the window
+    window = np.stack(np.mgrid[0 : size[0], 0 : size[1]], axis=-1).reshape(-1, 2)
+    pixels = (window[None] + low[:, None]).astype(np.float32)  # (G, P, 2)
+    starts, along = padded[:, :, 0], padded[:, :, 1] - padded[:, :, 0]  # (G, S, 2)
+    length2 = np.maximum((along**2).sum(axis=2), 1e-6)  # (G, S)
+    rel = pixels[:, :, None, :] - starts[:, None]  # (G, P, S, 2)
+    t = np.clip(np.einsum("gpsk,gsk->gps", rel, along) / length2[:, None], 0.0, 1.0)
+    gap = rel - t[..., None] * along[:, None]
+    distance = np.sqrt(np.einsum("gpsk,gpsk->gps", gap, gap).min(axis=2))  # (G, P)
+    coverage = np.clip(widths[:, None] / 2 - distance + 0.5, 0.0, 1.0).reshape(-1, *size)
+    for k, (r, c), window in zip(where.tolist(), low.tolist(), coverage, strict=True):
+        h, w = min(size[0], 28 - r), min(size[1], 28 - c)
+        out[k, r : r + h, c : c + w] = window[:h, :w]
 
 
 def cells(
@@ -239,11 +285,18 @@ def cells(
     hands = measure_hands(digits, counts)
     owner = np.repeat(np.arange(len(texts)), [len(t) for t in texts])
     drawn = np.flatnonzero(~is_digit & (codes != ord(SPACE)))
+    if len(drawn) == 0:  # digits and spaces
+        return out
     jitter = 2 * uniforms(GLYPH_KEY, np.asarray(seeds)[drawn], JITTER_SLOTS) - 1
+    lines, widths = [], []
     for k, j in zip(drawn.tolist(), jitter, strict=True):
         hand = hands[owner[k]]
-        width = hand.width * (1 + 0.06 * j[3])
-        out[k] = ink(strokes(chars[k], hand, j, float(scales[k])), width)
+        lines.append(strokes(chars[k], hand, j, float(scales[k])))
+        widths.append(hand.width * (1 + 0.06 * j[3]))
+    # each character's glyphs together: alike in size and segments (a dot small, a bracket tall)
+    for code in np.unique(codes[drawn]):
+        for part in np.array_split(np.flatnonzero(codes[drawn] == code), 1 + len(drawn) // 512):
+            ink_many([lines[i] for i in part], np.asarray(widths)[part], out, drawn[part])
     return out
 
 
