@@ -148,24 +148,31 @@ def dataset_speed(count: int, repeats: int) -> dict:
 
 
 def picture(writer, path: Path) -> None:
-    """Dates, amounts, times and phone numbers in three styles, at 28 then at 96 pixels."""
+    """Dates, amounts, times and phone numbers in three styles: at 28 pixels all on one line per
+    style, then at 96 pixels on two lines per style; dark ink on white."""
+    short = PICTURE_TEXTS[:2] + PICTURE_TEXTS[3:4]  # date, amount, time
+    lines = [(28, PICTURE_TEXTS, style) for style in range(3)]  # (height, texts, style seed)
+    lines += [
+        line for style in range(3) for line in ((96, short, style), (96, PICTURE_TEXTS[2:3], style))
+    ]
     strips = []
-    for height, per_row in ((28, len(PICTURE_TEXTS)), (96, 2)):
-        for style in range(3):
-            texts = [writer.write(t, style_seed=style, seed=style, height=height, ink="dark")
-                     for t in PICTURE_TEXTS]  # fmt: skip
-            for start in range(0, len(texts), per_row):
-                strips.append(texts[start : start + per_row])
-    gap = 16
-    width = max(sum(p.width for p in s) + gap * (len(s) + 1) for s in strips)
-    sheet = Image.new("L", (width, sum(s[0].height + gap // 2 for s in strips) + gap), 255)
-    y = gap
+    for height, texts, style in lines:
+        strips.append([writer.write(t, style_seed=style, seed=style, height=height, ink="dark")
+                       for t in texts])  # fmt: skip
+    margin = 16
+    rows = []
     for strip in strips:
-        x = gap
+        gap = strip[0].height // 2  # between numbers: half their height
+        rows.append((sum(p.width for p in strip) + gap * (len(strip) - 1), gap, strip))
+    width = max(r[0] for r in rows) + 2 * margin
+    sheet = Image.new("L", (width, sum(s[0].height + 8 for s in strips) + 2 * margin), 255)
+    y = margin
+    for _, gap, strip in rows:
+        x = margin
         for p in strip:
             sheet.paste(p, (x, y))
             x += p.width + gap
-        y += strip[0].height + gap // 2
+        y += strip[0].height + 8
     path.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(path)
 
