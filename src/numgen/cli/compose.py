@@ -90,7 +90,10 @@ def write_command(
         int, typer.Option(help="Write it this many times, one below the other.", min=1, max=100)
     ] = 1,
     height: Annotated[
-        int, typer.Option(help="Height of the image in pixels.", min=8, max=1024)
+        int,
+        typer.Option(
+            help="Height of the image in pixels (above 28: crisp outlines).", min=8, max=1024
+        ),
     ] = 28,
     ink: Annotated[str, typer.Option(help="light (white on black, as MNIST) or dark.")] = "light",
     out: Annotated[
@@ -194,7 +197,10 @@ def dataset_command(
     model: ModelOption = "cvae",
     seed: Seed = 0,
     height: Annotated[
-        int, typer.Option(help="Height of each image in pixels.", min=8, max=1024)
+        int,
+        typer.Option(
+            help="Height of each image in pixels (above 28: crisp outlines).", min=8, max=1024
+        ),
     ] = 28,
     ink: Annotated[str, typer.Option(help="light (white on black, as MNIST) or dark.")] = "light",
     format: Annotated[
