@@ -12,7 +12,8 @@ any height. Every target of the issue, measured through the paths users take, at
 4. the mid-grey share (0.15 < ink < 0.85) of the inked pixels (ink > 0.15) at height 128: of
    ``numgen write 2026 --height 128`` and of formatted numbers, beside the same pictures enlarged
    as numgen did before (Lanczos from 28 pixels);
-5. read-back of 4-8-digit numbers written at height 96 and at 28 (``compose.read_number``);
+5. read-back (``compose.read_number``) of 4-8-digit numbers drawn as ``numgen dataset --length
+   4-8`` draws them, at height 96 and at 28 (the same rows);
 6. ``numgen dataset --kind date`` against the same count of plain 8-digit numbers (webdataset,
    the default model, one process), alternated.
 
@@ -31,6 +32,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 from common import REPO, command, load_average, machine, machine_line, write_results
@@ -44,8 +46,8 @@ RANGE = (0.8, 1.25)  # the target band of separator / digit pen widths
 
 
 def rows_of(model, name: str, count: int, seed: int, **options) -> list[tuple[np.ndarray, dict]]:
-    """``count`` dataset rows as ``numgen dataset`` draws them: ink ``(28, W)`` in [0, 1] and
-    metadata."""
+    """``count`` dataset rows as ``numgen dataset`` draws them: ink ``(height, W)`` in [0, 1]
+    and metadata."""
     config = export.ExportConfig(count=count, seed=seed, model=name, **options)
     rows = []
     for start in range(0, count, export.CHUNK):
@@ -118,15 +120,13 @@ def crispness(writer, rows) -> dict:
     }  # fmt: skip
 
 
-def readback(writer, judge, n: int) -> dict:
-    """Exact read-back of ``n`` numbers of 4-8 digits at heights 28 and 96 (same seeds)."""
-    rng = np.random.default_rng(21)
-    texts = ["".join(map(str, rng.integers(0, 10, rng.integers(4, 9)))) for _ in range(n)]
-    right = {28: 0, 96: 0}
-    for i, text in enumerate(texts):
-        for height in right:
-            picture = writer.write(text, style_seed=1000 + i, seed=i, height=height)
-            right[height] += compose.read_number(judge, picture) == text
+def readback(model, name: str, judge, n: int) -> dict:
+    """Exact read-back (``compose.read_number``) of ``n`` numbers of 4-8 digits drawn as
+    ``numgen dataset --length 4-8`` draws them, at heights 28 and 96 (the same rows)."""
+    right = {}
+    for height in (28, 96):
+        rows = rows_of(model, name, n, seed=21, min_length=4, max_length=8, height=height)
+        right[height] = sum(compose.read_number(judge, ink) == meta["text"] for ink, meta in rows)
     return {"numbers": n, "at_28": right[28] / n, "at_96": right[96] / n}
 
 
@@ -215,11 +215,12 @@ def markdown(f: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--per-kind", type=int, default=200, help="formatted numbers per kind")
-    parser.add_argument("--readback", type=int, default=300, help="numbers read at 28 and 96 px")
+    parser.add_argument("--readback", type=int, default=1000, help="numbers read at 28, 96 px")
     parser.add_argument("--speed-count", type=int, default=5000, help="images per dataset run")
     parser.add_argument("--repeats", type=int, default=2, help="alternated dataset runs")
     parser.add_argument("--out", default="text_marks")
     args = parser.parse_args()
+    torch.set_num_threads(1)  # as `numgen dataset` draws: one thread, steadier on a shared machine
     load_at_start = load_average()
     started = time.perf_counter()
     writer, judge = compose.Writer.from_pretrained(), Recognizer.from_pretrained()
@@ -257,7 +258,7 @@ def main() -> None:
         "crisp": crispness(writer, rows_all[:: max(1, len(rows_all) // 100)]),
     }  # fmt: skip
     print(figures["recognised"], figures["pen_ratio"]["within_share"], figures["crisp"], flush=True)
-    figures["readback"] = readback(writer, judge, args.readback)
+    figures["readback"] = readback(writer.model, name, judge, args.readback)
     print(figures["readback"], flush=True)
     figures["speed"] = dataset_speed(args.speed_count, args.repeats)
     print(figures["speed"], flush=True)
