@@ -24,7 +24,7 @@ from numgen.compose import ComposeError, check_model
 from numgen.config import read_json
 from numgen.export.card import CARD_FILE, PICTURE_FILE, write_card
 from numgen.export.formats import IMAGES_DIR, LABELS_FILE, METADATA_FILE, write_listing
-from numgen.export.recipe import FORMATS, ExportConfig, parse_length, parse_split, plan
+from numgen.export.recipe import FORMATS, KINDS, ExportConfig, parse_length, parse_split, plan
 from numgen.export.render import CHUNK, png_bytes, render_rows
 from numgen.export.shards import POOL_MIN_IMAGES, STATE_DIR, read_state, run_local, run_ray
 from numgen.hub import load, write_json
@@ -33,7 +33,7 @@ MANIFEST_FILE = "export.json"
 ENGINES = ("local", "ray")
 
 __all__ = [
-    "CHUNK", "ENGINES", "FORMATS", "IMAGES_DIR", "LABELS_FILE", "MANIFEST_FILE", "METADATA_FILE",
+    "CHUNK", "ENGINES", "FORMATS", "IMAGES_DIR", "KINDS", "LABELS_FILE", "MANIFEST_FILE", "METADATA_FILE",
     "POOL_MIN_IMAGES", "ExportConfig", "export_dataset", "parse_length", "parse_split", "plan",
     "png_bytes", "render_rows",
 ]  # fmt: skip

@@ -54,9 +54,10 @@ def write_shard(model, config: ExportConfig, shard: int, out_dir: Path) -> dict:
             model, config, plan(config, range(start, min(start + CHUNK, indices.stop)))
         )
     listing = write_shard_files(out_dir, config, shard, rows)
-    digits = np.bincount(
-        np.frombuffer("".join(m["text"] for _, m in rows).encode(), np.uint8) - 48, minlength=10
-    )
+    codes = np.frombuffer("".join(m["text"] for _, m in rows).encode(), np.uint8)
+    counts = np.bincount(codes, minlength=128)
+    digits = counts[ord("0") : ord("9") + 1]
+    others = {chr(c): int(counts[c]) for c in np.flatnonzero(counts) if not 48 <= c <= 57}
     lengths: dict[str, int] = {}
     splits: dict[str, dict] = {}
     for png, meta in rows:
@@ -64,8 +65,8 @@ def write_shard(model, config: ExportConfig, shard: int, out_dir: Path) -> dict:
         part = splits.setdefault(meta["split"], {"rows": 0, "bytes": 0})
         part["rows"] += 1
         part["bytes"] += len(png)
-    state = {"shard": shard, "rows": len(rows), "digits": digits.tolist(), "lengths": lengths,
-             "splits": splits, "listing": listing}  # fmt: skip
+    state = {"shard": shard, "rows": len(rows), "digits": digits.tolist(), "others": others,
+             "lengths": lengths, "splits": splits, "listing": listing}  # fmt: skip
     path = state_file(out_dir, shard)
     with disk_errors(path):
         atomic_write(path, lambda tmp: tmp.write_text(json.dumps(state)))
