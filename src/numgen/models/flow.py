@@ -82,12 +82,9 @@ class FlowConfig:
         check_sampling(self.steps, self.guidance, self.solver)
         if not 1 <= self.channels <= 256:
             raise ConfigError(f"channels={self.channels}: must be between 1 and 256")
-        if self.check is not None and not (isinstance(self.check, float) and 0 < self.check < 1):
-            raise ConfigError(f"check={self.check}: the legibility threshold lies between 0 and 1")
-        for name in ("sigma", "temperature"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and 0 <= value <= 10):
-                raise ConfigError(f"{name}={value}: must be a number between 0 and 10")
+        if not (math.isfinite(self.sigma) and 0 <= self.sigma <= 10):
+            raise ConfigError(f"sigma={self.sigma}: must be a number between 0 and 10")
+        check_style_settings(self.temperature, self.check)
 
     @classmethod
     def from_dict(cls, values: dict) -> FlowConfig:
@@ -99,6 +96,15 @@ class FlowConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def check_style_settings(temperature: float, check: float | None) -> None:
+    """A ConfigError naming a bad style temperature (0-10) or legibility threshold (in (0, 1),
+    or None for no check)."""
+    if not (math.isfinite(temperature) and 0 <= temperature <= 10):
+        raise ConfigError(f"temperature={temperature}: must be a number between 0 and 10")
+    if check is not None and not (isinstance(check, float) and 0 < check < 1):
+        raise ConfigError(f"check={check}: the legibility threshold lies between 0 and 1")
 
 
 def check_sampling(steps: int | None, guidance: float | None, solver: str | None = "euler") -> None:

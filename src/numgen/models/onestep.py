@@ -35,17 +35,24 @@ Images are ``(B, 1, 28, 28)`` in [0, 1]; labels ``(B,)`` digits or ``(B, 10)`` w
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from numgen.config import check_fields
+from numgen.config import check_fields, from_dict
 from numgen.errors import ConfigError
 from numgen.models.base import Generator, label_weights
-from numgen.models.flow import FlowConfig, FlowModel, VelocityUNet, despeckle, digit_noise
+from numgen.models.flow import (
+    FlowConfig,
+    FlowModel,
+    VelocityUNet,
+    check_style_settings,
+    despeckle,
+    digit_noise,
+)
 
 
 @dataclass
@@ -77,20 +84,13 @@ class OneStepConfig:
                                 ("prior_hidden", 1, 4096), ("critic_channels", 1, 256)):  # fmt: skip
             if not low <= getattr(self, name) <= high:
                 raise ConfigError(f"{name}={getattr(self, name)}: must be from {low} to {high}")
-        for name in ("adversarial", "temperature"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and 0 <= value <= 10):
-                raise ConfigError(f"{name}={value}: must be a number between 0 and 10")
-        if self.check is not None and not (isinstance(self.check, float) and 0 < self.check < 1):
-            raise ConfigError(f"check={self.check}: the legibility threshold lies between 0 and 1")
+        if not (math.isfinite(self.adversarial) and 0 <= self.adversarial <= 10):
+            raise ConfigError(f"adversarial={self.adversarial}: must be a number between 0 and 10")
+        check_style_settings(self.temperature, self.check)
 
     @classmethod
     def from_dict(cls, values: dict) -> OneStepConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ConfigError(f"unknown config keys {sorted(unknown)}; known keys: {sorted(known)}")
-        return cls(**values)
+        return from_dict(cls, values)
 
     def to_dict(self) -> dict:
         return asdict(self)
