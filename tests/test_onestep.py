@@ -199,7 +199,7 @@ def test_web_writes_with_a_onestep_model(tmp_path) -> None:
         again = client.get("/api/write", params={"text": "2026", "style_seed": 3, "model": "fast"})
         assert first.status_code == 200 and first.headers["content-type"] == "image/png"
         assert first.content == again.content
-        assert client.get("/api/write", params={"text": "20x6", "model": "fast"}).status_code == 400
+        assert client.get("/api/write", params={"text": "20x6", "model": "fast"}).status_code == 422
 
 
 def test_cli_trains_and_refuses_a_teacher_that_is_no_flow(tmp_path, capsys) -> None:
