@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 import torch
@@ -18,12 +18,89 @@ import torch
 from numgen import checkpoint_checks as checks
 from numgen.errors import NumgenError, TrainingError
 from numgen.hub import CONFIG_FILE, WEIGHTS_FILE, atomic_write, load, save_pretrained, save_weights
-from numgen.models import Generator
+from numgen.models import Generator, config_from_dict
 
 log = logging.getLogger(__name__)
 
 STATE_FILE = "train_state.safetensors"
 METRICS_FILE = "metrics.jsonl"
+# what a resumed run may change: how many epochs it trains to, and where the same data lies;
+# any other option changes what the run is, so resuming with it would be a different run
+MAY_CHANGE_ON_RESUME = ("epochs", "data_dir")
+
+
+def refuse_overwrite(run_dir: Path) -> None:
+    """Refuse to start a fresh run in ``run_dir`` when it holds one (a training state, a model
+    or metrics): a second ``numgen train RUN`` must not silently replace the first."""
+    files = (run_dir / n for n in (STATE_FILE, WEIGHTS_FILE, METRICS_FILE))
+    found = [f.name for f in files if f.is_file() and f.stat().st_size]
+    if found:
+        raise TrainingError(
+            f"{run_dir} already holds a run ({', '.join(found)}); continue it with --resume, "
+            "or start it over with --overwrite"
+        )
+
+
+def option_name(field: str) -> str:
+    """A config field's command-line option: ``batch_size`` -> ``--batch-size``."""
+    return "--model" if field == "kind" else f"--{field.replace('_', '-')}"
+
+
+def check_resume_options(
+    run_dir: Path, checkpoint: checks.Checkpoint, model_config: object | None,
+    train_config: object | None,
+) -> None:  # fmt: skip
+    """Refuse to resume with a model or train config (where given) that differs from the
+    checkpoint's in anything but :data:`MAY_CHANGE_ON_RESUME`, naming each difference."""
+    pairs = []
+    if model_config is not None:
+        pairs.append((checkpoint.model_config.to_dict(), model_config.to_dict(), ()))
+    if train_config is not None:
+        pairs.append((asdict(checkpoint.train_config), asdict(train_config), MAY_CHANGE_ON_RESUME))
+    differ = [
+        f"{option_name(key)} {given.get(key)} (the run's: {saved.get(key)})"
+        for saved, given, free in pairs
+        for key in sorted(saved.keys() | given.keys())
+        if key not in free and saved.get(key) != given.get(key)
+    ]
+    if differ:
+        raise TrainingError(
+            f"{run_dir}: cannot resume with options that differ from the run's: "
+            f"{'; '.join(differ)}; only {' and '.join(map(option_name, MAY_CHANGE_ON_RESUME))} "
+            "may change on resume (or start the run over with --overwrite)"
+        )
+
+
+def saved_configs(run_dir: Path, train_config_class: type) -> tuple[object, object] | None:
+    """(model config, train config) of the run's training state, read from its header alone;
+    None where there is none or it is damaged (resuming then says what is wrong)."""
+    path = run_dir / STATE_FILE
+    try:
+        _, metadata = checks.read_header(path)
+        return (
+            config_from_dict(checks.json_field(path, metadata, "model_config")),
+            train_config_class.from_dict(checks.json_field(path, metadata, "train_config")),
+        )
+    except (NumgenError, OSError):
+        return None
+
+
+def with_options(config: object, options: dict[str, object]) -> object:
+    """``config`` with the given ``options`` (fields of it) replaced; an option it has no field
+    for is a :class:`TrainingError`: it does not apply to the run's model."""
+    kind = getattr(config, "kind", "training")
+    if options.get("kind", kind) != kind:
+        raise TrainingError(
+            f"--model {options['kind']}: the run holds a {kind} model; resume without --model"
+        )
+    names = {f.name for f in fields(config)}
+    foreign = [option_name(k) for k in options if k not in names]
+    if foreign:
+        raise TrainingError(
+            f"{', '.join(foreign)}: not an option of the run's {kind} model; resume "
+            "without it"
+        )
+    return replace(config, **options)
 
 
 def save_checkpoint(

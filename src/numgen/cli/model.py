@@ -8,13 +8,14 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import fields
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from numgen import generate, plots
-from numgen.checkpoints import read_metrics
+from numgen.checkpoints import read_metrics, saved_configs, with_options
 from numgen.cli.common import (
     DataDir,
     Dataset,
@@ -72,8 +73,20 @@ def describe_epoch(r: dict) -> str:
     return f"{parts('train')}  {parts('test')}  {r['seconds']:.1f} s"
 
 
+VAE_OPTIONS = ("kind", "arch", "latent_dim", "likelihood", "beta", "hidden", "depth")
+FLOW_OPTIONS = ("start", "sigma", "steps", "channels", "base")
+TRAIN_OPTIONS = tuple(f.name for f in fields(TrainConfig))
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether option ``name`` was given on the command line (not left at its default)."""
+    source = ctx.get_parameter_source(name)  # an enum of Typer's own copy of Click
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+
+
 @app.command("train")
 def train_command(
+    ctx: typer.Context,
     run: Annotated[Path, typer.Argument(help="Run directory for checkpoints and logs.")] = Path(
         "runs/vae"
     ),
@@ -102,7 +115,16 @@ def train_command(
     data_dir: DataDir = None,
     limit: Annotated[int | None, typer.Option(help="Use only the first N training digits.")] = None,
     device: Device = "auto",
-    resume: Annotated[bool, typer.Option(help="Continue from the run's last checkpoint.")] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            help="Continue from the run's last checkpoint; of the options, only --epochs and "
+            "--data-dir may differ from the run's."
+        ),
+    ] = False,
+    overwrite: Annotated[
+        bool, typer.Option(help="Start over in a RUN that already holds a run (replacing it).")
+    ] = False,
     base: Annotated[
         str, typer.Option(help="flow: the trained CVAE it refines (name or directory).")
     ] = "cvae",
@@ -135,26 +157,38 @@ def train_command(
                 param_hint="--batch-size",
             )
         raise typer.Exit(launch_with_torchrun(nproc, sys.argv[1:]))
-    base_model = None
-    if model == "flow":
-        base_model = load(base) if start == "cvae" else None
-        model_config = make_config(
-            FlowConfig, start=start, sigma=sigma, steps=steps, channels=channels,
-            base=base_model.config.to_dict() if base_model is not None else None,
-        )  # fmt: skip
+    base_model = load(base) if model == "flow" and start == "cvae" else None
+    data_dir = resolve_data_dir(data_dir)
+    options = {
+        "kind": model, "arch": arch, "latent_dim": latent_dim, "likelihood": likelihood,
+        "beta": beta, "hidden": hidden, "depth": depth, "start": start, "sigma": sigma,
+        "steps": steps, "channels": channels,
+        "base": base_model.config.to_dict() if base_model is not None else None,
+        "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "dataset": dataset,
+        "data_dir": str(data_dir) if data_dir else None, "limit": limit, "kl_warmup": kl_warmup,
+        "lr_decay": lr_decay, "precision": precision,
+    }  # fmt: skip
+    saved = saved_configs(run, TrainConfig) if resume and not overwrite else None
+    if saved:  # the run's own configs, with the options given on this command line
+        given = {k: v for k, v in options.items() if _given(ctx, "model" if k == "kind" else k)}
+        if data_dir:  # where the same data lies may change
+            given["data_dir"] = options["data_dir"]
+        train_fields = {f.name for f in fields(TrainConfig)}
+        model_config = with_options(
+            saved[0], {k: v for k, v in given.items() if k not in train_fields}
+        )
+        train_config = with_options(saved[1], {k: v for k, v in given.items() if k in train_fields})
     else:
         model_config = make_config(
-            VAEConfig, kind=model, arch=arch, latent_dim=latent_dim, likelihood=likelihood,
-            beta=beta, hidden=hidden, depth=depth,
-        )  # fmt: skip
-    data_dir = resolve_data_dir(data_dir)
-    train_config = make_config(
-        TrainConfig, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, dataset=dataset,
-        data_dir=str(data_dir) if data_dir else None, limit=limit, kl_warmup=kl_warmup,
-        lr_decay=lr_decay, precision=precision,
-    )  # fmt: skip
+            FlowConfig if model == "flow" else VAEConfig,
+            **{k: options[k] for k in (FLOW_OPTIONS if model == "flow" else VAE_OPTIONS)},
+        )
+        train_config = make_config(TrainConfig, **{k: options[k] for k in TRAIN_OPTIONS})
     if not is_main_process():  # ranks above 0 of a torchrun launch train silently
-        train(run, model_config, train_config, device=device, resume=resume, base=base_model)
+        train(
+            run, model_config, train_config, device=device, resume=resume, base=base_model,
+            overwrite=overwrite,
+        )  # fmt: skip
         return
     with epoch_progress("train", describe_epoch) as (on_batch, on_epoch):
         train(
@@ -166,6 +200,7 @@ def train_command(
             on_batch=on_batch,
             on_epoch=on_epoch,
             base=base_model,
+            overwrite=overwrite,
         )
     console.print(f"model saved in [green]{run}[/green]; metrics in {run / 'metrics.jsonl'}")
 
