@@ -202,3 +202,64 @@ def test_resume_may_raise_the_epochs_and_keeps_the_run_options(
     # only --epochs given: the run's own architecture, data and batch size go on
     assert main(["train", str(run), "--resume", "--epochs", "3", "--device", "cpu"]) == 0
     assert [r["epoch"] for r in read_metrics(run)] == [1, 2, 3]
+
+
+def test_the_next_run_removes_temporary_files_a_killed_write_left(
+    straight: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    copy_run(straight, run)
+    # safetensors' own temporary name (numgen 0.1.0 let it write one), and hub.atomic_write's
+    (run / ".tmpAb12Cd").write_bytes(b"\0" * 1000)
+    (run / ".model.safetensors.x1y2.tmp").write_bytes(b"\0" * 1000)
+    assert main(["train", str(run), "--resume", "--epochs", "3", "--device", "cpu"]) == 0
+    assert sorted(p.name for p in run.iterdir()) == sorted(p.name for p in straight.iterdir())
+    (run / ".tmpZz98Yx").write_bytes(b"\0" * 1000)
+    assert main(["train", str(run), *TRAIN, "--overwrite"]) == 0
+    assert sorted(p.name for p in run.iterdir()) == sorted(p.name for p in straight.iterdir())
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "REPEAT",  # epoch 1's line again, as a crash can leave it
+        '{"epoch": "1"}',
+        '{"epoch": null}',
+        '{"epoch": [1]}',
+        '{"epoch": ' + "[" * 100_000 + "]" * 100_000 + "}",
+        '{"epoch": 1' + "0" * 5000 + "}",
+    ],
+)
+def test_resume_keeps_one_metrics_line_per_epoch_whatever_the_file_holds(
+    straight: Path, tmp_path: Path, bad: str
+) -> None:
+    run = tmp_path / "run"
+    copy_run(straight, run)
+    lines = (run / METRICS_FILE).read_text().splitlines()
+    bad = lines[0] if bad == "REPEAT" else bad
+    (run / METRICS_FILE).write_text("\n".join([lines[0], bad, *lines[1:]]) + "\n")
+    assert main(["plot", "losses", str(run), "--out", str(tmp_path / "losses.png")]) == 0
+    assert main(["train", str(run), "--resume", "--epochs", "3", "--device", "cpu"]) == 0
+    assert [r["epoch"] for r in read_metrics(run)] == [1, 2, 3]
+    kept = (run / METRICS_FILE).read_text().splitlines()[:2]
+    assert kept == (straight / METRICS_FILE).read_text().splitlines()
+
+
+FULL_DISK = """
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))  # as a disk that fills up
+from numgen.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_training_onto_a_full_disk_is_one_line(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    wide = [*TRAIN, "--hidden", "64"]  # weights of ~0.5 MB: past the 20 kB the process may write
+    done = subprocess.run([sys.executable, "-c", FULL_DISK, "train", str(run), *wide],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    error = [line for line in done.stderr.splitlines() if line.startswith("Error: ")]
+    assert len(error) == 1 and "write elsewhere" in error[0], done.stderr[-2000:]

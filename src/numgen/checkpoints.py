@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from numgen import checkpoint_checks as checks
+from numgen.config import ConfigError, parse_json
 from numgen.errors import NumgenError, TrainingError
 from numgen.hub import CONFIG_FILE, WEIGHTS_FILE, atomic_write, load, save_pretrained, save_weights
 from numgen.models import Generator, config_from_dict
@@ -97,8 +98,7 @@ def with_options(config: object, options: dict[str, object]) -> object:
     foreign = [option_name(k) for k in options if k not in names]
     if foreign:
         raise TrainingError(
-            f"{', '.join(foreign)}: not an option of the run's {kind} model; resume "
-            "without it"
+            f"{', '.join(foreign)}: not an option of the run's {kind} model; resume without it"
         )
     return replace(config, **options)
 
@@ -188,13 +188,18 @@ def prepare_run(run_dir: Path, checkpoint: checks.Checkpoint | None) -> None:
     for name in (STATE_FILE, WEIGHTS_FILE, CONFIG_FILE, METRICS_FILE):
         for tmp in run_dir.glob(f".{name}.*.tmp"):  # hub.atomic_write's temporary names
             tmp.unlink(missing_ok=True)
+    for tmp in run_dir.glob(".tmp??????"):  # safetensors' own, written by numgen 0.1.0's saves
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
     if checkpoint is None:
         _write_metrics(run_dir, [])
         return
-    keep = [r for r in read_metrics(run_dir) if r.get("epoch", 0) <= checkpoint.epoch]
-    if checkpoint.record and checkpoint.epoch not in {r.get("epoch") for r in keep}:
-        keep.append(checkpoint.record)
-    _write_metrics(run_dir, keep)
+    # one line per epoch up to the checkpoint's (a line repeated by a crash counts once), and
+    # the checkpoint's own record for its epoch
+    by_epoch = {r["epoch"]: r for r in read_metrics(run_dir) if r["epoch"] <= checkpoint.epoch}
+    if checkpoint.record:
+        by_epoch[checkpoint.epoch] = checkpoint.record
+    _write_metrics(run_dir, [by_epoch[e] for e in sorted(by_epoch)])
 
 
 def check_saved_model(run_dir: Path, model: Generator) -> None:
@@ -211,19 +216,25 @@ def check_saved_model(run_dir: Path, model: Generator) -> None:
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
-    """The per-epoch records of a run, oldest first."""
+    """The per-epoch records of a run, in the file's order: JSON objects whose ``epoch`` is a
+    whole number from 1; any other line (torn by a crash mid-append, or damaged) is skipped
+    with a warning."""
     path = Path(run_dir) / METRICS_FILE
     if not path.is_file():
         return []
     records = []
     for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
         try:
-            record = json.loads(line) if line.strip() else None
-        except json.JSONDecodeError:  # a line torn by a crash mid-append, or damage
+            record = parse_json(line, f"{path} line {number}")
+        except ConfigError:
             record = None
-            log.warning("%s: line %d is not a metrics record; skipped", path, number)
-        if isinstance(record, dict):
+        epoch = record.get("epoch") if isinstance(record, dict) else None
+        if type(epoch) is int and epoch >= 1:
             records.append(record)
+        else:
+            log.warning("%s: line %d is not a metrics record; skipped", path, number)
     return records
 
 

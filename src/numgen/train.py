@@ -30,7 +30,7 @@ from numgen.checkpoints import (
     restore,
     save_checkpoint,
 )
-from numgen.config import ConfigError, Limit, check_fields, from_dict
+from numgen.config import MAX_SEED, ConfigError, Limit, check_fields, from_dict
 from numgen.data import Digits, load_digits, to_tensor
 from numgen.errors import TrainingError
 from numgen.hub import place
@@ -60,7 +60,7 @@ class TrainConfig:
         "epochs": Limit(1, 100_000),
         "batch_size": Limit(1, 60_000, "MNIST's training set holds 60,000 digits"),
         "lr": Limit(0.0, 10.0),
-        "seed": Limit(0, 2**32 - 1),
+        "seed": Limit(0, MAX_SEED),
         "limit": Limit(1, 10**9),
         "kl_warmup": Limit(0.0, 100_000),
     }

@@ -236,6 +236,22 @@ def load_latent_model(model: str) -> Generator:
     return generator
 
 
+def check_label(generator: Generator, label: int | None, model: str) -> None:
+    """Refuse a ``--label`` the model cannot draw: any label for a model not conditioned on the
+    digit (it would be ignored), a label beyond a conditional model's classes."""
+    if label is None:
+        return
+    if not generator.conditional:
+        raise typer.BadParameter(
+            f"{model} is a {generator.config.kind} model, not conditioned on the digit: it cannot "
+            "draw a chosen digit; drop --label, or give a conditional model (e.g. cvae)",
+            param_hint="--label",
+        )
+    classes = generator.config.num_classes
+    if not 0 <= label < classes:
+        raise typer.BadParameter(f"{label}: give a digit 0-{classes - 1}", param_hint="--label")
+
+
 @plot_app.command("latent")
 def plot_latent_command(
     model: Model,
@@ -268,6 +284,7 @@ def decode_command(
     writable(out)
     fits("--scale", scale, lambda s: 3 * (28 * s) ** 2)  # the enlarged image, with copies
     vae = load_latent_model(model)
+    check_label(vae, label, model)
     if len(point) != vae.config.latent_dim:
         raise typer.BadParameter(
             f"this model's latent has {vae.config.latent_dim} coordinates, got {len(point)}",
@@ -293,6 +310,7 @@ def manifold_command(
     lo, hi = range_
     writable(out)
     vae = load_latent_model(model)
+    check_label(vae, label, model)
     out_path(plots.plot_manifold(generate.manifold(vae, n, lo, hi, label), lo, hi, out))
 
 
@@ -309,6 +327,7 @@ def sample_command(
     """Digits drawn from the prior (styles at temperature 1), as a grid."""
     writable(out)
     generator = load_for_drawing(model, ode_steps, guidance)
+    check_label(generator, label, model)
     out_path(plots.save_grid(generate.sample(generator, n, seed, label), out, scale=3))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -66,6 +67,24 @@ def log_config(access_log: bool) -> dict:
     return config
 
 
+def check_listen(host: str, port: int) -> None:
+    """Refuse, before the models load, an address this machine cannot listen on (unknown, not
+    its own, or its port taken): uvicorn would log it and exit with code 3."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as err:
+        raise NumgenError(f"--host {host}: not an address ({err}); try 127.0.0.1") from None
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            sock.bind(address)
+        except OSError as err:
+            raise NumgenError(
+                f"cannot listen on {host} port {port} ({err.strerror or err}); choose another "
+                "--port, or another --host"
+            ) from None
+
+
 @app.command("serve")
 def serve_command(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
@@ -95,7 +114,9 @@ def serve_command(
     ] = 2.0,
     threads: Annotated[
         int,
-        typer.Option(help="PyTorch threads per process (1 leaves cores to requests).", min=1),
+        typer.Option(
+            help="PyTorch threads per process (1 leaves cores to requests).", min=1, max=1024
+        ),
     ] = 1,
     access_log: Annotated[
         bool, typer.Option(help="Log one line per request to stderr, with its time.")
@@ -105,6 +126,12 @@ def serve_command(
 
     Model calls of concurrent requests are batched; when MAX_PENDING requests are running the
     next gets a 503 with Retry-After; SIGTERM or Ctrl+C lets the requests in flight finish."""
+    if not host.strip():
+        raise typer.BadParameter(
+            "give an address (127.0.0.1 for this machine only, 0.0.0.0 for every interface)",
+            param_hint="--host",
+        )
+    check_listen(host, port)
     uvicorn, create_app = web_stack()
     from numgen.web.app import SETTINGS_ENV  # the web stack is there: web_stack() said so
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import signal
+import socket
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -168,6 +169,24 @@ class ShardWriter:
         return write_shard(self.model, config, shard, Path(out_dir))
 
 
+RAY_CONNECT_TIMEOUT = 10.0  # seconds a Ray head may take to accept a connection
+
+
+def check_answers(address: str, timeout: float = RAY_CONNECT_TIMEOUT) -> None:
+    """Refuse a Ray ``address`` (``HOST:PORT`` or ``ray://HOST:PORT``) where nothing accepts a
+    connection within ``timeout`` seconds: Ray itself would retry for minutes."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not (host and port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+        raise ComposeError(f"--ray-address {address}: give HOST:PORT, ray://HOST:PORT or auto")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as err:
+        raise ComposeError(
+            f"--ray-address {address}: no Ray head answered within {timeout:g} s "
+            f"({err.strerror or err}); start one (ray start --head) or check the address"
+        ) from None
+
+
 def run_ray(model, config: ExportConfig, shards: list[int], out_dir: Path, workers: int,
             address: str | None, on_shard: OnShard) -> None:  # fmt: skip
     """Make ``shards`` on Ray: ``workers`` actors of one CPU each, on a local Ray started here
@@ -179,6 +198,8 @@ def run_ray(model, config: ExportConfig, shards: list[int], out_dir: Path, worke
     except ImportError:
         raise ComposeError("--engine ray needs Ray: pip install 'numgen[ray]'") from None
     started = not ray.is_initialized()
+    if started and address not in (None, "auto"):
+        check_answers(address)
     if started:
         local = {"num_cpus": workers, "include_dashboard": False} if address is None else {}
         ray.init(address=address, log_to_driver=False, **local)

@@ -48,7 +48,9 @@ from PIL import Image
 from pydantic import Field
 
 from numgen import __version__, compose, generate, hub, plots
+from numgen.config import MAX_SEED
 from numgen.data import Digits, load_digits, to_tensor
+from numgen.errors import NonFiniteImage
 from numgen.models import Generator
 from numgen.web.batching import CHUNK_ROWS, WAIT, BatchedModel, Batcher, run
 from numgen.web.guard import Guard, HttpCache, LimitBody, Load
@@ -64,7 +66,6 @@ STATIC_DIR = Path(__file__).parent / "static"
 MAX_COORDINATE = 10.0  # |z| beyond this is far outside any trained prior N(0, I)
 MAX_SAMPLES = 100  # digits per /api/digits request
 MAX_GRID = 40  # manifold points per side
-MAX_SEED = 2**32 - 1
 MIN_HEIGHT, MAX_HEIGHT = 14, 112  # pixel height of a written number
 SETTINGS_ENV = "NUMGEN_SERVE_SETTINGS"  # create_app's arguments, as JSON, for worker processes
 MAX_PENDING = 256  # requests to /api/ at once; the next one gets a 503 with Retry-After
@@ -274,6 +275,10 @@ def create_app(
         if chosen.scatter is None:
             raise HTTPException(400, f"model: {chosen.name!r} has no 2-D latent to explore")
         return chosen
+
+    @app.exception_handler(NonFiniteImage)  # the served model's fault, not the request's
+    async def non_finite(request: Request, err: NonFiniteImage) -> JSONResponse:
+        return JSONResponse({"detail": str(err)}, status_code=500)
 
     @app.exception_handler(compose.ComposeError)
     async def compose_error(request: Request, err: compose.ComposeError) -> JSONResponse:
