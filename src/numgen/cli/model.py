@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import math
-import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -34,7 +33,7 @@ from numgen.cli.compose import Guidance, OdeSteps, load_for_drawing
 from numgen.config import fits
 from numgen.data import load_digits, resolve_data_dir
 from numgen.demo import DEMO_EPOCHS, run_demo
-from numgen.distributed import is_main_process, launched_world_size
+from numgen.distributed import is_main_process, launch, launched_world_size
 from numgen.errors import TrainingError
 from numgen.hub import ModelError, load
 from numgen.models import FlowConfig, Generator, VAEConfig
@@ -140,8 +139,9 @@ def train_command(
     nproc: Annotated[
         int,
         typer.Option(
-            help="Train in N processes (DDP): shorthand for `torchrun --standalone "
-            "--nproc-per-node N -m numgen train ...`; the batch is split among them.",
+            help="Train in N processes (DDP) on this machine, started as `torchrun "
+            "--standalone --nproc-per-node N` would; the batch is split among them. A rank's "
+            "failure ends the others and is the exit code.",
             min=1,
         ),
     ] = 1,
@@ -156,7 +156,7 @@ def train_command(
                 f"use a multiple of {nproc}",
                 param_hint="--batch-size",
             )
-        raise typer.Exit(launch_with_torchrun(nproc, sys.argv[1:]))
+        raise typer.Exit(launch(nproc, without_nproc(sys.argv[1:])))
     base_model = load(base) if model == "flow" and start == "cvae" else None
     data_dir = resolve_data_dir(data_dir)
     options = {
@@ -205,9 +205,8 @@ def train_command(
     console.print(f"model saved in [green]{run}[/green]; metrics in {run / 'metrics.jsonl'}")
 
 
-def launch_with_torchrun(nproc: int, argv: list[str]) -> int:
-    """Run this command line (less ``--nproc``) in ``nproc`` processes on this machine, started
-    by PyTorch's launcher ``torchrun``; its exit code."""
+def without_nproc(argv: list[str]) -> list[str]:
+    """This command line less its ``--nproc`` option, for each rank to run."""
     args, skip = [], False
     for arg in argv:
         if skip or arg.startswith("--nproc="):
@@ -216,10 +215,7 @@ def launch_with_torchrun(nproc: int, argv: list[str]) -> int:
             skip = True
         else:
             args.append(arg)
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-    # "--": torchrun's parser would take numgen's options for abbreviations of its own
-    # (--start for --start-method)
-    return subprocess.call([*launcher, f"--nproc-per-node={nproc}", "-m", "--", "numgen", *args])
+    return args
 
 
 # --- the original project's pictures -------------------------------------------------------------

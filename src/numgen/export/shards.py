@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import signal
 import socket
 from collections import deque
@@ -29,6 +30,7 @@ from numgen.export.recipe import ExportConfig, plan
 from numgen.export.render import CHUNK, render_rows
 from numgen.hub import atomic_write, place
 from numgen.models import build_model, config_from_dict
+from numgen.processes import die_with_parent
 
 STATE_DIR = ".numgen"
 # Starting a worker process (a fresh Python importing torch) takes seconds, in which one process
@@ -93,8 +95,9 @@ def rebuild(config: dict, weights: dict[str, np.ndarray]):
 _worker_model = None  # each worker process loads the model once
 
 
-def _start_worker(config: dict, weights: dict[str, np.ndarray]) -> None:
+def _start_worker(parent: int, config: dict, weights: dict[str, np.ndarray]) -> None:
     global _worker_model
+    die_with_parent(parent)  # a killed export takes its workers along
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     _worker_model = rebuild(config, weights)
 
@@ -132,7 +135,7 @@ def run_local(model, config: ExportConfig, shards: list[int], out_dir: Path, wor
         workers = 1
     pool = None if workers == 1 else ProcessPoolExecutor(
         workers - 1, multiprocessing.get_context("spawn"),  # fork is unsafe once torch has threads
-        initializer=_start_worker, initargs=model_parts(model),
+        initializer=_start_worker, initargs=(os.getpid(), *model_parts(model)),
     )  # fmt: skip
     pending: dict[Future, int] = {}
     try:
