@@ -108,6 +108,32 @@ def serve_command(
         float,
         typer.Option(help="Seconds one request may take; then it gets a 503.", min=0.1, max=3600),
     ] = 10.0,
+    max_wait: Annotated[
+        float,
+        typer.Option(
+            help="Seconds a new API request may expect to wait for those ahead of it; beyond, "
+            "it gets a 503 with Retry-After at once.",
+            min=0.01,
+            max=3600,
+        ),
+    ] = 1.0,
+    read_timeout: Annotated[
+        float,
+        typer.Option(
+            help="Seconds a client has to send a whole request (headers and body); then the "
+            "connection is closed.",
+            min=0.1,
+            max=3600,
+        ),
+    ] = 10.0,
+    max_connections: Annotated[
+        int | None,
+        typer.Option(
+            help="Open connections per process; more are answered 503 and closed "
+            "[default: the open-files limit less 128].",
+            min=1,
+        ),
+    ] = None,
     batch_wait_ms: Annotated[
         float,
         typer.Option(help="Milliseconds a model call waits for others.", min=0, max=100),
@@ -134,6 +160,12 @@ def serve_command(
     check_listen(host, port)
     uvicorn, create_app = web_stack()
     from numgen.web.app import SETTINGS_ENV  # the web stack is there: web_stack() said so
+    from numgen.web.connections import (
+        MAX_CONNECTIONS_ENV,
+        READ_TIMEOUT_ENV,
+        TimedH11Protocol,
+        default_max_connections,
+    )
 
     settings = {
         "models": model_sources(model) if model else None,
@@ -141,7 +173,13 @@ def serve_command(
         "timeout": timeout,
         "batch_wait": batch_wait_ms / 1000,
         "threads": threads,
+        "max_wait": max_wait,
     }
+    # the connection protocol's limits, here and (from the environment) in worker processes
+    TimedH11Protocol.read_timeout = read_timeout
+    TimedH11Protocol.max_connections = max_connections or default_max_connections()
+    os.environ[READ_TIMEOUT_ENV] = str(TimedH11Protocol.read_timeout)
+    os.environ[MAX_CONNECTIONS_ENV] = str(TimedH11Protocol.max_connections)
     if workers == 1:
         target = create_app(**settings)  # built here, so a bad model is reported before serving
     else:  # each worker process builds its app from the settings in its environment
@@ -154,5 +192,6 @@ def serve_command(
     uvicorn.run(
         target, host=host, port=port, workers=workers, factory=workers > 1,
         log_level="warning", log_config=log_config(access_log), access_log=False,
+        http="numgen.web.connections:TimedH11Protocol",
         timeout_graceful_shutdown=int(timeout) + 5,  # requests in flight end within their limit
     )  # fmt: skip
