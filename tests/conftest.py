@@ -7,8 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from numgen.data import DATA_DIR_ENV, Digits
+from numgen.models import VAEConfig, build_model
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -28,3 +30,15 @@ def tiny_digits() -> Digits:
     rng = np.random.default_rng(0)
     images = (rng.random((64, 28, 28)) > 0.8).astype(np.uint8) * 255
     return Digits(images, np.arange(64) % 10, "tiny random")
+
+
+@pytest.fixture(scope="session")
+def inked_cvae():
+    """A tiny untrained CVAE with a bias that inks the centre, so every digit has columns of ink."""
+    torch.manual_seed(0)
+    model = build_model(VAEConfig(kind="cvae", arch="mlp", latent_dim=4, hidden=16)).eval()
+    with torch.no_grad():
+        bias = torch.full((28, 28), -4.0)
+        bias[6:22, 10:18] = 2.0
+        model.decoder.net[-1].bias.copy_(bias.flatten())
+    return model

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from numgen import compose, generate
+from numgen import compose, export, generate
 from numgen.cli.main import main
 from numgen.hub import load, pretrained_names, save_pretrained
 from numgen.models import VAEConfig, build_model
@@ -15,15 +17,8 @@ from numgen.recognizer import Recognizer
 
 
 @pytest.fixture(scope="module")
-def cvae():
-    """A tiny untrained CVAE with a bias that inks the centre, so every digit has columns of ink."""
-    torch.manual_seed(0)
-    model = build_model(VAEConfig(kind="cvae", arch="mlp", latent_dim=4, hidden=16)).eval()
-    with torch.no_grad():
-        bias = torch.full((28, 28), -4.0)
-        bias[6:22, 10:18] = 2.0
-        model.decoder.net[-1].bias.copy_(bias.flatten())
-    return model
+def cvae(inked_cvae):
+    return inked_cvae
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +92,9 @@ def test_lay_out_keeps_gaps_between_digit_boxes() -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [("", "empty"), ("12a4", "'a' at position 3"), ("1" * 10_000, "10,000 characters"),
-     (" 12", "position 1"), ("١٢", "not a digit 0-9")],
+     ("12_4", "'_' at position 3"), ("١٢", "not a character numgen writes"),
+         ("12a", r"\(digits 0-9, \. , - \+ / : \( \) and space\)$"), ("-.", "holds no digit"),
+         (" ", "holds no digit")],
 )  # fmt: skip
 def test_bad_text_is_refused(cvae, text: str, message: str) -> None:
     with pytest.raises(compose.ComposeError, match=message):
@@ -190,6 +187,21 @@ def test_write_command_writes_the_number(model_dir, tmp_path) -> None:
     assert Image.open(out).height == 3 * 28 + 4 * 4
 
 
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [("02.12.2026", "02.12.2026.png"), ("-1 234,56", "-1_234,56.png"), ("12:30", "12_30.png"),
+     ("3/4", "3_4.png"), ("+7 (812) 555-01-23", "+7__812__555-01-23.png")],
+)  # fmt: skip
+def test_write_command_writes_every_kind_of_character(
+    model_dir, tmp_path, monkeypatch, text, name
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["write", "--model", str(model_dir), "--seed", "3", "--", text]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # "/" makes no folder
+    written = np.asarray(Image.open(tmp_path / name))
+    np.testing.assert_array_equal(written, np.asarray(compose.write(load(model_dir), text, seed=3)))
+
+
 def test_digits_and_morph_commands(model_dir, tmp_path) -> None:
     assert main(["digits", "7", "-n", "4", "--model", str(model_dir),
                  "--out", str(tmp_path / "d.png")]) == 0  # fmt: skip
@@ -206,6 +218,20 @@ def test_write_command_refuses_bad_text(model_dir, tmp_path, capsys, text: str) 
     err = capsys.readouterr().err
     assert err.startswith("Error:") and len(err.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_a_negative_number_is_told_to_follow_a_double_dash(model_dir, capsys) -> None:
+    assert main(["write", "-12,5", "--model", str(model_dir)]) == 2
+    assert (
+        "put -- before a number that starts with -: `numgen write -- -1`" in capsys.readouterr().err
+    )
+
+
+def test_an_unsupported_character_lists_the_characters_numgen_writes(model_dir, capsys) -> None:
+    assert main(["write", "12€", "--model", str(model_dir)]) == 2
+    err = " ".join(capsys.readouterr().err.split())  # rich may wrap the one line
+    assert "'€' at position 3 is not a character numgen writes" in err
+    assert "(digits 0-9, . , - + / : ( ) and space)" in err
 
 
 @pytest.mark.parametrize("content", [b"", b"plain text"])
@@ -247,3 +273,30 @@ def test_the_recognizer_reads_back_written_numbers(bundled) -> None:
     assert all(len(r) == 4 for r in read)  # cut into the right number of digits
     right = sum(a == b for r, t in zip(read, texts, strict=True) for a, b in zip(r, t, strict=True))
     assert right >= 0.9 * 4 * len(texts)
+
+
+# Digests of pictures as numgen wrote them before issue 21 (separators, crisp heights): digit
+# strings at 28 pixels and below, and dataset rows at 28, must keep their bytes.
+PINNED = [
+    ("flow", "2026", {}, "8edbe460514d8378"),
+    ("flow", "31415926", {"style_seed": 3, "seed": 5, "ink": "dark"}, "f7cf98ac194e4ed8"),
+    ("flow", "2026", {"height": 20}, "a358ba84f99d6b0b"),
+    ("cvae", "2026", {}, "6cc4c14d21f23fed"),
+    ("cvae", "31415926", {"style_seed": 3, "seed": 5, "ink": "dark"}, "61a3dbba1ced4796"),
+    ("cvae", "2026", {"height": 20}, "410b5bfa3d4d48ca"),
+]
+
+
+@pytest.mark.parametrize(("name", "text", "options", "digest"), PINNED)
+def test_digit_strings_keep_their_bytes(name, text, options, digest) -> None:
+    picture = compose.Writer.from_pretrained(name).write(text, **options)
+    assert hashlib.sha256(np.asarray(picture).tobytes()).hexdigest()[:16] == digest
+
+
+@pytest.mark.parametrize(("name", "digest"), [("flow", "46e55286dc59ff86"),
+                                              ("cvae", "6068bfb3ba385f54")])  # fmt: skip
+def test_dataset_rows_of_digit_strings_keep_their_bytes(name, digest) -> None:
+    config = export.ExportConfig(count=4, min_length=3, max_length=8, model=name)
+    rows = export.render_rows(load(name), config, export.plan(config, range(4)))
+    assert [m["text"] for _, m in rows] == ["09131729", "4925413", "3759", "4867572"]
+    assert hashlib.sha256(b"".join(png for png, _ in rows)).hexdigest()[:16] == digest

@@ -13,9 +13,10 @@ import pytest
 import torch
 from PIL import Image
 
+from boxes import check_boxes
 from numgen import compose, export, legibility
 from numgen.cli.main import main
-from numgen.compose import INK_LEVEL, ComposeError
+from numgen.compose import ComposeError
 from numgen.export import formats, recipe
 from numgen.hub import atomic_write, save_pretrained
 from numgen.models import VAEConfig, build_model
@@ -54,14 +55,7 @@ def test_every_row_matches_its_picture(cvae, tmp_path) -> None:
         pixels = np.asarray(Image.open(tmp_path / row["file"]))
         assert pixels.shape == (int(row["height"]), int(row["width"])) == (28, pixels.shape[1])
         assert len(boxes) == len(text)
-        covered = np.zeros(pixels.shape, bool)
-        for x0, y0, x1, y1 in boxes:
-            ink = pixels[y0:y1, x0:x1] > INK_LEVEL * 255
-            # each box is tight: ink touches all four of its edges
-            assert ink[0].any() and ink[-1].any() and ink[:, 0].any() and ink[:, -1].any()
-            covered[y0:y1, x0:x1] = True
-        assert not (pixels[~covered] > INK_LEVEL * 255 + 1).any()  # no ink outside the boxes
-        assert all(a[2] < b[0] for a, b in zip(boxes, boxes[1:], strict=False))  # left to right
+        check_boxes(pixels, boxes)
 
 
 def test_pixels_are_composes_and_the_style_seed_draws_the_style(cvae) -> None:

@@ -110,7 +110,13 @@ SMALL = {
     "vae": {"kind": "vae", "arch": "mlp", "hidden": 8},
     "cvae": {"kind": "cvae", "arch": "mlp", "hidden": 8},
     "flow": {"kind": "flow", "base": {"kind": "cvae", "arch": "mlp", "hidden": 8}, "channels": 4},
-}
+    "onestep": {
+        "kind": "onestep", "channels": 4, "prior_layers": 2, "prior_hidden": 8,
+        "adversarial": 0.1, "critic_channels": 4,
+        "teacher": {"kind": "flow", "base": {"kind": "cvae", "arch": "mlp", "hidden": 8},
+                    "channels": 4},
+    },
+}  # fmt: skip
 
 
 def test_every_registered_family_has_a_small_config_here() -> None:

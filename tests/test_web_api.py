@@ -175,6 +175,15 @@ def test_write_gives_the_python_api_picture(client, cvae) -> None:
     np.testing.assert_array_equal(json_pixels(body), np.asarray(expected))
 
 
+@pytest.mark.parametrize("text", ["02.12.2026", "-1 234,56", "+7 (812) 555-01-23", "12:30"])
+def test_write_takes_dates_amounts_phones_and_times(client, cvae, text) -> None:
+    expected = compose.write(cvae, text, style_seed=2, seed=1, height=56)
+    answer = client.get("/api/write", params={"text": text, "style_seed": 2, "seed": 1,
+                                              "height": 56})  # fmt: skip
+    assert answer.status_code == 200, answer.text
+    np.testing.assert_array_equal(pixels(answer.content), np.asarray(expected))
+
+
 def test_an_uploaded_digit_gives_a_style_to_write_with(client, cvae) -> None:
     digit = load_digits("embedded", "test").images[0]
     answer = client.post("/api/style", files={"image": ("digit.png", png_file(digit), "image/png")})
@@ -222,9 +231,9 @@ TOO_MANY_DIGITS = "1" * (compose.MAX_DIGITS + 1)
         ("/api/digits?digit=3&seed=1.5", 422, "seed"),
         ("/api/digits?digit=3&model=vae2d", 400, "not conditional"),
         ("/api/write", 422, "text"),
-        ("/api/write?text=", 400, "empty"),
-        ("/api/write?text=12a", 400, "not a digit"),
-        ("/api/write?text=-5", 400, "not a digit"),
+        ("/api/write?text=", 422, "empty"),
+        ("/api/write?text=12a", 422, "'a' at position 3 is not a character numgen writes (digits"),
+        ("/api/write?text=-", 422, "holds no digit"),
         (f"/api/write?text={TOO_MANY_DIGITS}", 422, "text"),
         ("/api/write?text=1&height=5000", 422, "height"),
         ("/api/write?text=1&ink=blue", 422, "ink"),

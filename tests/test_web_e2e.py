@@ -109,16 +109,17 @@ def test_the_explorer_decodes_the_point_under_the_mouse(page, server) -> None:
     screenshot(page, "web-manifold.png")
 
 
-def test_the_writer_writes_downloads_and_copies_a_style(page, server) -> None:
-    page.fill("#text", "31415")
+def write_and_download(page, server, text: str) -> Image.Image:
+    """Write ``text`` with the page's form; check that the page shows and downloads the API's
+    picture for the form's values, and return it."""
+    page.fill("#text", text)
     page.click("#writer-form button[type=submit]")
     page.wait_for_function(
-        "document.getElementById('download').download === 'numgen-31415.png'"
+        f"document.getElementById('download').download === 'numgen-{text}.png'"
         " && document.getElementById('number').naturalHeight === 56",
         timeout=10_000,
     )
-    # the page shows and downloads the API's picture for the form's values
-    params = {"text": "31415", "style_seed": 0, "seed": 0, "height": 56, "ink": "light"}
+    params = {"text": text, "style_seed": 0, "seed": 0, "height": 56, "ink": "light"}
     expected = Image.open(io.BytesIO(httpx.get(f"{server}/api/write", params=params).content))
     shown = page.evaluate(
         "(i => [i.naturalWidth, i.naturalHeight])(document.getElementById('number'))"
@@ -129,7 +130,11 @@ def test_the_writer_writes_downloads_and_copies_a_style(page, server) -> None:
     with Image.open(download.value.path()) as picture:
         assert picture.format == "PNG"
         np.testing.assert_array_equal(np.asarray(picture), np.asarray(expected))
+    return expected
 
+
+def test_the_writer_writes_downloads_and_copies_a_style(page, server) -> None:
+    write_and_download(page, server, "31415")
     before = page.get_attribute("#number", "src")
     digit = io.BytesIO()
     Image.fromarray(255 - load_digits("embedded", "test").images[5]).save(digit, format="PNG")
@@ -147,7 +152,14 @@ def test_the_writer_writes_downloads_and_copies_a_style(page, server) -> None:
     page.fill("#text", "12a")
     page.click("#writer-form button[type=submit]")
     page.wait_for_selector("#writer-error:not([hidden])", timeout=10_000)
-    assert "not a digit" in page.text_content("#writer-error")
+    assert "not a character numgen writes" in page.text_content("#writer-error")
+
+
+def test_the_writer_writes_a_date(page, server) -> None:
+    date = write_and_download(page, server, "02.12.2026")
+    assert date.width > 2 * 100  # ten characters: over 100 pixels wide at 28 pixels tall
+    assert page.is_hidden("#writer-error")
+    screenshot(page, "web-writer-date.png", full_page=True)
 
 
 def test_the_digit_grid_draws_n_samples(page) -> None:

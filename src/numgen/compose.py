@@ -1,5 +1,6 @@
 """Handwritten numbers from any conditional model family: digits by class, whole numbers in one
-style, a style copied from an image, morphs between digits or styles.
+style (with their dates' dots, amounts' commas, phones' brackets ... drawn in that style by
+:mod:`numgen.glyphs`), a style copied from an image, morphs between digits or styles.
 
 A conditional generator (:class:`numgen.models.Generator`: a CVAE, a flow ...) takes the digit as
 its label and the handwriting *style* — slant, thickness, width — as a vector. So a number is
@@ -21,15 +22,16 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from numgen import generate, legibility
-from numgen.data import INK_LEVEL, to_uint8
+from numgen import generate, glyphs, legibility, outline
+from numgen.data import to_uint8
 from numgen.errors import NumgenError
 from numgen.hub import load
 from numgen.models import Generator
 from numgen.recognizer import Recognizer, predict
 
-MAX_DIGITS = 64  # the longest number one call writes
-DIGITS = "0123456789"
+MAX_DIGITS = 64  # the longest text one call writes, in characters
+DIGITS = glyphs.DIGITS
+CHARACTERS = glyphs.CHARACTERS  # digits, . , - + / : ( ) and space
 INKS = ("light", "dark")  # white ink on black as MNIST, or dark ink on white paper
 # The bundled model that writes by default: the flow (crisp, varied digits; bench/results/sharp.md).
 # "cvae" draws ~30 times faster, softer and more uniform.
@@ -62,17 +64,23 @@ def check_model(model: Generator) -> Generator:
 
 
 def check_text(text: str) -> str:
-    """The text itself if it is 1 to ``MAX_DIGITS`` digits 0-9; else a ComposeError saying why."""
+    """The text itself if it is 1 to ``MAX_DIGITS`` of the characters numgen writes
+    (``CHARACTERS``), at least one a digit; else a ComposeError saying why."""
     if not text:
-        raise ComposeError("the text to write is empty: give digits 0-9, e.g. 2026")
+        raise ComposeError("the text to write is empty: give a number, e.g. 2026 or 02.12.2026")
     if len(text) > MAX_DIGITS:
-        raise ComposeError(f"the text has {len(text):,} characters; at most {MAX_DIGITS} digits")
-    bad = [(i, c) for i, c in enumerate(text) if c not in DIGITS]
+        raise ComposeError(
+            f"the text has {len(text):,} characters; at most {MAX_DIGITS} characters"
+        )
+    bad = [(i, c) for i, c in enumerate(text) if c not in CHARACTERS]
     if bad:
         position, char = bad[0]
         raise ComposeError(
-            f"{text!r} is not a number: {char!r} at position {position + 1} is not a digit 0-9"
+            f"{text!r} cannot be written: {char!r} at position {position + 1} is not a character "
+            f"numgen writes ({glyphs.CHARSET})"
         )
+    if not any(c in DIGITS for c in text):
+        raise ComposeError(f"{text!r} holds no digit: numgen writes numbers, give at least one")
     return text
 
 
@@ -194,35 +202,42 @@ def resize_about_centre(images: np.ndarray, scales: np.ndarray) -> np.ndarray:
     return (r @ x @ r.transpose(1, 2)).numpy()
 
 
-def lay_out(glyphs: np.ndarray, layout: Layout) -> tuple[np.ndarray, list[tuple[int, int]]]:
-    """Place the digits ``(n, 28, 28)`` side by side: each is cut to its inked columns, raised by
-    its rise, and separated from the previous by its gap, within a ``MARGIN`` on both ends.
+def lay_out(
+    cells: np.ndarray, layout: Layout, text: str | None = None
+) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Place the characters' cells ``(n, 28, 28)`` side by side: each is cut to its inked columns,
+    raised by its rise, and separated from the previous by its gap, within a ``MARGIN`` on both
+    ends; a space of ``text`` (digits alone when None) is ``glyphs.SPACE_WIDTH`` blank columns.
 
-    Returns the canvas ``(28, W)`` in [0, 1] and each digit's columns ``[x0, x1)`` on it.
+    Returns the canvas ``(28, W)`` in [0, 1] and the columns ``[x0, x1)`` on it of each character
+    other than a space.
     """
-    inked = glyphs.max(axis=1) > INK_LEVEL  # (n, 28): which columns of each digit hold ink
-    first = inked.argmax(axis=1)
-    last = 27 - inked[:, ::-1].argmax(axis=1)  # a digit without ink keeps all 28 columns
-    widths = last - first + 1
+    text = DIGITS[0] * len(cells) if text is None else text
+    first, widths = glyphs.inked_columns(cells, text)
     canvas = np.zeros((28, 2 * MARGIN + widths.sum() + layout.gaps.sum()), dtype=np.float32)
     boxes, x = [], MARGIN
-    for i, glyph in enumerate(glyphs):
+    for i, cell in enumerate(cells):
         r = int(layout.rises[i])  # rows move up by r; the 4-pixel border keeps the ink whole
-        src = glyph[max(r, 0) : 28 + min(r, 0), first[i] : last[i] + 1]
-        canvas[max(-r, 0) : 28 + min(-r, 0), x : x + widths[i]] = src
-        boxes.append((x, x + int(widths[i])))
+        if text[i] != glyphs.SPACE:
+            src = cell[max(r, 0) : 28 + min(r, 0), first[i] : first[i] + widths[i]]
+            canvas[max(-r, 0) : 28 + min(-r, 0), x : x + widths[i]] = src
+            boxes.append((x, x + int(widths[i])))
         x += int(widths[i]) + (int(layout.gaps[i]) if i < len(layout.gaps) else 0)
     return canvas, boxes
 
 
 def to_pixels(canvas: np.ndarray, height: int = 28, ink: str = "light") -> np.ndarray:
     """A canvas ``(h, W)`` in [0, 1] (ink = 1) as grey levels, uint8 ``(height, W')``, in the
-    chosen ink: "light" (white on black, as MNIST) or "dark" (dark on white paper)."""
+    chosen ink: "light" (white on black, as MNIST) or "dark" (dark on white paper). Taller than
+    ``h``, the ink is redrawn as a crisp outline (:func:`outline.crisp`); shorter, resampled
+    (Lanczos); at ``h``, the canvas itself."""
     if ink not in INKS:
         raise ComposeError(f"ink={ink!r}: choose one of {', '.join(INKS)}")
     if not 8 <= height <= 1024:
         raise ComposeError(f"height={height}: choose between 8 and 1024 pixels")
     pixels = to_uint8(canvas)
+    if height > pixels.shape[0]:  # a clean outline rather than an enlarged blur
+        pixels = to_uint8(outline.crisp(pixels, height))
     if ink == "dark":
         pixels = 255 - pixels
     if height == pixels.shape[0]:
@@ -246,18 +261,24 @@ def render(
 
     ``texts[i]`` is written in style ``styles(0, [i])`` (see :func:`legibility.draw_checked`:
     every digit of a number shares its number's style, redrawn as a whole if any digit is
-    misread) with jitter ``layouts[i]``; ``seeds`` holds one int64 per digit of all texts, in
-    order. Returns :func:`lay_out`'s ``(canvas, boxes)`` for each number.
+    misread) with jitter ``layouts[i]``; ``seeds`` holds one int64 per character of all texts,
+    in order (a digit's seed for the model, another character's for its jitter). Characters
+    other than digits are drawn in their number's hand (:func:`glyphs.cells`). Returns
+    :func:`lay_out`'s ``(canvas, boxes)`` for each number.
     """
-    lengths = [len(t) for t in texts]
-    labels = np.frombuffer("".join(texts).encode(), dtype=np.uint8) - ord("0")
+    chars = "".join(texts)
+    codes = np.frombuffer(chars.encode(), dtype=np.uint8)
+    is_digit = (codes >= ord("0")) & (codes <= ord("9"))
+    counts = [sum(c in DIGITS for c in text) for text in texts]
     scales = np.concatenate([layout.scales for layout in layouts])
-    drawn = legibility.draw_checked(model, styles, labels, np.array(lengths), seeds, rounds)
-    glyphs = resize_about_centre(drawn, scales)
-    ends = np.cumsum(lengths)
+    drawn = legibility.draw_checked(
+        model, styles, codes[is_digit] - ord("0"), np.array(counts), seeds[is_digit], rounds
+    )
+    cells = glyphs.cells(texts, resize_about_centre(drawn, scales[is_digit]), scales, seeds)
+    ends = np.cumsum([len(t) for t in texts])
     return [
-        lay_out(glyphs[end - n : end], layout)
-        for end, n, layout in zip(ends, lengths, layouts, strict=True)
+        lay_out(cells[end - len(text) : end], layout, text)
+        for end, text, layout in zip(ends, texts, layouts, strict=True)
     ]
 
 
@@ -265,7 +286,8 @@ def write(
     model: Generator, text: str, style: np.ndarray | None = None, style_seed: int = 0, seed: int = 0,
     height: int = 28, ink: str = "light",
 ) -> Image.Image:  # fmt: skip
-    """The number ``text`` written in one handwriting style, as an "L" image ``height`` tall.
+    """The number ``text`` written in one handwriting style, as an "L" image ``height`` tall;
+    its characters other than digits (``CHARACTERS``) drawn in that hand.
 
     The style is ``style`` (``(style_dim,)``, e.g. from :func:`style_from_image`), kept as given,
     or else the one drawn with ``style_seed`` (redrawn from that seed's stream if the model's

@@ -116,6 +116,22 @@ def digit_seeds(seed: int, n: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 2**62, size=n, dtype=np.int64)
 
 
+def uniforms(seed: int, indices: np.ndarray, slots: int) -> np.ndarray:
+    """Uniform numbers in [0, 1) ``(len(indices), slots)``, each a hash of (seed, index, slot):
+    SplitMix64's finaliser (Steele et al., OOPSLA 2014) over a chained key, 53 bits each."""
+
+    def mix(x: np.ndarray) -> np.ndarray:
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+    golden = np.uint64(0x9E3779B97F4A7C15)
+    with np.errstate(over="ignore"):  # arithmetic modulo 2**64 is the point
+        key = mix(np.uint64(seed % 2**64) * golden + np.asarray(indices, np.uint64))
+        words = mix(key[:, None] + (np.arange(1, slots + 1, dtype=np.uint64) * golden)[None, :])
+    return (words >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
+
 @torch.inference_mode()
 def draw(
     model: Generator, styles: np.ndarray, labels=None, seeds: np.ndarray | None = None

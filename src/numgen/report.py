@@ -193,6 +193,13 @@ def describe(model: dict) -> str:
             f"{model['steps']} {model['solver']} steps, guidance {model['guidance']}, "
             f"{model['parameters']:,} parameters)"
         )
+    if model["kind"] == "onestep":
+        return (
+            f"A ONE-STEP model (a flow distilled into one evaluation of a U-Net "
+            f"{model['channels']} channels wide at 28×28, styles through a learnt prior of "
+            f"{model['prior_layers']} couplings, {model['parameters']:,} parameters with its "
+            f"frozen teacher)"
+        )
     return (
         f"A {model['kind'].upper()} ({model['arch']} encoder/decoder, {model['latent_dim']}-D "
         f"latent, {model['likelihood']} likelihood, β = {model['beta']}, "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -72,7 +73,13 @@ def digits_command(
 
 @app.command("write")
 def write_command(
-    text: Annotated[str, typer.Argument(help="The number to write, e.g. 2026.")],
+    text: Annotated[
+        str,
+        typer.Argument(
+            help="The number to write: digits, . , - + / : ( ) and spaces, e.g. 2026, "
+            "02.12.2026, '-1 234,56' or '+7 (812) 555-01-23'."
+        ),
+    ],
     model: ModelOption = DEFAULT_WRITER,
     style_seed: StyleSeed = 0,
     style_from: Annotated[
@@ -85,20 +92,27 @@ def write_command(
         int, typer.Option(help="Write it this many times, one below the other.", min=1, max=100)
     ] = 1,
     height: Annotated[
-        int, typer.Option(help="Height of the image in pixels.", min=8, max=1024)
+        int,
+        typer.Option(
+            help="Height of the image in pixels (above 28: crisp outlines).", min=8, max=1024
+        ),
     ] = 28,
     ink: Annotated[str, typer.Option(help="light (white on black, as MNIST) or dark.")] = "light",
-    out: Annotated[Path | None, typer.Option(help="PNG to write [default: TEXT.png].")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="PNG to write [default: TEXT.png, with / : ( ) and spaces as _]."),
+    ] = None,
     ode_steps: OdeSteps = None,
     guidance: Guidance = None,
     check: Check = True,
 ) -> None:
-    """One image of the whole number in one consistent handwriting style.
+    """One image of the whole number in one consistent handwriting style, its dots, commas,
+    dashes, slashes, colons and brackets drawn in the same hand.
 
     With --variants N, variant i uses style seed STYLE_SEED+i and jitter seed SEED+i (with
     --style-from, only the jitter varies)."""
     text = compose.check_text(text)
-    out = writable(out or Path(f"{text}.png"))
+    out = writable(out or Path(f"{re.sub(r'[^0-9.,+-]', '_', text)}.png"))
     # each variant: about height x (1.3 height per digit) grey bytes, held a few times over
     fits("--variants", variants, lambda n: 4 * n * height * int(1.3 * height * len(text) + 8))
     writer = compose.Writer(load_for_drawing(model, ode_steps, guidance, check))
@@ -155,15 +169,48 @@ def morph_command(
 
 @app.command("dataset")
 def dataset_command(
-    count: Annotated[int, typer.Option(help="How many images.", min=1)] = 1000,
+    count: Annotated[
+        int | None,
+        typer.Option(help="How many images [default: 1000, or one per line of --texts].", min=1),
+    ] = None,
+    kind: Annotated[
+        str,
+        typer.Option(
+            help=f"What to write: {' | '.join(export.KINDS)} (integer: digit strings of "
+            "--length; the others in several common formats each, e.g. DD.MM.YYYY, 1 234,56, "
+            "+7 (812) 555-01-23)."
+        ),
+    ] = "integer",
+    texts: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write the texts in this file, one a line (row i: line i modulo the lines), "
+            "instead of --kind."
+        ),
+    ] = None,
     length: Annotated[
-        str, typer.Option(help="Digits per number: 4, or a range such as 3-8.")
-    ] = "4",
-    alphabet: Annotated[str, typer.Option(help="The digits to draw from.")] = "0123456789",
-    model: ModelOption = "cvae",
+        str | None,
+        typer.Option(help="--kind integer: digits per number, 4 or a range such as 3-8 [4]."),
+    ] = None,
+    alphabet: Annotated[
+        str, typer.Option(help="--kind integer: the digits to draw from.")
+    ] = "0123456789",
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model",
+            help=f"A bundled model name or a run/model directory. Default: {DEFAULT_WRITER}, "
+            "the writer of every command, chosen for realism (bench/results/sharp.md); "
+            "--model onestep draws ~2x faster, --model cvae many times faster but softer, "
+            "more uniform digits.",
+        ),
+    ] = DEFAULT_WRITER,
     seed: Seed = 0,
     height: Annotated[
-        int, typer.Option(help="Height of each image in pixels.", min=8, max=1024)
+        int,
+        typer.Option(
+            help="Height of each image in pixels (above 28: crisp outlines).", min=8, max=1024
+        ),
     ] = 28,
     ink: Annotated[str, typer.Option(help="light (white on black, as MNIST) or dark.")] = "light",
     format: Annotated[
@@ -203,17 +250,24 @@ def dataset_command(
 ) -> None:
     """A labelled dataset of handwritten numbers for OCR and digit detection: WebDataset or
     Parquet shards, an ImageFolder, or PNGs + labels.csv, with a dataset card (README.md) and a
-    box per digit. The same options give the same bytes, whatever --workers or --engine."""
+    box per character. Texts are digit strings, dates, times, amounts, decimals or phone numbers
+    (--kind), or a file's lines (--texts). The same options give the same bytes, whatever
+    --workers or --engine."""
     writable(out, folder=True)
-    low, high = export.parse_length(length)
+    if (kind != "integer" or texts is not None) and length is not None:
+        raise compose.ComposeError("--length applies to --kind integer alone: drop it")
+    low, high = export.parse_length(length or "4")
+    if texts is not None and count is None:
+        count = len(export.ExportConfig(count=1, texts_file=str(texts)).texts())
     config = export.ExportConfig(
-        count=count, min_length=low, max_length=high, alphabet=alphabet, seed=seed, height=height,
+        count=count or 1000, kind=kind, texts_file=None if texts is None else str(texts),
+        min_length=low, max_length=high, alphabet=alphabet, seed=seed, height=height,
         ink=ink, model=model, format=format, shard_size=shard_size,
         split=export.parse_split(split), png_level=png_level, ode_steps=ode_steps,
         guidance=guidance, check=check,
     )  # fmt: skip
     with progress_bar("dataset") as progress:
-        task = progress.add_task("images", total=count, status="")
+        task = progress.add_task("images", total=config.count, status="")
         summary = export.export_dataset(
             out, config, workers=workers, overwrite=overwrite, resume=resume,
             on_progress=lambda done, total: progress.update(task, completed=done, total=total),

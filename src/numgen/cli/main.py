@@ -10,6 +10,7 @@ keeps its traceback (see :func:`main`). ``--verbose``/``-v`` shows numgen's log 
 from __future__ import annotations
 
 import logging
+import re
 
 import typer
 
@@ -32,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     except typer.TyperException as err:  # Click's usage errors: bad option, missing argument ...
         ctx = getattr(err, "ctx", None)
         hint = f" (see `{ctx.command_path} --help`)" if ctx else ""
+        if ctx and re.fullmatch(r"-[0-9.,]", getattr(err, "option_name", None) or ""):
+            hint = f"; put -- before a number that starts with -: `{ctx.command_path} -- -1`"
         err_console.print(
             f"Error: {err.format_message()}{hint}", highlight=False, soft_wrap=True, markup=False
         )

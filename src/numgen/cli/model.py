@@ -36,7 +36,7 @@ from numgen.demo import DEMO_EPOCHS, run_demo
 from numgen.distributed import is_main_process, launch, launched_world_size
 from numgen.errors import TrainingError
 from numgen.hub import ModelError, load
-from numgen.models import FlowConfig, Generator, VAEConfig
+from numgen.models import FlowConfig, Generator, OneStepConfig, VAEConfig
 from numgen.train import BatchHook, TrainConfig, train
 
 
@@ -74,6 +74,9 @@ def describe_epoch(r: dict) -> str:
 
 VAE_OPTIONS = ("kind", "arch", "latent_dim", "likelihood", "beta", "hidden", "depth")
 FLOW_OPTIONS = ("start", "sigma", "steps", "channels", "base")
+ONESTEP_OPTIONS = ("teacher", "adversarial", "channels", "prior_layers", "check")
+MODEL_OPTIONS = {"flow": (FlowConfig, FLOW_OPTIONS), "onestep": (OneStepConfig, ONESTEP_OPTIONS)}
+OPTION_OF = {"kind": "model", "teacher": "base", "check": "base"}  # config field -> its option
 TRAIN_OPTIONS = tuple(f.name for f in fields(TrainConfig))
 
 
@@ -90,7 +93,11 @@ def train_command(
         "runs/vae"
     ),
     model: Annotated[
-        str, typer.Option(help="vae, cvae (conditioned on the digit) or flow (flow matching).")
+        str,
+        typer.Option(
+            help="vae, cvae (conditioned on the digit), flow (flow matching) or onestep (a flow "
+            "distilled into one step)."
+        ),
     ] = "vae",
     arch: Annotated[str, typer.Option(help="conv (Keras example) or mlp.")] = "conv",
     latent_dim: Annotated[int, typer.Option(help="Size of the latent space.")] = 2,
@@ -125,14 +132,27 @@ def train_command(
         bool, typer.Option(help="Start over in a RUN that already holds a run (replacing it).")
     ] = False,
     base: Annotated[
-        str, typer.Option(help="flow: the trained CVAE it refines (name or directory).")
-    ] = "cvae",
+        str | None,
+        typer.Option(
+            help="flow: the trained CVAE it refines (default cvae); onestep: the trained flow it "
+            "distils (default flow). A name or a directory."
+        ),
+    ] = None,
     start: Annotated[
         str, typer.Option(help="flow: 'cvae' (refine the base's digits) or 'noise'.")
     ] = "cvae",
-    channels: Annotated[int, typer.Option(help="flow: U-Net width at 28×28.")] = 12,
+    channels: Annotated[
+        int | None,
+        typer.Option(help="flow, onestep: U-Net width at 28×28 (default 12; onestep: the flow's)."),
+    ] = None,
     sigma: Annotated[float, typer.Option(help="flow: noise added to the base's digit.")] = 0.3,
     steps: Annotated[int, typer.Option(help="flow: default Euler steps when sampling.")] = 4,
+    adversarial: Annotated[
+        float, typer.Option(help="onestep: weight of the critic's term (0: distillation only).")
+    ] = 0.0,
+    prior_layers: Annotated[
+        int, typer.Option(help="onestep: coupling layers of the learnt style prior (0: none).")
+    ] = 6,
     precision: Annotated[
         str, typer.Option(help="auto (bf16 products where the hardware has them), bf16 or fp32.")
     ] = "auto",
@@ -157,20 +177,31 @@ def train_command(
                 param_hint="--batch-size",
             )
         raise typer.Exit(launch(nproc, without_nproc(sys.argv[1:])))
-    base_model = load(base) if model == "flow" and start == "cvae" else None
+    base_model = None
+    if model == "flow" and start == "cvae":
+        base_model = load(base or "cvae")
+    elif model == "onestep":
+        base_model = load(base or "flow")
+        if base_model.config.kind != "flow":
+            raise ModelError(f"--base {base or 'flow'}: onestep distils a flow, not a "
+                             f"{base_model.config.kind}")  # fmt: skip
+    teacher = base_model.config if model == "onestep" else None
     data_dir = resolve_data_dir(data_dir)
     options = {
         "kind": model, "arch": arch, "latent_dim": latent_dim, "likelihood": likelihood,
         "beta": beta, "hidden": hidden, "depth": depth, "start": start, "sigma": sigma,
-        "steps": steps, "channels": channels,
-        "base": base_model.config.to_dict() if base_model is not None else None,
+        "steps": steps, "channels": channels or (teacher.channels if teacher else 12),
+        "base": base_model.config.to_dict() if model == "flow" and base_model else None,
+        "teacher": teacher.to_dict() if teacher else None, "adversarial": adversarial,
+        "prior_layers": prior_layers,
+        "check": teacher.check if teacher else None,  # the teacher's legibility threshold
         "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "dataset": dataset,
         "data_dir": str(data_dir) if data_dir else None, "limit": limit, "kl_warmup": kl_warmup,
         "lr_decay": lr_decay, "precision": precision,
     }  # fmt: skip
     saved = saved_configs(run, TrainConfig) if resume and not overwrite else None
     if saved:  # the run's own configs, with the options given on this command line
-        given = {k: v for k, v in options.items() if _given(ctx, "model" if k == "kind" else k)}
+        given = {k: v for k, v in options.items() if _given(ctx, OPTION_OF.get(k, k))}
         if data_dir:  # where the same data lies may change
             given["data_dir"] = options["data_dir"]
         train_fields = {f.name for f in fields(TrainConfig)}
@@ -179,10 +210,8 @@ def train_command(
         )
         train_config = with_options(saved[1], {k: v for k, v in given.items() if k in train_fields})
     else:
-        model_config = make_config(
-            FlowConfig if model == "flow" else VAEConfig,
-            **{k: options[k] for k in (FLOW_OPTIONS if model == "flow" else VAE_OPTIONS)},
-        )
+        config_class, names = MODEL_OPTIONS.get(model, (VAEConfig, VAE_OPTIONS))
+        model_config = make_config(config_class, **{k: options[k] for k in names})
         train_config = make_config(TrainConfig, **{k: options[k] for k in TRAIN_OPTIONS})
     if not is_main_process():  # ranks above 0 of a torchrun launch train silently
         train(

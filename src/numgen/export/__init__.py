@@ -14,29 +14,36 @@ let a scheduler split one export over machines.
 
 from __future__ import annotations
 
-import copy
 import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from numgen import __version__
-from numgen.compose import ComposeError, check_model
+from numgen.compose import ComposeError
 from numgen.config import read_json
 from numgen.export.card import CARD_FILE, PICTURE_FILE, write_card
 from numgen.export.formats import IMAGES_DIR, LABELS_FILE, METADATA_FILE, write_listing
-from numgen.export.recipe import FORMATS, ExportConfig, parse_length, parse_split, plan
+from numgen.export.recipe import FORMATS, KINDS, ExportConfig, parse_length, parse_split, plan
 from numgen.export.render import CHUNK, png_bytes, render_rows
-from numgen.export.shards import POOL_MIN_IMAGES, STATE_DIR, read_state, run_local, run_ray
-from numgen.hub import load, write_json
+from numgen.export.shards import (
+    POOL_MIN_IMAGES,
+    STATE_DIR,
+    drawing_model,
+    read_state,
+    run_local,
+    run_ray,
+)
+from numgen.export.stream import NumberStream
+from numgen.hub import write_json
 
 MANIFEST_FILE = "export.json"
 ENGINES = ("local", "ray")
 
 __all__ = [
-    "CHUNK", "ENGINES", "FORMATS", "IMAGES_DIR", "LABELS_FILE", "MANIFEST_FILE", "METADATA_FILE",
+    "CHUNK", "ENGINES", "FORMATS", "IMAGES_DIR", "KINDS", "LABELS_FILE", "MANIFEST_FILE", "METADATA_FILE",
     "POOL_MIN_IMAGES", "ExportConfig", "export_dataset", "parse_length", "parse_split", "plan",
-    "png_bytes", "render_rows",
+    "NumberStream", "png_bytes", "render_rows",
 ]  # fmt: skip
 
 
@@ -152,11 +159,7 @@ def export_dataset(
         )
     if not 0 <= shard_index < num_shards:
         raise ComposeError(f"shard_index={shard_index}: choose 0 to {num_shards - 1}")
-    model = check_model(model if model is not None else load(config.model))
-    if (config.ode_steps, config.guidance, config.check) != (None, None, True):
-        model = copy.deepcopy(model)  # the caller's model keeps its own sampler
-        model.set_sampling(steps=config.ode_steps, guidance=config.guidance)  # workers copy it
-        model.check = model.check if config.check else None
+    model = drawing_model(config, model)
     mine = [s for s in range(config.num_shards) if s % num_shards == shard_index]
     pending = mine if overwrite else [s for s in mine if read_state(out_dir, s) is None]
     check_disk(out_dir, config, sum(len(config.shard_indices(s)) for s in pending))

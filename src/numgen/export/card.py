@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from numgen import __version__
+from numgen import __version__, glyphs, patterns
 from numgen.export.formats import COLUMNS, STR_COLUMNS, data_patterns
 from numgen.export.recipe import ExportConfig
 from numgen.hub import atomic_write
@@ -79,7 +79,7 @@ def header(config: ExportConfig, splits: dict[str, dict]) -> dict:
 
 
 def picture(rows: list[tuple[bytes, dict]], path: Path) -> None:
-    """The first rows one below another, each digit's box outlined in colour."""
+    """The first rows one below another, each character's box outlined in colour."""
     images = [Image.open(io.BytesIO(png)).convert("RGB") for png, _ in rows]
     width, pad = max(i.width for i in images), 4
     sheet = Image.new("RGB", (width + 2 * pad, sum(i.height + pad for i in images) + pad), "grey")
@@ -94,6 +94,28 @@ def picture(rows: list[tuple[bytes, dict]], path: Path) -> None:
     atomic_write(path, lambda tmp: sheet.save(tmp, format="PNG"))
 
 
+def texts_line(config: ExportConfig) -> str:
+    """What the texts are, for the card."""
+    if config.texts_file is not None:
+        return f"texts from `{config.texts_file}` (sha256 {config.texts_sha256})"
+    if config.kind != "integer":
+        return f'texts of kind `{config.kind}` (e.g. "{patterns.EXAMPLES[config.kind]}")'
+    return f'{config.min_length}-{config.max_length} digits from "{config.alphabet}"'
+
+
+def character_lines(others: dict[str, int]) -> list[str]:
+    """The card's lines on characters: the set numgen writes, the kinds, and the counts of the
+    characters other than digits in this dataset."""
+    kinds = ", ".join(f'`{k}` ("{e}")' for k, e in patterns.EXAMPLES.items())
+    lines = [f"numgen writes {glyphs.CHARSET}; `numgen dataset --kind` draws texts of the kinds "
+             f"{kinds}, or `--texts FILE` writes a file's lines.", ""]  # fmt: skip
+    if others:
+        names = ["space" if c == " " else f"`{c}`" for c in others]
+        lines += ["| character | " + " | ".join(names) + " |", "|---" * (len(others) + 1) + "|",
+                  "| count | " + " | ".join(f"{n:,}" for n in others.values()) + " |", ""]  # fmt: skip
+    return lines
+
+
 def write_card(
     out_dir: Path, config: ExportConfig, states: list[dict], sample: list[tuple[bytes, dict]]
 ) -> None:
@@ -106,6 +128,11 @@ def write_card(
             total["bytes"] += part["bytes"]
     splits = {name: splits[name] for name in config.split if name in splits}
     digits = np.sum([s["digits"] for s in states], axis=0)
+    others: dict[str, int] = {}
+    for state in states:  # the characters other than digits ("others": since issue 21)
+        for char, n in state.get("others", {}).items():
+            others[char] = others.get(char, 0) + n
+    others = {c: others[c] for c in glyphs.CHARACTERS if c in others}
     lengths: dict[int, int] = {}
     for state in states:
         for length, n in state["lengths"].items():
@@ -126,26 +153,27 @@ def write_card(
         f"`{config.model}` model of [numgen](https://pypi.org/project/numgen/) {__version__}, "
         f"in the {config.format} format. Made with:", "",
         f"    {config.command()} --out OUT", "",
-        f"Seed {config.seed}, {config.min_length}-{config.max_length} digits from "
-        f"\"{config.alphabet}\", {config.height} pixels tall, {config.ink} ink, shards of "
-        f"{config.shard_size:,} images. Splits: "
+        f"Seed {config.seed}, {texts_line(config)}, {config.height} pixels tall, {config.ink} "
+        f"ink, shards of {config.shard_size:,} images. Splits: "
         + ", ".join(f"{n} {s['rows']:,}" for n, s in splits.items()) + ".", "",
         f"Load it: `{loader}`.", "",
         "## A row", "",
-        "- `text`: the number, a string (leading zeros kept: \"007\");",
-        "- `boxes`: one `[x0, y0, x1, y1]` per digit in pixels of the image (right and bottom "
-        "edges exclusive), around every pixel of that digit brighter than 10 % ink;",
+        "- `text`: the number as written, a string (leading zeros kept: \"007\");",
+        "- `boxes`: one `[x0, y0, x1, y1]` per character other than a space, in the order of "
+        "`text`, in pixels of the image (right and bottom edges exclusive), around every pixel of "
+        "that character brighter than 10 % ink;",
         "- `length`, `width`, `height`, `ink`, `model`, `split`, `index`;",
         "- `style_seed`: the seed of the handwriting style: `numgen write TEXT --style-seed S` "
         "writes in the same hand, and rows that share a style seed share a hand (where the "
         "model has a legibility check, a style in which a digit was misread is redrawn from "
         "that seed, as `numgen write` redraws it).",
-        "", f"![The first rows, digit boxes outlined]({PICTURE_FILE})", "",
+        "", f"![The first rows, character boxes outlined]({PICTURE_FILE})", "",
         "| index | text | boxes | style_seed |", "|---|---|---|---|", *sample_rows,
         "", "## Counts", "",
         "| digit | " + " | ".join(str(d) for d in range(10)) + " |",
         "|---" * 11 + "|",
         "| count | " + " | ".join(f"{int(n):,}" for n in digits) + " |", "",
+        *character_lines(others),
         "| length | " + " | ".join(str(k) for k in sorted(lengths)) + " |",
         "|---" * (len(lengths) + 1) + "|",
         "| count | " + " | ".join(f"{lengths[k]:,}" for k in sorted(lengths)) + " |", "",

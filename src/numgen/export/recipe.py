@@ -1,6 +1,10 @@
 """What an export makes: its options (:class:`ExportConfig`), and each image's text, style and
 jitter, fixed by ``(seed, index)`` alone.
 
+A text is a digit string (kind ``integer``: ``length`` digits from ``alphabet``), a text of
+another kind (a date, an amount ..., :mod:`numgen.patterns`) or line ``index % lines`` of a
+file of texts (``texts_file``).
+
 Every random number of image ``index`` is a hash of ``(seed, index, slot)`` (:func:`uniforms`):
 its length, its digits, the jitter of each digit, each digit's own seed for ``model.draw`` and a
 *style seed*, which draws the handwriting style exactly as ``numgen write --style-seed`` does
@@ -10,18 +14,32 @@ a whole batch of images at once: a plan costs ~1 µs an image instead of ~90.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 import shlex
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
-from numgen.compose import DIGITS, INKS, MAX_DIGITS, ComposeError, jitter
+from numgen import patterns
+from numgen.compose import (
+    DEFAULT_WRITER,
+    DIGITS,
+    INKS,
+    MAX_DIGITS,
+    ComposeError,
+    check_text,
+    jitter,
+)
 from numgen.config import check_fields
+from numgen.generate import uniforms
 from numgen.models.flow import check_sampling
 
 FORMATS = ("webdataset", "parquet", "imagefolder", "png")
+KINDS = ("integer", *patterns.KINDS)  # integer: digit strings of --length from --alphabet
 GOLDEN = (math.sqrt(5) - 1) / 2  # splits: frac(index * GOLDEN) spreads evenly over [0, 1)
 SEED_RANGE = 2**31  # style and jitter seeds lie in [0, SEED_RANGE)
 
@@ -42,7 +60,7 @@ class ExportConfig:
     seed: int = 0
     height: int = 28
     ink: str = "light"
-    model: str = "cvae"  # the bundled name or model directory the images come from
+    model: str = DEFAULT_WRITER  # the bundled name or model directory the images come from
     format: str = "webdataset"
     shard_size: int = 5000
     split: dict[str, float] = field(default_factory=lambda: {"train": 1.0})
@@ -50,9 +68,20 @@ class ExportConfig:
     ode_steps: int | None = None  # flow models: the sampler's steps [None: the model's default]
     guidance: float | None = None  # flow models: guidance weight [None: the model's default]
     check: bool = True  # the model's legibility check (numgen.legibility), where it has one
+    kind: str = "integer"  # what the texts are: digit strings, or one of numgen.patterns.KINDS
+    texts_file: str | None = None  # a file of texts, one a line: row i writes line i % lines
+    texts_sha256: str | None = None  # that file's digest (filled in when None)
 
     def __post_init__(self) -> None:
         check_fields(self)  # types first: a count of 2.5 or "many" is named, not compared
+        if self.kind not in KINDS:
+            raise ComposeError(f"kind={self.kind!r}: choose one of {', '.join(KINDS)}")
+        if self.texts_file is not None:
+            if self.kind != "integer":
+                raise ComposeError("give either a kind of text or a file of texts, not both")
+            digest = file_digest(self.texts_file)
+            object.__setattr__(self, "texts_sha256", self.texts_sha256 or digest)
+            read_texts(self.texts_file, self.texts_sha256)  # every line checked before any work
         if not 1 <= self.count <= 1_000_000_000:
             raise ComposeError(f"count={self.count}: choose between 1 and 1,000,000,000 images")
         if not 1 <= self.min_length <= self.max_length <= MAX_DIGITS:
@@ -88,7 +117,17 @@ class ExportConfig:
         return f"{index:0{max(6, len(str(self.count - 1)))}d}"
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The options, as ``export.json`` keeps them (the newer ones only when set, so that an
+        export of digit strings records what it did before they came)."""
+        options = asdict(self)
+        for key, default in (("kind", "integer"), ("texts_file", None), ("texts_sha256", None)):
+            if options[key] == default:
+                del options[key]
+        return options
+
+    def texts(self) -> tuple[str, ...] | None:
+        """The texts of ``texts_file`` (None without one)."""
+        return None if self.texts_file is None else read_texts(self.texts_file, self.texts_sha256)
 
     def command(self) -> str:
         """The ``numgen dataset`` command that makes this export (its output folder aside)."""
@@ -102,11 +141,51 @@ class ExportConfig:
                    "model": self.model, "height": self.height, "ink": self.ink, "format": self.format,
                    "split": split, "shard-size": self.shard_size, "png-level": self.png_level,
                    "ode-steps": self.ode_steps, "guidance": self.guidance}  # fmt: skip
+        if self.texts_file is not None:
+            options = {"count": self.count, "texts": self.texts_file, **options}
+            del options["length"], options["alphabet"]
+        elif self.kind != "integer":
+            options = {"count": self.count, "kind": self.kind, **options}
+            del options["length"], options["alphabet"]
         options = {k: v for k, v in options.items() if v is not None}
         flags = [] if self.check else ["--no-check"]
         return shlex.join(
             ["numgen", "dataset", *(f"--{k}={v}" for k, v in options.items()), *flags]
         )
+
+
+def file_digest(path: str) -> str:
+    """The SHA-256 of the file at ``path``, or a ComposeError naming why it cannot be read."""
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError as err:
+        raise ComposeError(f"{path}: cannot read the texts ({err.strerror or err})") from None
+
+
+@lru_cache(maxsize=4)
+def read_texts(path: str, sha256: str | None) -> tuple[str, ...]:
+    """The texts in the file at ``path``, one a line (blank lines skipped, spaces around a text
+    dropped), each checked as ``numgen write`` checks it; the file must still have ``sha256``."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as err:
+        raise ComposeError(f"{path}: cannot read the texts ({err.strerror or err})") from None
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+        raise ComposeError(f"{path} changed since this export began: restore it, or --overwrite")
+    try:
+        lines = data.decode("utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        raise ComposeError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    texts = []
+    for number, line in enumerate(lines, 1):
+        if line.strip():
+            try:
+                texts.append(check_text(line.strip()))
+            except ComposeError as err:
+                raise ComposeError(f"{path} line {number}: {err}") from None
+    if not texts:
+        raise ComposeError(f"{path} holds no text: write one number a line, e.g. 02.12.2026")
+    return tuple(texts)
 
 
 def check_split(split: dict[str, float]) -> dict[str, float]:
@@ -163,22 +242,6 @@ def split_of(config: ExportConfig, index: int) -> str:
     return name  # u just below 1 with shares summing to 1 - 1e-7
 
 
-def uniforms(seed: int, indices: np.ndarray, slots: int) -> np.ndarray:
-    """Uniform numbers in [0, 1) ``(len(indices), slots)``, each a hash of (seed, index, slot):
-    SplitMix64's finaliser (Steele et al., OOPSLA 2014) over a chained key, 53 bits each."""
-
-    def mix(x: np.ndarray) -> np.ndarray:
-        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return x ^ (x >> np.uint64(31))
-
-    golden = np.uint64(0x9E3779B97F4A7C15)
-    with np.errstate(over="ignore"):  # arithmetic modulo 2**64 is the point
-        key = mix(np.uint64(seed % 2**64) * golden + np.asarray(indices, np.uint64))
-        words = mix(key[:, None] + (np.arange(1, slots + 1, dtype=np.uint64) * golden)[None, :])
-    return (words >> np.uint64(11)).astype(np.float64) * 2.0**-53
-
-
 @dataclass(frozen=True)
 class Batch:
     """The plans of images ``indices``: their texts and style seeds, and per digit (all numbers'
@@ -195,6 +258,8 @@ class Batch:
 
 def plan(config: ExportConfig, indices: range) -> Batch:
     """The texts and seeds of images ``indices``, each from ``(config.seed, index)`` alone."""
+    if config.kind != "integer" or config.texts_file is not None:
+        return plan_texts(config, indices)
     n_max = config.max_length
     u = uniforms(config.seed, np.arange(indices.start, indices.stop), 2 + 5 * n_max)
     lengths = config.min_length + (u[:, 0] * (n_max - config.min_length + 1)).astype(int)
@@ -209,5 +274,29 @@ def plan(config: ExportConfig, indices: range) -> Batch:
     seeds = (u[:, 2 + 4 * n_max :] * 2.0**63).astype(np.int64)
     return Batch(
         indices, texts, (u[:, 1] * SEED_RANGE).astype(np.int64),
+        scales[keep], rises[keep], gaps[keep], seeds[keep],
+    )  # fmt: skip
+
+
+def plan_texts(config: ExportConfig, indices: range) -> Batch:
+    """:func:`plan` for texts of a kind or from a file: slot 1 draws the style seed, the next
+    ``TEXT_SLOTS`` the text, then 4 slots per character its size, rise, gap and seed (so no
+    slot depends on the lengths of other images' texts)."""
+    index = np.arange(indices.start, indices.stop)
+    base = 2 + patterns.TEXT_SLOTS
+    head = uniforms(config.seed, index, base)
+    lines = config.texts()
+    if lines is None:
+        texts = patterns.texts(config.kind, head[:, 2:])
+    else:
+        texts = [lines[i % len(lines)] for i in indices]
+    lengths = np.array([len(t) for t in texts])
+    n_max = int(lengths.max())
+    u = uniforms(config.seed, index, base + 4 * n_max)[:, base:].reshape(len(index), n_max, 4)
+    keep = np.arange(n_max)[None, :] < lengths[:, None]
+    scales, rises, gaps = jitter(u[:, :, :3].transpose(2, 0, 1))
+    seeds = (u[:, :, 3] * 2.0**63).astype(np.int64)
+    return Batch(
+        indices, texts, (head[:, 1] * SEED_RANGE).astype(np.int64),
         scales[keep], rises[keep], gaps[keep], seeds[keep],
     )  # fmt: skip

@@ -14,8 +14,9 @@ import zlib
 
 import numpy as np
 
-from numgen import legibility
-from numgen.compose import INK_LEVEL, MARGIN, resize_about_centre, to_pixels
+from numgen import glyphs, legibility
+from numgen.compose import MARGIN, resize_about_centre, to_pixels
+from numgen.data import INK_LEVEL
 from numgen.export.recipe import Batch, ExportConfig, split_of
 from numgen.plots import to_uint8
 
@@ -67,32 +68,39 @@ def render_rows(model, config: ExportConfig, batch: Batch) -> list[tuple[bytes, 
     """PNG bytes and metadata of each image of ``batch``, drawn in ONE ``model.draw`` call (and
     one for each round of the legibility check, see :mod:`numgen.legibility`).
 
-    Metadata: ``index``, ``text`` (a string: "007" stays "007"), ``length``, ``boxes`` (one
-    ``[x0, y0, x1, y1]`` per digit, pixels of the image, right and bottom edges exclusive, around
-    every pixel of that digit brighter than ``INK_LEVEL``), ``style_seed``, ``width``,
-    ``height``, ``ink``, ``model``, ``split``.
+    Metadata: ``index``, ``text`` (a string: "007" stays "007"), ``length`` (its characters),
+    ``boxes`` (one ``[x0, y0, x1, y1]`` per character other than a space, in text order, pixels
+    of the image, right and bottom edges exclusive, around every pixel of that character brighter
+    than ``INK_LEVEL``), ``style_seed``, ``width``, ``height``, ``ink``, ``model``, ``split``.
     """
-    lengths = [len(t) for t in batch.texts]
-    labels = np.frombuffer("".join(batch.texts).encode(), dtype=np.uint8) - ord("0")
+    chars = "".join(batch.texts)
+    codes = np.frombuffer(chars.encode(), dtype=np.uint8)
+    is_digit = (codes >= ord("0")) & (codes <= ord("9"))
+    counts = [sum(c in glyphs.DIGITS for c in text) for text in batch.texts]
     styles = legibility.seeded(model, batch.style_seeds)  # checked as `numgen write` checks
-    glyphs = legibility.draw_checked(model, styles, labels, np.array(lengths), batch.seeds)
-    glyphs = resize_about_centre(glyphs, batch.scales)  # (D, 28, 28)
-    inked = glyphs > INK_LEVEL
-    first, last = first_and_last(inked.any(axis=1))  # (D,) inked columns of each digit
-    top, bottom = first_and_last(inked.any(axis=2))  # (D,) inked rows
-    widths = last - first + 1
-    # each digit's left edge: the margin, then the widths and gaps of the digits before it
+    drawn = legibility.draw_checked(
+        model, styles, codes[is_digit] - ord("0"), np.array(counts), batch.seeds[is_digit]
+    )
+    cells = glyphs.cells(  # (C, 28, 28): the digits, and the other characters in their hand
+        batch.texts, resize_about_centre(drawn, batch.scales[is_digit]), batch.scales, batch.seeds
+    )
+    first, widths = glyphs.inked_columns(cells, chars)  # (C,) inked columns of each character
+    top, bottom = first_and_last((cells > INK_LEVEL).any(axis=2))  # (C,) inked rows
+    # each character's left edge: the margin, then the widths and gaps of those before it
     step = widths + np.append(batch.gaps[1:], 0)
-    grey, rises = to_uint8(glyphs), batch.rises
+    grey, rises = to_uint8(cells), batch.rises
     rows, d = [], 0
-    for index, text, style_seed, n in zip(
-        batch.indices, batch.texts, batch.style_seeds.tolist(), lengths, strict=True
+    for index, text, style_seed in zip(
+        batch.indices, batch.texts, batch.style_seeds.tolist(), strict=True
     ):
+        n = len(text)
         starts = MARGIN + np.cumsum(step[d : d + n]) - step[d : d + n]
         width = 2 * MARGIN + int(step[d : d + n - 1].sum() + widths[d + n - 1])
         canvas = np.zeros((28, width + 1), dtype=np.uint8)  # column 0: PNG filter bytes
         boxes = []
         for k in range(d, d + n):
+            if chars[k] == glyphs.SPACE:
+                continue
             r, x, w = int(rises[k]), int(starts[k - d]), int(widths[k])
             src = grey[k, max(r, 0) : 28 + min(r, 0), first[k] : first[k] + w]
             canvas[max(-r, 0) : 28 + min(-r, 0), 1 + x : 1 + x + w] = src

@@ -9,6 +9,7 @@ and draws on one thread, so the bytes of a shard never depend on who made it.
 
 from __future__ import annotations
 
+import copy
 import json
 import multiprocessing
 import os
@@ -23,12 +24,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from numgen.compose import ComposeError
+from numgen.compose import ComposeError, check_model
 from numgen.config import read_json
 from numgen.export.formats import disk_errors, write_shard_files
 from numgen.export.recipe import ExportConfig, plan
 from numgen.export.render import CHUNK, render_rows
-from numgen.hub import atomic_write, place
+from numgen.hub import atomic_write, load, place
 from numgen.models import build_model, config_from_dict
 from numgen.processes import die_with_parent
 
@@ -48,18 +49,34 @@ def read_state(out_dir: Path, shard: int) -> dict | None:
     return read_json(path) if path.is_file() else None
 
 
-def write_shard(model, config: ExportConfig, shard: int, out_dir: Path) -> dict:
-    """Draw, encode and write shard ``shard``, then its state file; returns the state."""
+def drawing_model(config: ExportConfig, model=None):
+    """The model that draws ``config``'s images: ``model`` (default ``load(config.model)``), or a
+    copy with the config's sampler options, so that the caller's model keeps its own."""
+    model = check_model(model if model is not None else load(config.model))
+    if (config.ode_steps, config.guidance, config.check) != (None, None, True):
+        model = copy.deepcopy(model)
+        model.set_sampling(steps=config.ode_steps, guidance=config.guidance)  # workers copy it
+        model.check = model.check if config.check else None
+    return model
+
+
+def shard_rows(model, config: ExportConfig, shard: int) -> Iterator[tuple[bytes, dict]]:
+    """The rows (PNG bytes, metadata) of shard ``shard``, drawn ``CHUNK`` images at a time."""
     indices = config.shard_indices(shard)
-    rows = []
     for start in range(indices.start, indices.stop, CHUNK):
-        rows += render_rows(
+        yield from render_rows(
             model, config, plan(config, range(start, min(start + CHUNK, indices.stop)))
         )
+
+
+def write_shard(model, config: ExportConfig, shard: int, out_dir: Path) -> dict:
+    """Draw, encode and write shard ``shard``, then its state file; returns the state."""
+    rows = list(shard_rows(model, config, shard))
     listing = write_shard_files(out_dir, config, shard, rows)
-    digits = np.bincount(
-        np.frombuffer("".join(m["text"] for _, m in rows).encode(), np.uint8) - 48, minlength=10
-    )
+    codes = np.frombuffer("".join(m["text"] for _, m in rows).encode(), np.uint8)
+    counts = np.bincount(codes, minlength=128)
+    digits = counts[ord("0") : ord("9") + 1]
+    others = {chr(c): int(counts[c]) for c in np.flatnonzero(counts) if not 48 <= c <= 57}
     lengths: dict[str, int] = {}
     splits: dict[str, dict] = {}
     for png, meta in rows:
@@ -67,8 +84,8 @@ def write_shard(model, config: ExportConfig, shard: int, out_dir: Path) -> dict:
         part = splits.setdefault(meta["split"], {"rows": 0, "bytes": 0})
         part["rows"] += 1
         part["bytes"] += len(png)
-    state = {"shard": shard, "rows": len(rows), "digits": digits.tolist(), "lengths": lengths,
-             "splits": splits, "listing": listing}  # fmt: skip
+    state = {"shard": shard, "rows": len(rows), "digits": digits.tolist(), "others": others,
+             "lengths": lengths, "splits": splits, "listing": listing}  # fmt: skip
     path = state_file(out_dir, shard)
     with disk_errors(path):
         atomic_write(path, lambda tmp: tmp.write_text(json.dumps(state)))

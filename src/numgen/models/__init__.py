@@ -1,15 +1,18 @@
 """The model families behind one interface (:class:`Generator`), registered by their config's
-``kind``: VAE and conditional VAE (``vae.py``), flow matching (``flow.py``). A new family is a new module here and a line in ``MODEL_KINDS``."""
+``kind``: VAE and conditional VAE (``vae.py``), flow matching (``flow.py``), one-step distilled flows (``onestep.py``). A new family is a new module here and a line in ``MODEL_KINDS``."""
 
 from __future__ import annotations
 
 from numgen.errors import ConfigError
 from numgen.models.base import Generator
 from numgen.models.flow import FlowConfig, FlowModel
+from numgen.models.onestep import OneStepConfig, OneStepModel
 from numgen.models.vae import CVAE, VAE, VAEConfig, vae_loss
 
 # config "kind" -> the class that builds it; each class names its config dataclass
-MODEL_KINDS: dict[str, type[Generator]] = {"vae": VAE, "cvae": CVAE, "flow": FlowModel}
+MODEL_KINDS: dict[str, type[Generator]] = {
+    "vae": VAE, "cvae": CVAE, "flow": FlowModel, "onestep": OneStepModel,
+}  # fmt: skip
 
 
 def config_from_dict(values: dict) -> object:
@@ -28,6 +31,6 @@ def build_model(config) -> Generator:
 
 
 __all__ = [
-    "CVAE", "MODEL_KINDS", "VAE", "FlowConfig", "FlowModel", "Generator", "VAEConfig", "build_model", "config_from_dict",
+    "CVAE", "MODEL_KINDS", "VAE", "FlowConfig", "FlowModel", "Generator", "OneStepConfig", "OneStepModel", "VAEConfig", "build_model", "config_from_dict",
     "vae_loss",
 ]  # fmt: skip

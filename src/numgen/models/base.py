@@ -117,3 +117,24 @@ class Generator(nn.Module):
     def encode_style(self, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         """The styles ``(N, style_dim)`` of pictures ``(N, 1, 28, 28)`` in [0, 1]."""
         raise NotImplementedError(f"a {type(self).__name__} cannot read a style from a picture")
+
+
+def label_weights(
+    labels: torch.Tensor | None, n: int, classes: int, device: torch.device
+) -> torch.Tensor:
+    """Labels of ``n`` items as float weights ``(n, classes)`` on ``device``: one-hot rows for
+    digits (one digit, or ``(n,)``), or ``(n, classes)`` float weights passed through (morphs);
+    a ValueError naming what is wrong otherwise."""
+    if labels is None:
+        raise ValueError("this model needs labels: a (N,) tensor of digits 0-9")
+    labels = torch.as_tensor(labels, device=device)
+    if labels.is_floating_point() and labels.ndim == 2:
+        if labels.shape != (n, classes):
+            raise ValueError(f"soft labels must have shape ({n}, {classes})")
+        return labels.float()
+    labels = labels.long().reshape(-1)
+    if len(labels) == 1 and n > 1:
+        labels = labels.expand(n)
+    if len(labels) != n or labels.min() < 0 or labels.max() >= classes:
+        raise ValueError(f"labels must be {n} digits in 0..{classes - 1}")
+    return torch.nn.functional.one_hot(labels, classes).float()

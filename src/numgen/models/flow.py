@@ -42,7 +42,7 @@ from torch import nn
 from numgen.config import check_fields
 from numgen.data import INK_LEVEL
 from numgen.errors import ConfigError
-from numgen.models.base import Generator
+from numgen.models.base import Generator, label_weights
 from numgen.models.vae import CVAE, VAEConfig
 
 STARTS = ("cvae", "noise")
@@ -82,12 +82,9 @@ class FlowConfig:
         check_sampling(self.steps, self.guidance, self.solver)
         if not 1 <= self.channels <= 256:
             raise ConfigError(f"channels={self.channels}: must be between 1 and 256")
-        if self.check is not None and not (isinstance(self.check, float) and 0 < self.check < 1):
-            raise ConfigError(f"check={self.check}: the legibility threshold lies between 0 and 1")
-        for name in ("sigma", "temperature"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and 0 <= value <= 10):
-                raise ConfigError(f"{name}={value}: must be a number between 0 and 10")
+        if not (math.isfinite(self.sigma) and 0 <= self.sigma <= 10):
+            raise ConfigError(f"sigma={self.sigma}: must be a number between 0 and 10")
+        check_style_settings(self.temperature, self.check)
 
     @classmethod
     def from_dict(cls, values: dict) -> FlowConfig:
@@ -99,6 +96,15 @@ class FlowConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def check_style_settings(temperature: float, check: float | None) -> None:
+    """A ConfigError naming a bad style temperature (0-10) or legibility threshold (in (0, 1),
+    or None for no check)."""
+    if not (math.isfinite(temperature) and 0 <= temperature <= 10):
+        raise ConfigError(f"temperature={temperature}: must be a number between 0 and 10")
+    if check is not None and not (isinstance(check, float) and 0 < check < 1):
+        raise ConfigError(f"check={check}: the legibility threshold lies between 0 and 1")
 
 
 def check_sampling(steps: int | None, guidance: float | None, solver: str | None = "euler") -> None:
@@ -304,20 +310,7 @@ class FlowModel(Generator):
         return mean + torch.einsum("nij,nj->ni", chol, styles)
 
     def _label_weights(self, labels: torch.Tensor | None, n: int) -> torch.Tensor:
-        if labels is None:
-            raise ValueError("a flow model needs labels: a (N,) tensor of digits 0-9")
-        labels = torch.as_tensor(labels, device=self.device)
-        classes = self.config.num_classes
-        if labels.is_floating_point() and labels.ndim == 2:
-            if labels.shape != (n, classes):
-                raise ValueError(f"soft labels must have shape ({n}, {classes})")
-            return labels.float()
-        labels = labels.long().reshape(-1)
-        if len(labels) == 1 and n > 1:
-            labels = labels.expand(n)
-        if len(labels) != n or labels.min() < 0 or labels.max() >= classes:
-            raise ValueError(f"labels must be {n} digits in 0..{classes - 1}")
-        return F.one_hot(labels, classes).float()
+        return label_weights(labels, n, self.config.num_classes, self.device)
 
     def _start(
         self, x: torch.Tensor, onehot: torch.Tensor, generator: torch.Generator | None
@@ -408,6 +401,10 @@ def despeckle(images: torch.Tensor) -> torch.Tensor:
     if not inked.any():
         return x
     n, _, h, w = x.shape
+    # the images along the channel axis, in channels-last memory: there max_pool2d runs ~4×
+    # faster on a CPU than over (N, 1, H, W), with the same results
+    planes = x.reshape(1, n, h, w).contiguous(memory_format=torch.channels_last)
+    inked = planes > INK_LEVEL
     pixel = torch.arange(1, h * w + 1, device=x.device, dtype=torch.float32).view(1, 1, h, w)
     group = pixel * inked  # 0 on the background; float, as max_pool2d wants
     for _ in range(math.ceil(SPECK_INK / INK_LEVEL)):
@@ -415,11 +412,12 @@ def despeckle(images: torch.Tensor) -> torch.Tensor:
     largest_near = F.max_pool2d(group, 3, stride=1, padding=1)
     smallest_near = -F.max_pool2d(-torch.where(inked, group, h * w + 1.0), 3, stride=1, padding=1)
     unfinished = inked & ((largest_near != group) | (smallest_near != group))
-    key = torch.arange(n, device=x.device).view(n, 1, 1, 1) * (h * w + 1) + group.long()
+    key = torch.arange(n, device=x.device).view(1, n, 1, 1) * (h * w + 1) + group.long()
     ink = torch.zeros(n * (h * w + 1), device=x.device)
-    ink.index_add_(0, key.flatten(), (x * inked).float().flatten())
+    ink.index_add_(0, key.flatten(), (planes * inked).float().flatten())
     ink.index_fill_(0, key[unfinished], math.inf)  # part of a larger group: never a speck
-    return x.masked_fill(inked & (ink[key] < SPECK_INK), 0.0)
+    kept = planes.masked_fill(inked & (ink[key] < SPECK_INK), 0.0)
+    return kept.contiguous().view(n, 1, h, w)
 
 
 def digit_noise(seeds: torch.Tensor | None, n: int, device: torch.device) -> torch.Tensor:

@@ -391,7 +391,11 @@ def create_app(
     async def write(
         text: Annotated[
             str,
-            Query(max_length=compose.MAX_DIGITS, description="The number: digits 0-9, e.g. 2026."),
+            Query(
+                max_length=compose.MAX_DIGITS,
+                description="The number: digits 0-9 and . , - + / : ( ) or spaces, e.g. 2026, "
+                "02.12.2026 or +7 (812) 555-01-23.",
+            ),
         ],
         style: Annotated[
             list[Coordinate] | None,
@@ -409,6 +413,10 @@ def create_app(
         """A number written by hand: every digit drawn in one style (a style latent, or one drawn
         from ``style_seed``); ``seed`` varies the digits within that style."""
         chosen = writer_model(model, "writing numbers")
+        try:
+            compose.check_text(text)
+        except compose.ComposeError as err:  # a bad argument, as FastAPI answers the others
+            raise HTTPException(422, f"text: {err}") from None
         image = await run(
             chosen.writer.write,
             text, None if style is None else np.asarray(style), style_seed, seed, height, ink,

@@ -1,0 +1,302 @@
+"""One-step generation: the flow's digits in one network evaluation, with a learnt style prior.
+
+The bundled flow (``flow.py``) refines a CVAE's decode into a crisp digit by integrating an ODE
+in 3 steps of its U-Net. This family keeps that flow, frozen, as a *teacher* and trains a
+*student* of the same shape to land where the teacher's ODE ends, in one step:
+
+    x0 = decode(z, label) + sigma · noise          (the teacher's start)
+    x1 = x0 + student(x0, decode, label)            (one evaluation, instead of 3)
+
+trained on the ODE map itself (knowledge distillation, Luhman & Luhman 2021,
+https://arxiv.org/abs/2101.02388): ``|| x1 - teacher_ode(x0) ||²``, from the teacher's weights.
+With ``adversarial`` > 0 a small class-conditional critic (projection discriminator, Miyato &
+Koyama 2018, https://arxiv.org/abs/1802.05637) is trained against real MNIST digits at the same
+time, and the student is pushed towards what the critic takes for real (adversarial diffusion
+distillation, Sauer et al. 2023, https://arxiv.org/abs/2311.17042): distillation keeps the
+student on the teacher's map, the critic pulls its digits towards real ones, where the teacher
+falls short.
+
+The *style* is where the teacher's legibility is lost: it draws each digit's latent from one
+Gaussian per class, whose mass spreads between the classes (a 4 that closes like a 9). Here a
+style ``s ~ N(0, T² I)`` first passes a small conditional normalising flow (:class:`StylePrior`,
+affine couplings as RealNVP, Dinh et al. 2017, https://arxiv.org/abs/1605.08803), fitted by
+maximum likelihood to the whitened posterior means of the training digits of each class. One
+style vector still gives all digits of a number one hand: the same point of the base
+distribution, carried into each class's learnt distribution.
+
+The loss is one sum whose parts touch disjoint parameters (student: distillation and
+adversarial; critic: its hinge loss on real digits and detached student digits; prior: its
+negative log-likelihood), so the training loop's single optimiser trains them all. The critic's
+weights are saved with the model (they are needed to resume; ~30k numbers) but never drawn with.
+
+Images are ``(B, 1, 28, 28)`` in [0, 1]; labels ``(B,)`` digits or ``(B, 10)`` weights.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+from numgen.config import check_fields, from_dict
+from numgen.errors import ConfigError
+from numgen.models.base import Generator, label_weights
+from numgen.models.flow import (
+    FlowConfig,
+    FlowModel,
+    VelocityUNet,
+    check_style_settings,
+    despeckle,
+    digit_noise,
+)
+
+
+@dataclass
+class OneStepConfig:
+    """Everything needed to rebuild a one-step model; stored as ``config.json``."""
+
+    kind: str = "onestep"
+    teacher: dict | None = None  # the FlowConfig of the flow distilled (start "cvae")
+    channels: int = 16  # the student's U-Net width at 28×28
+    prior_layers: int = 6  # coupling layers of the learnt style prior
+    prior_hidden: int = 64  # width of each coupling's network
+    adversarial: float = 0.0  # weight of the critic's term for the student; 0: distillation only
+    critic_channels: int = 16  # the critic's width at 14×14 (2× at 7×7, 4× at 4×4)
+    temperature: float = 1.0  # styles ~ N(0, T² I)
+    check: float | None = None  # numgen.legibility's threshold; None: no check
+    num_classes: int = 10
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        if self.kind != "onestep":
+            raise ConfigError(f"kind={self.kind!r}: a one-step config has kind 'onestep'")
+        if not isinstance(self.teacher, dict):
+            raise ConfigError(
+                "teacher: the config of the flow to distil (a flow with start 'cvae')"
+            )
+        if FlowConfig.from_dict(self.teacher).start != "cvae":
+            raise ConfigError("teacher: only a flow that refines a CVAE (start 'cvae') distils")
+        for name, low, high in (("channels", 1, 256), ("prior_layers", 0, 64),
+                                ("prior_hidden", 1, 4096), ("critic_channels", 1, 256)):  # fmt: skip
+            if not low <= getattr(self, name) <= high:
+                raise ConfigError(f"{name}={getattr(self, name)}: must be from {low} to {high}")
+        if not (math.isfinite(self.adversarial) and 0 <= self.adversarial <= 10):
+            raise ConfigError(f"adversarial={self.adversarial}: must be a number between 0 and 10")
+        check_style_settings(self.temperature, self.check)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> OneStepConfig:
+        return from_dict(cls, values)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# --- the style prior -----------------------------------------------------------------------------
+
+
+class Coupling(nn.Module):
+    """An affine coupling: half of the coordinates (every other one, from ``parity``) are scaled
+    and shifted by amounts a small network reads from the other half and the label weights."""
+
+    def __init__(self, dim: int, hidden: int, classes: int, parity: int) -> None:
+        super().__init__()
+        self.parity = parity
+        moved = len(range(parity, dim, 2))
+        self.net = nn.Sequential(
+            nn.Linear(dim - moved + classes, hidden), nn.SiLU(),
+            nn.Linear(hidden, hidden), nn.SiLU(),
+            nn.Linear(hidden, 2 * moved),
+        )  # fmt: skip
+        nn.init.zeros_(self.net[-1].weight)  # start as the identity
+        nn.init.zeros_(self.net[-1].bias)
+
+    def _scale_shift(self, given: torch.Tensor, onehot: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        log_scale, shift = self.net(torch.cat([given, onehot], dim=1)).chunk(2, dim=1)
+        return torch.tanh(log_scale), shift  # |log scale| < 1: a gentle, stable step
+
+    def forward(self, x: torch.Tensor, onehot: torch.Tensor, inverse: bool = False) -> tuple:
+        """(the moved x, log |det| of the step) — from the base to the data, or back."""
+        p = self.parity
+        moved, given = x[:, p::2], x[:, 1 - p :: 2]
+        log_scale, shift = self._scale_shift(given, onehot)
+        if inverse:
+            moved, log_det = (moved - shift) * torch.exp(-log_scale), -log_scale.sum(1)
+        else:
+            moved, log_det = moved * torch.exp(log_scale) + shift, log_scale.sum(1)
+        out = torch.empty_like(x)
+        out[:, p::2], out[:, 1 - p :: 2] = moved, given
+        return out, log_det
+
+
+class StylePrior(nn.Module):
+    """A conditional normalising flow between styles ``s ~ N(0, I)`` ``(N, d)`` and each class's
+    whitened latents ``w`` ``(N, d)``; with no layers it is the identity (the teacher's
+    Gaussians)."""
+
+    def __init__(self, dim: int, layers: int, hidden: int, classes: int) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(Coupling(dim, hidden, classes, i % 2) for i in range(layers))
+
+    def forward(self, s: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
+        """Styles -> whitened latents."""
+        for layer in self.layers:
+            s, _ = layer(s, onehot)
+        return s
+
+    def inverse(self, w: torch.Tensor, onehot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Whitened latents -> (styles, log |det ds/dw|)."""
+        log_det = torch.zeros(len(w), device=w.device, dtype=w.dtype)
+        for layer in reversed(self.layers):
+            w, step = layer(w, onehot, inverse=True)
+            log_det = log_det + step
+        return w, log_det
+
+    def nll(self, w: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
+        """Negative log-likelihood of ``w`` per item, in nats (without the constant d/2 log 2π)."""
+        s, log_det = self.inverse(w, onehot)
+        return 0.5 * s.pow(2).sum(1) - log_det
+
+
+# --- the critic ----------------------------------------------------------------------------------
+
+
+class Critic(nn.Module):
+    """A small projection discriminator: (B, 1, 28, 28), label weights (B, 10) -> score (B,),
+    high for digits that look real for their label. Three stride-2 convs (28 -> 14 -> 7 -> 4)."""
+
+    def __init__(self, channels: int, classes: int) -> None:
+        super().__init__()
+        c = channels
+        self.convs = nn.Sequential(
+            nn.Conv2d(1, c, 3, stride=2, padding=1), nn.LeakyReLU(0.2),
+            nn.Conv2d(c, 2 * c, 3, stride=2, padding=1), nn.LeakyReLU(0.2),
+            nn.Conv2d(2 * c, 4 * c, 3, stride=2, padding=1), nn.LeakyReLU(0.2),
+            nn.Flatten(), nn.Linear(4 * c * 16, 4 * c), nn.LeakyReLU(0.2),
+        )  # fmt: skip
+        self.score = nn.Linear(4 * c, 1)
+        self.project = nn.Linear(classes, 4 * c, bias=False)  # the label's direction
+
+    def forward(self, x: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
+        h = self.convs(x * 2 - 1)
+        return self.score(h)[:, 0] + (self.project(onehot) * h).sum(1)
+
+
+# --- the family ----------------------------------------------------------------------------------
+
+
+class OneStepModel(Generator):
+    """A one-step generator distilled from a flow (see the module docstring)."""
+
+    config_class = OneStepConfig
+    conditional = True
+    can_encode_style = True
+
+    def __init__(self, config: OneStepConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.temperature, self.check = config.temperature, config.check
+        self.teacher = FlowModel(FlowConfig.from_dict(config.teacher))
+        self.teacher.requires_grad_(False)  # frozen: its base, its style Gaussians, its field
+        classes = config.num_classes
+        self.student = VelocityUNet(2, config.channels, classes)
+        dim = self.teacher.style_dim
+        self.prior = StylePrior(dim, config.prior_layers, config.prior_hidden, classes)
+        self.critic = Critic(config.critic_channels, classes) if config.adversarial > 0 else None
+
+    @property
+    def style_dim(self) -> int:
+        return self.teacher.style_dim
+
+    def adopt(self, base: Generator) -> None:
+        """Take over the trained flow to distil (before training): the teacher's weights, and the
+        student's too where the two have the same shape (distillation starts from the teacher)."""
+        if not isinstance(base, FlowModel) or base.config.to_dict() != self.config.teacher:
+            raise ValueError("the flow to distil differs from the config's teacher")
+        self.teacher.load_state_dict(base.state_dict())
+        if base.config.channels == self.config.channels:
+            self.student.load_state_dict(base.velocity.state_dict())
+
+    def _onehot(self, labels: torch.Tensor | None, n: int) -> torch.Tensor:
+        return label_weights(labels, n, self.config.num_classes, self.device)
+
+    def _start(self, latents: torch.Tensor, onehot: torch.Tensor, noise: torch.Tensor) -> tuple:
+        """(x0, the CVAE decode) for CVAE latents ``(N, d)``: the teacher's starting points."""
+        decoded = self.teacher.base.decode(latents, onehot)
+        return decoded + self.teacher.config.sigma * noise, decoded
+
+    def _one_step(self, x0: torch.Tensor, decoded: torch.Tensor, onehot: torch.Tensor):
+        t = torch.zeros(len(x0), device=x0.device)
+        return x0 + self.student(torch.cat([x0, decoded], dim=1), t, onehot)
+
+    def _whiten(self, latents: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
+        """CVAE latents -> their coordinates in their class's Gaussian (the teacher's), in
+        float32 (a triangular solve has no bfloat16 kernel)."""
+        with torch.autocast(latents.device.type, enabled=False):
+            latents, onehot = latents.float(), onehot.float()
+            means, chols = self.teacher.style_distribution()
+            mean, chol = onehot @ means, torch.einsum("nc,cij->nij", onehot, chols)
+            centred = (latents - mean)[:, :, None]
+            return torch.linalg.solve_triangular(chol, centred, upper=False)[..., 0]
+
+    def loss(
+        self, x: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None = None,
+        kl_weight: float | None = None,
+    ) -> dict[str, torch.Tensor]:  # fmt: skip
+        """Distillation (+ adversarial) and the style prior's likelihood on a batch of real
+        digits: each digit's posterior mean gives a starting point for the teacher's ODE and a
+        style for the prior to learn. ``kl_weight`` does not apply (no KL term)."""
+        n = len(x)
+        onehot = self._onehot(labels, n)
+        teacher = self.teacher
+        noise = torch.randn(x.shape, generator=generator, device=x.device)
+        with torch.no_grad():
+            latents = teacher.base.encode(x, onehot)[0]
+            x0, decoded = self._start(latents, onehot, noise)
+            c = teacher.config
+            target = teacher._integrate(
+                x0, decoded, onehot, 0.0, 1.0, c.steps, c.guidance, c.solver
+            )
+            whitened = self._whiten(latents, onehot)
+        drawn = self._one_step(x0, decoded, onehot)
+        distill = F.mse_loss(drawn, target, reduction="none").flatten(1).sum(1).mean()
+        prior = self.prior.nll(whitened.float(), onehot).mean()
+        parts = {"distill": distill, "prior": prior}
+        total = distill + prior
+        if self.critic is not None:
+            critic = (
+                F.relu(1 - self.critic(x, onehot)).mean()
+                + F.relu(1 + self.critic(drawn.detach(), onehot)).mean()
+            )
+            # the student's term reads the critic through detached weights: its gradient reaches
+            # the student only, never helps the critic
+            frozen = {name: p.detach() for name, p in self.critic.named_parameters()}
+            adversarial = -functional_call(self.critic, frozen, (drawn, onehot)).mean()
+            total = total + critic + self.config.adversarial * adversarial
+            parts |= {"critic": critic, "adversarial": adversarial}
+        return {"loss": total, **parts}
+
+    @torch.no_grad()
+    def draw(
+        self, labels: torch.Tensor | None, styles: torch.Tensor, seeds: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Digits ``(N, 1, 28, 28)`` in [0, 1]: the style through the prior to a CVAE latent, its
+        decode plus each digit's seeded noise, one student step."""
+        n = len(styles)
+        onehot = self._onehot(labels, n)
+        whitened = self.prior(styles.to(self.device, torch.float32), onehot)
+        latents = self.teacher._latent(whitened, onehot)
+        x0, decoded = self._start(latents, onehot, digit_noise(seeds, n, self.device))
+        return despeckle(self._one_step(x0, decoded, onehot))
+
+    @torch.no_grad()
+    def encode_style(self, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """The posterior mean, whitened in its class's Gaussian, back through the prior."""
+        images = images.to(self.device, torch.float32)
+        onehot = self._onehot(labels, len(images))
+        latents = self.teacher.base.encode(images, onehot)[0]
+        return self.prior.inverse(self._whiten(latents, onehot), onehot)[0]

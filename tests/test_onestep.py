@@ -1,0 +1,236 @@
+"""The one-step family: config checks, distillation from a flow, the learnt style prior, the
+critic's gradients, training and resume, and the family through compose, export, web, evaluate
+and the CLI on tiny models."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from numgen import compose, export, generate
+from numgen.checkpoints import STATE_FILE
+from numgen.cli.main import main
+from numgen.errors import ConfigError
+from numgen.hub import load, save_pretrained
+from numgen.models import FlowConfig, OneStepConfig, VAEConfig, build_model, config_from_dict
+from numgen.models.onestep import StylePrior
+from numgen.train import TrainConfig, train
+
+BASE = VAEConfig(kind="cvae", arch="mlp", hidden=16, latent_dim=4)
+
+
+def tiny_teacher():
+    torch.manual_seed(0)
+    flow = build_model(FlowConfig(base=BASE.to_dict(), channels=4, steps=2, solver="ab2"))
+    flow.adopt(build_model(BASE))
+    torch.nn.init.normal_(flow.velocity.out.weight, std=0.1)  # a field that moves the start
+    # style Gaussians as if fitted: class d's latents centred on d / 10
+    flow.moment_count.fill_(100.0)
+    flow.moment_sum.copy_(100.0 * torch.arange(10.0)[:, None].expand(10, 4) / 10)
+    flow.moment_outer.copy_(100.0 * (torch.eye(4) + (torch.arange(10.0) / 10)[:, None, None] ** 2))
+    return flow.eval()
+
+
+def tiny_onestep(**overrides):
+    teacher = tiny_teacher()
+    sizes = {"channels": 4, "prior_layers": 2, "prior_hidden": 8, "critic_channels": 4}
+    model = build_model(OneStepConfig(teacher=teacher.config.to_dict(), **(sizes | overrides)))
+    model.adopt(teacher)
+    return model.eval(), teacher
+
+
+def quick(epochs: int) -> TrainConfig:
+    return TrainConfig(epochs=epochs, batch_size=64, dataset="embedded", limit=256)
+
+
+def test_config_round_trips_and_refuses_bad_values() -> None:
+    teacher = FlowConfig(base=BASE.to_dict()).to_dict()
+    config = OneStepConfig(teacher=teacher, adversarial=0.1)
+    assert config_from_dict(config.to_dict()) == config
+    bad = [
+        ({"teacher": None}, "teacher: the config of the flow"),
+        ({"teacher": FlowConfig(start="noise").to_dict()}, "start 'cvae'"),
+        ({"channels": 0}, "channels=0"),
+        ({"prior_layers": -1}, "prior_layers=-1"),
+        ({"adversarial": math.inf}, "adversarial=inf"),
+        ({"temperature": -0.5}, "temperature=-0.5"),
+        ({"check": 1.5}, "check=1.5"),
+    ]
+    for values, message in bad:
+        with pytest.raises(ConfigError, match=message):
+            OneStepConfig(**{"teacher": teacher, **values})
+    with pytest.raises(ConfigError, match="unknown config keys"):
+        OneStepConfig.from_dict({"kind": "onestep", "teacher": teacher, "steps": 3})
+
+
+def test_a_fresh_student_is_the_teachers_single_euler_step() -> None:
+    model, teacher = tiny_onestep()
+    styles, labels, seeds = torch.randn(6, 4), torch.arange(6), torch.arange(6) + 7
+    one_euler_step = teacher.draw(labels, styles, seeds, steps=1, solver="euler")
+    # the prior starts as the identity and the student as the teacher's field
+    torch.testing.assert_close(model.draw(labels, styles, seeds), one_euler_step)
+
+
+def test_style_prior_is_invertible_and_its_likelihood_is_exact() -> None:
+    torch.manual_seed(1)
+    prior = StylePrior(dim=5, layers=3, hidden=8, classes=10)
+    for layer in prior.layers:  # away from the identity it starts as
+        torch.nn.init.normal_(layer.net[-1].weight, std=0.5)
+    s, onehot = torch.randn(7, 5), torch.eye(10)[torch.arange(7)]
+    w = prior(s, onehot)
+    back, log_det = prior.inverse(w, onehot)
+    torch.testing.assert_close(back, s, atol=1e-5, rtol=1e-5)
+    # log |det ds/dw| against autograd's Jacobian, item by item
+    for i in range(3):
+        jacobian = torch.autograd.functional.jacobian(
+            lambda v, i=i: prior.inverse(v[None], onehot[i : i + 1])[0][0], w[i]
+        )
+        torch.testing.assert_close(log_det[i], torch.linalg.slogdet(jacobian)[1], atol=1e-4,
+                                   rtol=1e-4)  # fmt: skip
+
+
+def test_loss_parts_and_which_weights_each_part_trains() -> None:
+    model, _ = tiny_onestep(adversarial=0.5)
+    model.train()
+    x, y = torch.rand(8, 1, 28, 28), torch.arange(8) % 10
+    parts = model.loss(x, y, torch.Generator().manual_seed(0))
+    assert set(parts) == {"loss", "distill", "prior", "critic", "adversarial"}
+    assert all(torch.isfinite(v) for v in parts.values())
+    parts["loss"].backward()
+    assert all(p.grad is None for p in model.teacher.parameters())  # frozen
+    assert all(p.grad is not None for p in model.student.parameters())
+    assert any(p.grad is not None for p in model.prior.parameters())
+    # the critic learns from its own hinge loss only: the student's adversarial term reads it
+    # through detached weights, so the critic's gradient equals that of its loss alone
+    critic_grads = [p.grad.clone() for p in model.critic.parameters()]
+    model.zero_grad()
+    model.loss(x, y, torch.Generator().manual_seed(0))["critic"].backward()
+    for got, want in zip(critic_grads, (p.grad for p in model.critic.parameters()), strict=True):
+        torch.testing.assert_close(got, want)
+    assert all(p.grad is None or not p.grad.any() for p in model.student.parameters())
+
+
+def test_distillation_brings_the_student_to_the_teachers_digits() -> None:
+    model, teacher = tiny_onestep(prior_layers=0)
+    model.train()
+    optimiser = torch.optim.Adam(model.student.parameters(), lr=3e-3)
+    x, y = torch.rand(32, 1, 28, 28), torch.arange(32) % 10
+    losses = []
+    for step in range(30):
+        parts = model.loss(x, y, torch.Generator().manual_seed(step))
+        optimiser.zero_grad()
+        parts["distill"].backward()
+        optimiser.step()
+        losses.append(parts["distill"].item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_train_resume_equals_an_uninterrupted_run(tmp_path) -> None:
+    _, teacher = tiny_onestep()
+    config = OneStepConfig(teacher=teacher.config.to_dict(), channels=4, prior_layers=2,
+                           prior_hidden=8, adversarial=0.1, critic_channels=4)  # fmt: skip
+    straight = train(tmp_path / "a", config, quick(2), device="cpu", base=teacher)
+
+    def stop_after_epoch_1(record: dict) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(tmp_path / "b", config, quick(2), device="cpu", base=teacher,
+              on_epoch=stop_after_epoch_1)  # fmt: skip
+    resumed = train(tmp_path / "b", train_config=quick(2), device="cpu", resume=True)
+    for (name, a), b in zip(
+        straight.state_dict().items(), resumed.state_dict().values(), strict=True
+    ):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+    assert (tmp_path / "b" / STATE_FILE).is_file()
+    weights = load_file(str(tmp_path / "a" / "model.safetensors"))
+    for name, value in teacher.state_dict().items():  # the teacher is kept exactly, frozen
+        torch.testing.assert_close(weights[f"teacher.{name}"], value, rtol=0, atol=0)
+
+
+def test_seeds_give_the_same_bytes_through_save_load_and_every_writing_feature(tmp_path) -> None:
+    model, _ = tiny_onestep()
+    save_pretrained(model, tmp_path / "m")
+    again = load(tmp_path / "m")
+    styles = generate.draw_styles(model, 4, 0)
+    np.testing.assert_array_equal(
+        generate.draw(model, styles, [1, 2, 3, 4]), generate.draw(again, styles, [1, 2, 3, 4])
+    )
+    sevens = compose.digits(again, 7, 5, seed=1)
+    assert sevens.shape == (5, 28, 28)
+    np.testing.assert_array_equal(sevens, compose.digits(model, 7, 5, seed=1))
+    picture = compose.write(again, "2026", style_seed=3, seed=1)
+    assert np.array_equal(np.asarray(picture), np.asarray(compose.write(model, "2026", None, 3, 1)))
+    assert compose.morph(again, 3, 8, steps=4).shape == (4, 28, 28)
+    ink = np.zeros((40, 30), np.float32)
+    ink[8:32, 12:18] = 1.0
+    style = compose.style_from_image(again, ink)
+    assert style.shape == (4,) and np.isfinite(style).all()
+
+
+def test_exports_the_same_bytes_whatever_the_workers(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(export.shards, "POOL_MIN_IMAGES", 0)
+    model, _ = tiny_onestep()
+    config = export.ExportConfig(count=20, shard_size=10, format="webdataset", seed=4)
+    one = export.export_dataset(tmp_path / "one", config, model, workers=1)
+    export.export_dataset(tmp_path / "two", config, model, workers=2)
+    assert one["images"] == 20
+
+    def tree(folder):
+        return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*")
+                if p.is_file()}  # fmt: skip
+
+    assert tree(tmp_path / "one") == tree(tmp_path / "two")
+
+
+def test_web_writes_with_a_onestep_model(tmp_path) -> None:
+    from fastapi.testclient import TestClient
+
+    from numgen.web import create_app
+
+    model, _ = tiny_onestep()
+    save_pretrained(model, tmp_path / "m")
+    with TestClient(create_app({"fast": str(tmp_path / "m")})) as client:
+        first = client.get("/api/write", params={"text": "2026", "style_seed": 3, "model": "fast"})
+        again = client.get("/api/write", params={"text": "2026", "style_seed": 3, "model": "fast"})
+        assert first.status_code == 200 and first.headers["content-type"] == "image/png"
+        assert first.content == again.content
+        assert client.get("/api/write", params={"text": "20x6", "model": "fast"}).status_code == 400
+
+
+def test_cli_trains_and_refuses_a_teacher_that_is_no_flow(tmp_path, capsys) -> None:
+    _, teacher = tiny_onestep()
+    save_pretrained(teacher, tmp_path / "teacher")
+    save_pretrained(build_model(BASE), tmp_path / "cvae")
+    run = tmp_path / "run"
+    args = ["train", str(run), "--model", "onestep", "--dataset", "embedded", "--limit", "128",
+            "--epochs", "1", "--batch-size", "64", "--prior-layers", "2"]  # fmt: skip
+    assert main([*args, "--base", str(tmp_path / "cvae")]) == 2
+    err = capsys.readouterr().err
+    assert "onestep distils a flow, not a cvae" in err and len(err.strip().splitlines()) == 1
+    assert main([*args, "--base", str(tmp_path / "teacher"), "--adversarial", "-1"]) == 2
+    assert "adversarial=-1.0" in capsys.readouterr().err
+    assert main([*args, "--base", str(tmp_path / "teacher")]) == 0
+    trained = load(run)
+    assert trained.config.kind == "onestep" and trained.config.channels == 4  # the teacher's
+    assert main(["write", "2026", "--model", str(run), "--out", str(tmp_path / "n.png")]) == 0
+    assert (tmp_path / "n.png").is_file()
+
+
+def test_evaluate_measures_a_onestep_model(tmp_path) -> None:
+    from numgen.evaluate import EvalConfig, evaluate
+
+    model, _ = tiny_onestep()
+    save_pretrained(model, tmp_path / "m")
+    result = evaluate(tmp_path / "m", tmp_path / "eval", EvalConfig(samples=100,
+                      dataset="embedded"), device="cpu")  # fmt: skip
+    assert result["model"]["kind"] == "onestep"
+    # an untrained student's digits lie farther from MNIST than real digits do
+    assert math.isfinite(result["samples"]["frechet"])
+    assert result["samples"]["frechet"] > result["real"]["frechet"]
+    report = (tmp_path / "eval" / "report.md").read_text()
+    assert "A ONE-STEP model (a flow distilled into one evaluation of a U-Net 4 channels" in report

@@ -1,0 +1,65 @@
+"""Crisp heights: solid strokes with a thin edge, the width the model drew, the same number."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from numgen import compose, glyphs, outline
+from numgen.recognizer import Recognizer
+
+
+def soft_stroke() -> np.ndarray:
+    """A 28-pixel drawing with MNIST's soft edges: a bent stroke 3 pixels wide, blurred."""
+    line = glyphs.ink([np.array([[5.0, 8.0], [14.0, 18.0], [23.0, 9.0]])], 3.0)
+    blurred = np.asarray(Image.fromarray(line).resize((14, 14)).resize((28, 28)), np.float32)
+    return np.clip(blurred, 0, 1)
+
+
+def mid_grey_share(pixels: np.ndarray) -> float:
+    """Of the inked pixels (ink > 0.15), the share with ink below 0.85."""
+    ink = pixels[pixels > 0.15]
+    return float((ink < 0.85).mean())
+
+
+def test_strokes_are_solid_with_a_thin_edge_and_keep_their_width() -> None:
+    drawing = soft_stroke()
+    crisp = outline.crisp(drawing, 128)
+    blurred = compose.to_pixels(drawing, 28)
+    enlarged = np.asarray(
+        Image.fromarray(blurred).resize(crisp.shape[::-1], Image.Resampling.LANCZOS)
+    )
+    assert crisp.shape == (128, 128) and crisp.dtype == np.float32
+    assert mid_grey_share(crisp) <= 0.15 and mid_grey_share(enlarged / 255) >= 0.4
+    scale = 128 / 28
+    width_28, width_128 = (
+        glyphs.pen_widths(drawing[None], 8)[0],
+        glyphs.pen_widths(crisp[None], 1)[0],
+    )
+    assert width_128 / scale == pytest.approx(width_28, rel=0.1)
+    assert crisp.sum() / scale**2 == pytest.approx(drawing.sum(), rel=0.1)  # as much ink
+
+
+def test_the_picture_at_a_height_is_the_crisp_outline(tmp_path) -> None:
+    drawing = soft_stroke()
+    np.testing.assert_array_equal(
+        compose.to_pixels(drawing, 96, "dark"),
+        255 - compose.to_pixels(drawing, 96),
+    )
+    expected = (np.clip(outline.crisp(compose.to_pixels(drawing), 96), 0, 1) * 255 + 0.5).astype(
+        np.uint8
+    )
+    np.testing.assert_array_equal(compose.to_pixels(drawing, 96), expected)
+    small = compose.to_pixels(drawing, 20)  # below 28: resampled as before
+    assert small.shape == (20, 20) and mid_grey_share(small / 255) > 0
+
+
+def test_a_tall_number_reads_as_the_same_number() -> None:
+    writer, judge = compose.Writer.from_pretrained("flow"), Recognizer.from_pretrained()
+    for i, text in enumerate(["2026", "7193", "480562"]):
+        small = writer.write(text, style_seed=i, seed=i)
+        tall = writer.write(text, style_seed=i, seed=i, height=96)
+        assert tall.height == 96
+        assert compose.read_number(judge, tall) == compose.read_number(judge, small) == text
+        assert mid_grey_share(np.asarray(tall) / 255) <= 0.25
