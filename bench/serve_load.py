@@ -64,13 +64,16 @@ def writing_with(model: str) -> Callable[[random.Random], str]:
     return lambda rng: f"{write_url(rng)}&model={model}"
 
 
-async def get(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str) -> int:
-    """One HTTP/1.1 GET on a kept-alive connection, reading the whole answer: its status."""
+async def get(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str
+) -> tuple[int, float]:
+    """One HTTP/1.1 GET on a kept-alive connection, reading the whole answer: its status and
+    its Retry-After (0 without one)."""
     writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
     head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
     fields = dict(line.lower().split(":", 1) for line in head[1:] if line)
     await reader.readexactly(int(fields["content-length"]))
-    return int(head[0].split()[1])
+    return int(head[0].split()[1]), float(fields.get("retry-after", 0))
 
 
 async def load(
@@ -82,6 +85,7 @@ async def load(
     share the cores."""
     latencies: list[float] = []
     errors: Counter[str] = Counter()
+    refused: list[float] = []  # the time each 503 took
 
     async def client(index: int, deadline: float) -> None:
         rng = random.Random(index)
@@ -90,7 +94,7 @@ async def load(
             start = time.perf_counter()
             try:
                 connection = connection or await asyncio.open_connection("127.0.0.1", port)
-                status = await asyncio.wait_for(get(*connection, url_for(rng)), timeout=60)
+                status, retry = await asyncio.wait_for(get(*connection, url_for(rng)), timeout=60)
             except (OSError, EOFError, TimeoutError, ValueError, KeyError) as err:
                 errors[type(err).__name__] += 1
                 if connection:
@@ -99,6 +103,9 @@ async def load(
                 continue
             if status == 200:
                 latencies.append(time.perf_counter() - start)
+            elif status == 503:  # turned away: a polite client waits as it is told
+                refused.append(time.perf_counter() - start)
+                await asyncio.sleep(min(retry, max(0.0, deadline - time.perf_counter())))
             else:
                 errors[f"HTTP {status}"] += 1
         if connection:
@@ -118,6 +125,11 @@ async def load(
         "max_ms": round(ms[-1], 1) if ms else None,
         "errors": sum(errors.values()),
         "error_kinds": dict(errors),
+        "refused_503": len(refused),
+        "refused_share": round(len(refused) / max(1, len(refused) + len(ms)), 3),
+        "p99_503_ms": round(sorted(refused)[int(0.99 * (len(refused) - 1))] * 1000, 1)
+        if refused
+        else None,
     }
 
 
@@ -265,13 +277,12 @@ def measure(name: str, command: list[str], env: dict, args: argparse.Namespace) 
     runs = []
     try:
         wait_until_up(server, port)
-        plan = [
-            ("decode", decode_url, 1, min(args.seconds, 5.0)),
-            ("decode", decode_url, args.clients, args.seconds),
-            ("write", write_url, args.clients, args.seconds),
-        ]
-        plan += [(f"write, {writer} writer", writing_with(writer), args.clients, args.seconds)
-                 for writer in args.write_model]  # fmt: skip
+        plan = [("decode", decode_url, 1, min(args.seconds, 5.0))]
+        for clients in args.clients:
+            plan += [("decode", decode_url, clients, args.seconds),
+                     ("write", write_url, clients, args.seconds)]  # fmt: skip
+            plan += [(f"write, {writer} writer", writing_with(writer), clients, args.seconds)
+                     for writer in args.write_model]  # fmt: skip
         for endpoint, url_for, clients, seconds in plan:
             before, cpu_before = health(port), cpu_seconds(server.pid)
             run = {"server": name, "endpoint": endpoint}
@@ -301,17 +312,22 @@ def report(figures: dict) -> str:
         "Clients (asyncio, one process, one kept-alive connection each) and server share the 2 cores.",
         "Targets: 50 clients, decode p99 < 50 ms, write p99 < 100 ms, no errors.",
         "",
+        "Answers 200 are timed (p50, p99, max); a 503 (busy) is counted apart, with the share of"
+        " answers it made and its own p99, and its client waits Retry-After before the next.",
+        "",
         "| server | endpoint | clients | requests | requests/s | p50 ms | p99 ms | max ms | errors"
+        " | 503s | share 503 | 503 p99 ms"
         " | server CPU ms / request | of which the model thread | cores the server got"
         " | rows per model call (mean / max) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for run in (r for r in figures["runs"] if "endpoint" in r):
         rows = f"{run['mean_rows']} / {run['max_rows']}" if "mean_rows" in run else "-"
         lines.append(
             f"| {run['server']} | {run['endpoint']} | {run['clients']} | {run['requests']}"
             f" | {run['requests_per_s']} | {run['p50_ms']} | {run['p99_ms']} | {run['max_ms']}"
-            f" | {run['errors']} | {run['server_cpu_ms_per_request']}"
+            f" | {run['errors']} | {run.get('refused_503', '-')} | {run.get('refused_share', '-')}"
+            f" | {run.get('p99_503_ms') or '-'} | {run['server_cpu_ms_per_request']}"
             f" | {run.get('model_cpu_ms_per_request', '-')} | {run['server_cpu_share']} | {rows} |"
         )
     memory = [r for r in figures["runs"] if "uploads" in r]
@@ -335,7 +351,10 @@ def report(figures: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument(
+        "--clients", type=int, nargs="+", default=[50], help="Client counts, each measured."
+    )
+    parser.add_argument("--results", default="serve_load", help="bench/results/NAME.{md,json}.")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--model", action="append", default=[], help="As `numgen serve --model`.")
     parser.add_argument(
@@ -373,7 +392,7 @@ def main() -> None:
         "load_average": [load_before, load_average()],
         "runs": runs,
     }
-    write_results("serve_load", figures, report(figures))
+    write_results(args.results, figures, report(figures))
     print(report(figures))
 
 

@@ -139,3 +139,127 @@ def test_a_killed_export_resumes_to_the_same_bytes(tmp_path: Path) -> None:
 
     assert files(cut) == files(full)
     assert sum(name.endswith(".png") for name in files(cut)) >= 200  # every image (+ the card's)
+
+
+def copy_run(source: Path, run: Path) -> dict[str, bytes]:
+    """``source``'s files copied into ``run``; returns them."""
+    run.mkdir()
+    files = {p.name: p.read_bytes() for p in source.iterdir()}
+    for name, data in files.items():
+        (run / name).write_bytes(data)
+    return files
+
+
+def one_line_refusal(argv: list[str], capsys) -> str:
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("Error: "), err
+    return err
+
+
+def test_training_again_into_a_run_is_refused_without_resume_or_overwrite(
+    straight: Path, tmp_path: Path, capsys
+) -> None:
+    run = tmp_path / "run"
+    files = copy_run(straight, run)
+    err = one_line_refusal(["train", str(run), *TRAIN, "--epochs", "1"], capsys)
+    assert f"{run} already holds a run" in err and "--resume" in err and "--overwrite" in err
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == files  # nothing replaced
+    assert main(["train", str(run), *TRAIN, "--epochs", "1", "--overwrite"]) == 0
+    assert [r["epoch"] for r in read_metrics(run)] == [1]
+    err = one_line_refusal(["train", str(run), *TRAIN, "--resume", "--overwrite"], capsys)
+    assert "give one" in err
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--lr", "0.01"], "--lr 0.01 (the run's: 0.001)"),
+        (["--seed", "1"], "--seed 1 (the run's: 0)"),
+        (["--batch-size", "32"], "--batch-size 32 (the run's: 64)"),
+        (["--arch", "conv"], "--arch conv (the run's: mlp)"),
+        (["--dataset", "mnist"], "--dataset mnist (the run's: embedded)"),
+        (["--model", "cvae"], "--model cvae: the run holds a vae model"),
+        (["--channels", "8"], "--channels: not an option of the run's vae model"),
+    ],
+)
+def test_resume_with_an_option_that_differs_from_the_run_is_refused(
+    straight: Path, tmp_path: Path, capsys, option: list[str], message: str
+) -> None:
+    run = tmp_path / "run"
+    files = copy_run(straight, run)
+    err = one_line_refusal(["train", str(run), "--resume", *TRAIN, *option], capsys)
+    assert message in err, err
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == files
+
+
+def test_resume_may_raise_the_epochs_and_keeps_the_run_options(
+    straight: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    copy_run(straight, run)
+    # only --epochs given: the run's own architecture, data and batch size go on
+    assert main(["train", str(run), "--resume", "--epochs", "3", "--device", "cpu"]) == 0
+    assert [r["epoch"] for r in read_metrics(run)] == [1, 2, 3]
+
+
+def test_the_next_run_removes_temporary_files_a_killed_write_left(
+    straight: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    copy_run(straight, run)
+    # safetensors' own temporary name (numgen 0.1.0 let it write one), and hub.atomic_write's
+    (run / ".tmpAb12Cd").write_bytes(b"\0" * 1000)
+    (run / ".model.safetensors.x1y2.tmp").write_bytes(b"\0" * 1000)
+    assert main(["train", str(run), "--resume", "--epochs", "3", "--device", "cpu"]) == 0
+    assert sorted(p.name for p in run.iterdir()) == sorted(p.name for p in straight.iterdir())
+    (run / ".tmpZz98Yx").write_bytes(b"\0" * 1000)
+    assert main(["train", str(run), *TRAIN, "--overwrite"]) == 0
+    assert sorted(p.name for p in run.iterdir()) == sorted(p.name for p in straight.iterdir())
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "REPEAT",  # epoch 1's line again, as a crash can leave it
+        '{"epoch": "1"}',
+        '{"epoch": null}',
+        '{"epoch": [1]}',
+        '{"epoch": ' + "[" * 100_000 + "]" * 100_000 + "}",
+        '{"epoch": 1' + "0" * 5000 + "}",
+    ],
+)
+def test_resume_keeps_one_metrics_line_per_epoch_whatever_the_file_holds(
+    straight: Path, tmp_path: Path, bad: str
+) -> None:
+    run = tmp_path / "run"
+    copy_run(straight, run)
+    lines = (run / METRICS_FILE).read_text().splitlines()
+    bad = lines[0] if bad == "REPEAT" else bad
+    (run / METRICS_FILE).write_text("\n".join([lines[0], bad, *lines[1:]]) + "\n")
+    assert main(["plot", "losses", str(run), "--out", str(tmp_path / "losses.png")]) == 0
+    assert main(["train", str(run), "--resume", "--epochs", "3", "--device", "cpu"]) == 0
+    assert [r["epoch"] for r in read_metrics(run)] == [1, 2, 3]
+    kept = (run / METRICS_FILE).read_text().splitlines()[:2]
+    assert kept == (straight / METRICS_FILE).read_text().splitlines()
+
+
+FULL_DISK = """
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))  # as a disk that fills up
+from numgen.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_training_onto_a_full_disk_is_one_line(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    wide = [*TRAIN, "--hidden", "64"]  # weights of ~0.5 MB: past the 20 kB the process may write
+    done = subprocess.run([sys.executable, "-c", FULL_DISK, "train", str(run), *wide],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    error = [line for line in done.stderr.splitlines() if line.startswith("Error: ")]
+    assert len(error) == 1 and "write elsewhere" in error[0], done.stderr[-2000:]

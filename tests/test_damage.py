@@ -175,6 +175,25 @@ def test_weights_reshaped_dropped_or_not_finite_are_named(good_run: Path, data) 
     assert ("NaN" in line) if how in ("nan", "inf") else ("do not fit" in line and name in line)
 
 
+@FUZZ
+@given(data=st.data())
+def test_a_flipped_byte_in_the_model_weights_is_named(good_run: Path, data) -> None:
+    raw = bytearray((good_run / WEIGHTS).read_bytes())
+    at = data.draw(st.integers(header_length(bytes(raw)), len(raw) - 1), "at")  # in the tensors
+    raw[at] ^= data.draw(st.integers(1, 255), "bits")
+    assert_refused(good_run, WEIGHTS, bytes(raw))
+
+
+def test_a_flipped_exponent_bit_that_leaves_the_weights_finite_is_named(good_run: Path) -> None:
+    raw = bytearray((good_run / WEIGHTS).read_bytes())
+    specs = json.loads(raw[8 : header_length(bytes(raw))])
+    name = next(k for k, v in specs.items() if k != "__metadata__" and v["dtype"] == "F32")
+    at = header_length(bytes(raw)) + specs[name]["data_offsets"][0] + 3  # the float's top byte
+    raw[at] ^= 0x40  # the exponent's top bit: 0.01 becomes about 2.6e36, still finite
+    line = assert_refused(good_run, WEIGHTS, bytes(raw))
+    assert "the checksum differs" in line
+
+
 # --- train_state.safetensors -------------------------------------------------------------------
 
 

@@ -3,6 +3,7 @@ same weights as one process with batch B; a killed torchrun run resumes to the e
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -152,3 +153,67 @@ def test_nproc_needs_a_batch_that_splits_evenly(tmp_path: Path, capsys) -> None:
     assert code == 2
     assert "128 does not split evenly across 3 processes" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_nproc_exits_with_the_ranks_failure_in_one_line(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "numgen", "train", str(tmp_path / "run"), "--nproc", "2",
+         "--data-dir", str(tmp_path / "nowhere"), "--epochs", "1", "--device", "cpu"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr and "ChildFailedError" not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1 and "nowhere" in errors[0], done.stderr[-3000:]
+
+
+def _gone(pids: list[int], seconds: float) -> bool:
+    """Whether every process in ``pids`` has ended (or is a zombie) within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        alive = [p for p in pids if Path(f"/proc/{p}").exists()
+                 and " Z " not in Path(f"/proc/{p}/stat").read_text()]  # fmt: skip
+        if not alive:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _kill_only_the_parent(command: list[str], ready, children: int) -> None:
+    """Start ``command``, wait until ``ready()`` and it has ``children`` processes below it,
+    SIGKILL it alone, and assert that they end with it (every one is killed in the end)."""
+    parent = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    below: list[int] = []
+    try:
+        deadline = time.monotonic() + 240
+        while not (ready() and len(below := _descendants(parent.pid)) >= children):
+            assert parent.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+        assert _gone(below, 30), "processes outlived the one that started them"
+    finally:
+        for pid in [parent.pid, *below]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        parent.wait()
+
+
+@pytest.mark.slow  # three Python processes
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds processes in /proc")
+def test_a_killed_launcher_ends_its_ranks(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "numgen", "train", str(run), "--arch", "mlp", "--hidden",
+               "32", "--dataset", "embedded", "--limit", "256", "--batch-size", "64",
+               "--nproc", "2", "--epochs", "100000", "--device", "cpu"]  # fmt: skip
+    _kill_only_the_parent(command, lambda: _finished_epochs(run) >= 1, children=2)
+
+
+@pytest.mark.slow  # an export with a pool worker
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds processes in /proc")
+def test_a_killed_export_ends_its_workers(tmp_path: Path) -> None:
+    out = tmp_path / "data"
+    command = [sys.executable, "-m", "numgen", "dataset", "--count", "200000", "--workers", "2",
+               "--shard-size", "1000", "--format", "png", "--out", str(out)]  # fmt: skip
+    _kill_only_the_parent(command, lambda: (out / "images").is_dir(), children=1)

@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -23,6 +24,7 @@ from fastapi.testclient import TestClient
 
 from numgen import hub
 from numgen.web import batching, create_app
+from numgen.web.connections import TimedH11Protocol
 from web_models import live_server, served_models
 
 
@@ -245,3 +247,49 @@ def test_sigterm_lets_the_requests_in_flight_finish(models) -> None:
             server.wait()
     log = server.stderr.read()
     assert '"GET /api/decode?z=1.5&z=0" 200' in log and "Traceback" not in log
+
+
+def test_requests_that_would_wait_too_long_get_503_at_once(models, slow_draws) -> None:
+    app = create_app(models, max_wait=0.3)  # the count limit (256) is never reached here
+    with live_server(app) as url, httpx.Client(base_url=url, timeout=60) as client:
+        with ThreadPoolExecutor(16) as pool:
+            flood = [pool.submit(client.get, f"/api/decode?z={i / 10}&z=0") for i in range(48)]
+            answers = [f.result() for f in flood]
+        refused = [a for a in answers if a.status_code == 503]
+        assert refused and all(int(a.headers["retry-after"]) >= 1 for a in refused)
+        served = [a for a in answers if a.status_code == 200]
+        assert len(served) >= 3
+
+        def median(group: list) -> float:
+            return statistics.median(a.elapsed.total_seconds() for a in group)
+
+        assert median(refused) < median(served) / 2  # turned away without waiting in line
+
+
+def _slow_client(url: str) -> socket.socket:
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # the headers never end
+    return sock
+
+
+def test_a_client_that_never_finishes_its_headers_is_cut_off(models, monkeypatch) -> None:
+    monkeypatch.setattr(TimedH11Protocol, "read_timeout", 0.5)
+    with live_server(create_app(models), http=TimedH11Protocol) as url:
+        sock = _slow_client(url)
+        time.sleep(1.5)
+        assert sock.recv(100) == b""  # closed by the server
+        sock.close()
+        assert httpx.get(url + "/healthz").status_code == 200
+
+
+def test_connections_beyond_the_limit_are_refused_at_once(models, monkeypatch) -> None:
+    monkeypatch.setattr(TimedH11Protocol, "max_connections", 3)
+    with live_server(create_app(models), http=TimedH11Protocol) as url:
+        held = [_slow_client(url) for _ in range(3)]
+        extra = _slow_client(url)
+        assert extra.recv(100).startswith(b"HTTP/1.1 503")
+        for sock in [*held, extra]:
+            sock.close()
+        time.sleep(0.2)
+        assert httpx.get(url + "/healthz").status_code == 200  # free again

@@ -38,11 +38,12 @@ def served_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 @contextmanager
-def live_server(app) -> Iterator[str]:
-    """``app`` on a free loopback port, served by uvicorn in a thread; yields its URL."""
+def live_server(app, **config) -> Iterator[str]:
+    """``app`` on a free loopback port, served by uvicorn (with ``config``) in a thread; yields
+    its URL."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", **config))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

@@ -215,7 +215,7 @@ def check_model_files(
         values = read_json(config_path)
         values.pop("numgen_version", None)
         try:
-            found, _ = read_header(weights_path)
+            found, metadata = read_header(weights_path)
         except DamagedFile as err:
             raise DamagedFile(weights_path, f"unreadable weights: {err.kind}") from None
         try:
@@ -231,7 +231,7 @@ def check_model_files(
                 "(weights made for another image size than 28×28, or a config changed after training?)",
             )
         check_memory(f"loading {weights_path}", weights_path.stat().st_size)
-        check_finite(weights_path, found)
+        check_finite(weights_path, found, metadata)
     except NumgenError as err:
         raise error(str(err)) from None
 
@@ -318,32 +318,51 @@ def check_training_memory(model_config: object, batch_size: int) -> None:
     )  # fmt: skip
 
 
-def check_finite(path: str | Path, names: Iterable[str]) -> None:
+def check_finite(
+    path: str | Path, names: Iterable[str], metadata: Mapping[str, str] | None = None
+) -> None:
     """Refuse (:class:`DamagedFile`) a weights file where a floating-point tensor holds NaN or
-    infinity, reading one tensor at a time."""
+    infinity, reading one tensor at a time; where ``metadata`` (the file's) holds a checksum,
+    the bytes read must match it too."""
+    crc = _metadata_crc(metadata or {})
     try:
         with safe_open(str(path), "pt") as f:
-            for name in names:
+            for name in sorted(names):
                 tensor = f.get_tensor(name)
                 if tensor.is_floating_point() and not torch.isfinite(tensor).all():
                     raise DamagedFile(
                         path, f"{name} holds NaN or infinite values; the weights are damaged "
                         "(or training diverged): restore the file or train the model again",
                     )  # fmt: skip
+                crc = _tensor_crc(name, tensor, crc)
     except SafetensorError as err:
         raise DamagedFile(path, f"unreadable weights ({err})") from None
+    if metadata and "checksum" in metadata and f"{crc:08x}" != metadata["checksum"]:
+        raise DamagedFile(
+            path, "its bytes changed on disk (the checksum differs): restore the file or train "
+            "the model again",
+        )  # fmt: skip
 
 
 def checksum(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> str:
     """CRC-32 of the metadata (but its "checksum") and the tensors' bytes in name order: stored
-    with a checkpoint, it catches bytes changed on disk that leave the file well-formed."""
-    text = json.dumps(sorted((k, v) for k, v in metadata.items() if k != "checksum"))
-    crc = zlib.crc32(text.encode())
+    with a checkpoint and a model, it catches bytes changed on disk that leave the file
+    well-formed (a flipped exponent bit that makes a weight huge but finite)."""
+    crc = _metadata_crc(metadata)
     for name in sorted(tensors):
-        tensor = tensors[name].detach().cpu().contiguous()
-        crc = zlib.crc32(name.encode(), crc)
-        crc = zlib.crc32(tensor.reshape(-1).view(torch.uint8).numpy().tobytes(), crc)
+        crc = _tensor_crc(name, tensors[name], crc)
     return f"{crc:08x}"
+
+
+def _metadata_crc(metadata: Mapping[str, str]) -> int:
+    text = json.dumps(sorted((k, v) for k, v in metadata.items() if k != "checksum"))
+    return zlib.crc32(text.encode())
+
+
+def _tensor_crc(name: str, tensor: torch.Tensor, crc: int) -> int:
+    tensor = tensor.detach().cpu().contiguous()
+    crc = zlib.crc32(name.encode(), crc)
+    return zlib.crc32(tensor.reshape(-1).view(torch.uint8).numpy().tobytes(), crc)
 
 
 def json_field(path: Path, metadata: Mapping[str, str], key: str) -> object:

@@ -10,20 +10,97 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 import torch
 
 from numgen import checkpoint_checks as checks
+from numgen.config import ConfigError, parse_json
 from numgen.errors import NumgenError, TrainingError
 from numgen.hub import CONFIG_FILE, WEIGHTS_FILE, atomic_write, load, save_pretrained, save_weights
-from numgen.models import Generator
+from numgen.models import Generator, config_from_dict
 
 log = logging.getLogger(__name__)
 
 STATE_FILE = "train_state.safetensors"
 METRICS_FILE = "metrics.jsonl"
+# what a resumed run may change: how many epochs it trains to, and where the same data lies;
+# any other option changes what the run is, so resuming with it would be a different run
+MAY_CHANGE_ON_RESUME = ("epochs", "data_dir")
+
+
+def refuse_overwrite(run_dir: Path) -> None:
+    """Refuse to start a fresh run in ``run_dir`` when it holds one (a training state, a model
+    or metrics): a second ``numgen train RUN`` must not silently replace the first."""
+    files = (run_dir / n for n in (STATE_FILE, WEIGHTS_FILE, METRICS_FILE))
+    found = [f.name for f in files if f.is_file() and f.stat().st_size]
+    if found:
+        raise TrainingError(
+            f"{run_dir} already holds a run ({', '.join(found)}); continue it with --resume, "
+            "or start it over with --overwrite"
+        )
+
+
+def option_name(field: str) -> str:
+    """A config field's command-line option: ``batch_size`` -> ``--batch-size``."""
+    return "--model" if field == "kind" else f"--{field.replace('_', '-')}"
+
+
+def check_resume_options(
+    run_dir: Path, checkpoint: checks.Checkpoint, model_config: object | None,
+    train_config: object | None,
+) -> None:  # fmt: skip
+    """Refuse to resume with a model or train config (where given) that differs from the
+    checkpoint's in anything but :data:`MAY_CHANGE_ON_RESUME`, naming each difference."""
+    pairs = []
+    if model_config is not None:
+        pairs.append((checkpoint.model_config.to_dict(), model_config.to_dict(), ()))
+    if train_config is not None:
+        pairs.append((asdict(checkpoint.train_config), asdict(train_config), MAY_CHANGE_ON_RESUME))
+    differ = [
+        f"{option_name(key)} {given.get(key)} (the run's: {saved.get(key)})"
+        for saved, given, free in pairs
+        for key in sorted(saved.keys() | given.keys())
+        if key not in free and saved.get(key) != given.get(key)
+    ]
+    if differ:
+        raise TrainingError(
+            f"{run_dir}: cannot resume with options that differ from the run's: "
+            f"{'; '.join(differ)}; only {' and '.join(map(option_name, MAY_CHANGE_ON_RESUME))} "
+            "may change on resume (or start the run over with --overwrite)"
+        )
+
+
+def saved_configs(run_dir: Path, train_config_class: type) -> tuple[object, object] | None:
+    """(model config, train config) of the run's training state, read from its header alone;
+    None where there is none or it is damaged (resuming then says what is wrong)."""
+    path = run_dir / STATE_FILE
+    try:
+        _, metadata = checks.read_header(path)
+        return (
+            config_from_dict(checks.json_field(path, metadata, "model_config")),
+            train_config_class.from_dict(checks.json_field(path, metadata, "train_config")),
+        )
+    except (NumgenError, OSError):
+        return None
+
+
+def with_options(config: object, options: dict[str, object]) -> object:
+    """``config`` with the given ``options`` (fields of it) replaced; an option it has no field
+    for is a :class:`TrainingError`: it does not apply to the run's model."""
+    kind = getattr(config, "kind", "training")
+    if options.get("kind", kind) != kind:
+        raise TrainingError(
+            f"--model {options['kind']}: the run holds a {kind} model; resume without --model"
+        )
+    names = {f.name for f in fields(config)}
+    foreign = [option_name(k) for k in options if k not in names]
+    if foreign:
+        raise TrainingError(
+            f"{', '.join(foreign)}: not an option of the run's {kind} model; resume without it"
+        )
+    return replace(config, **options)
 
 
 def save_checkpoint(
@@ -111,13 +188,18 @@ def prepare_run(run_dir: Path, checkpoint: checks.Checkpoint | None) -> None:
     for name in (STATE_FILE, WEIGHTS_FILE, CONFIG_FILE, METRICS_FILE):
         for tmp in run_dir.glob(f".{name}.*.tmp"):  # hub.atomic_write's temporary names
             tmp.unlink(missing_ok=True)
+    for tmp in run_dir.glob(".tmp??????"):  # safetensors' own, written by numgen 0.1.0's saves
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
     if checkpoint is None:
         _write_metrics(run_dir, [])
         return
-    keep = [r for r in read_metrics(run_dir) if r.get("epoch", 0) <= checkpoint.epoch]
-    if checkpoint.record and checkpoint.epoch not in {r.get("epoch") for r in keep}:
-        keep.append(checkpoint.record)
-    _write_metrics(run_dir, keep)
+    # one line per epoch up to the checkpoint's (a line repeated by a crash counts once), and
+    # the checkpoint's own record for its epoch
+    by_epoch = {r["epoch"]: r for r in read_metrics(run_dir) if r["epoch"] <= checkpoint.epoch}
+    if checkpoint.record:
+        by_epoch[checkpoint.epoch] = checkpoint.record
+    _write_metrics(run_dir, [by_epoch[e] for e in sorted(by_epoch)])
 
 
 def check_saved_model(run_dir: Path, model: Generator) -> None:
@@ -134,19 +216,25 @@ def check_saved_model(run_dir: Path, model: Generator) -> None:
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
-    """The per-epoch records of a run, oldest first."""
+    """The per-epoch records of a run, in the file's order: JSON objects whose ``epoch`` is a
+    whole number from 1; any other line (torn by a crash mid-append, or damaged) is skipped
+    with a warning."""
     path = Path(run_dir) / METRICS_FILE
     if not path.is_file():
         return []
     records = []
     for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
         try:
-            record = json.loads(line) if line.strip() else None
-        except json.JSONDecodeError:  # a line torn by a crash mid-append, or damage
+            record = parse_json(line, f"{path} line {number}")
+        except ConfigError:
             record = None
-            log.warning("%s: line %d is not a metrics record; skipped", path, number)
-        if isinstance(record, dict):
+        epoch = record.get("epoch") if isinstance(record, dict) else None
+        if type(epoch) is int and epoch >= 1:
             records.append(record)
+        else:
+            log.warning("%s: line %d is not a metrics record; skipped", path, number)
     return records
 
 

@@ -330,6 +330,10 @@ def open_image(
     PNG text chunks (``PngImagePlugin.MAX_TEXT_CHUNK``/``MAX_TEXT_MEMORY``) stay in force.
     """
     name = name or ("the image" if isinstance(source, bytes) else str(source))
+    path = None if isinstance(source, bytes) else Path(source)
+    # a pipe or a device would block the read or never end; a folder fails plainly below
+    if path is not None and path.exists() and not (path.is_file() or path.is_dir()):
+        raise UnreadableImage(f"{name}: not a regular file (a pipe, device or socket)")
     try:
         file = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")  # noqa: SIM115
     except OSError as err:  # missing, a folder, unreadable

@@ -28,6 +28,7 @@ from numgen.errors import ConfigError
 MAX_JSON_DEPTH = 8
 MAX_JSON_BYTES = 1 << 20  # numgen's config files are < 1 kB; metadata of a checkpoint < 10 kB
 MAX_TEXT = 4096  # the longest string a config field may hold (a path)
+MAX_SEED = 2**32 - 1  # seeds are 0 .. 2**32 - 1 everywhere: CLI, web API, training
 
 
 class Limit(NamedTuple):
@@ -161,7 +162,7 @@ def parse_json(text: str | bytes, source: str | Path) -> object:
         raise ConfigError(f"{source}: JSON nested deeper than {MAX_JSON_DEPTH} levels")
     try:
         return json.loads(text)
-    except json.JSONDecodeError as err:
+    except ValueError as err:  # not JSON, or an integer of more digits than Python converts
         raise ConfigError(f"{source}: not valid JSON ({err})") from None
 
 

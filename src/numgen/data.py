@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from numgen.errors import NumgenError
+from numgen.errors import NonFiniteImage, NumgenError
 
 logger = logging.getLogger(__name__)
 
@@ -288,10 +288,24 @@ def _load_digits(
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
-    """[0, 1] floats (or uint8) -> uint8 in [0, 255]."""
+    """[0, 1] floats (or uint8) -> uint8 in [0, 255]; NaN or infinity is a
+    :class:`NonFiniteImage`, never a black pixel."""
     if images.dtype == np.uint8:
         return images
-    return (np.clip(images, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    return (np.clip(check_finite_pixels(images), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def check_finite_pixels(images: np.ndarray) -> np.ndarray:
+    """``images`` if every value is finite, else a :class:`NonFiniteImage`: every image numgen
+    writes passes here before it is encoded (a NaN would be written as black, with exit 0)."""
+    finite = np.isfinite(images)
+    if not finite.all():
+        raise NonFiniteImage(
+            f"the model drew {finite.size - finite.sum():,} NaN or infinite pixels of "
+            f"{finite.size:,}: its weights overflow (damaged, or training diverged); restore "
+            "the model's files or train it again"
+        )
+    return images
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:

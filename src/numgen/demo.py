@@ -111,9 +111,10 @@ def run_demo(
     model_config = VAEConfig()  # the original project: conv, 2-D latent, MSE
     train_config = TrainConfig(epochs=epochs, batch_size=DEMO_BATCH, seed=seed, dataset="embedded")
     started = time.perf_counter()
-    model = train(
-        run_dir, model_config, train_config, device=device, on_batch=on_batch, on_epoch=on_epoch
-    )
+    model = train(  # the demo's folder is its own: a second demo replaces the first
+        run_dir, model_config, train_config, device=device, on_batch=on_batch, on_epoch=on_epoch,
+        overwrite=True,
+    )  # fmt: skip
     seconds = time.perf_counter() - started
     draw_pictures(model, run_dir, out_dir)
     records = read_metrics(run_dir)

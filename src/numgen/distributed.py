@@ -16,7 +16,14 @@ rank and no process group: the loop runs exactly as without this module.
 
 from __future__ import annotations
 
+import functools
 import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,6 +33,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data.distributed import DistributedSampler
+
+from numgen.processes import die_with_parent
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,73 @@ def launched_world_size() -> int:
 def is_main_process() -> bool:
     """False only in the ranks above 0 of a ``torchrun`` launch, which print nothing."""
     return int(os.environ.get("RANK", "0")) == 0
+
+
+def launch(nproc: int, argv: list[str], poll: float = 0.2) -> int:
+    """Run ``python -m numgen ARGV`` in ``nproc`` ranks on this machine, as ``torchrun
+    --standalone`` would (the same environment variables, a free port on 127.0.0.1), and return
+    an honest exit code: 0 when every rank succeeded, else the first failing rank's (128 + the
+    signal for a killed one). Rank 0 prints as usual; the others print nothing but their error,
+    shown here in one line when rank 0 had none. A rank's failure ends the others (they would
+    wait for it in a collective), and every rank dies with this process (:func:`die_with_parent`).
+    """
+    with socket.socket() as probe:  # a free port for the ranks' rendezvous
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    base = {**os.environ, "WORLD_SIZE": str(nproc), "LOCAL_WORLD_SIZE": str(nproc),
+            "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "GROUP_RANK": "0"}  # fmt: skip
+    start = functools.partial(die_with_parent, os.getpid())
+    with tempfile.TemporaryFile("w+") as quiet:  # ranks above 0: stderr, read on failure
+        ranks = [
+            subprocess.Popen(
+                [sys.executable, "-m", "numgen", *argv],
+                preexec_fn=start,
+                env={**base, "RANK": str(r), "LOCAL_RANK": str(r)},
+                stdout=subprocess.DEVNULL if r else None,
+                stderr=quiet if r else None,
+            )  # fmt: skip
+            for r in range(nproc)
+        ]
+        try:
+            codes = _wait_for_failure(ranks, poll)
+        finally:
+            _stop(ranks)
+        if not any(codes):
+            return 0
+        # rank 0's failure speaks for itself; another's is said here, in its own last line
+        rank, code = next((r, c) for r, c in enumerate(codes) if c)
+        if rank:
+            quiet.seek(0)
+            lines = [line for line in quiet.read().splitlines() if line.strip()]
+            what = lines[-1] if lines else f"exit code {code}"
+            print(f"rank {rank} of {nproc} failed: {what}", file=sys.stderr)
+    return 128 - code if code < 0 else code
+
+
+def _wait_for_failure(ranks: list[subprocess.Popen], poll: float, grace: float = 2.0) -> list:
+    """The ranks' exit codes once all succeeded, or once one failed and the others had
+    ``grace`` seconds to end too (they usually fail alike: rank 0 then speaks for all)."""
+    while not any(codes := [p.poll() for p in ranks]):
+        if all(c == 0 for c in codes):
+            return codes
+        time.sleep(poll)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(p.poll() is None for p in ranks):
+        time.sleep(poll)
+    return [p.poll() for p in ranks]
+
+
+def _stop(ranks: list[subprocess.Popen]) -> None:
+    """End the ranks still running: SIGTERM, then SIGKILL after 10 s."""
+    for p in ranks:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in ranks:
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
 
 
 @contextmanager

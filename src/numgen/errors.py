@@ -11,5 +11,9 @@ class ConfigError(NumgenError, ValueError):
     """A setting out of range or of the wrong kind: a model or sampling option, a config field."""
 
 
+class NonFiniteImage(NumgenError):
+    """A model drew NaN or infinite pixels: weights that overflow (damaged, or a diverged run)."""
+
+
 class TrainingError(NumgenError):
     """Training cannot start or go on; the message says why and what to do."""

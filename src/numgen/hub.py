@@ -28,10 +28,10 @@ from typing import TypeVar
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from numgen import __version__
-from numgen.checkpoint_checks import check_model_files
+from numgen.checkpoint_checks import check_model_files, checksum
 from numgen.errors import NumgenError
 from numgen.models import MODEL_KINDS, Generator, build_model, config_from_dict
 
@@ -69,6 +69,14 @@ def write_json(path: str | Path, data: dict) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))
 
 
+def save_file(tensors: dict[str, torch.Tensor], path: str, metadata: dict | None = None) -> None:
+    """Write ``tensors`` as a safetensors file at ``path``. Serialized in memory and written
+    here, not by ``safetensors.torch.save_file``: that writes to a temporary file of its own
+    (``.tmpXXXXXX``), which a kill would leave behind, and reports a full disk as a
+    ``SafetensorError`` where this raises the operating system's error (one line, exit 2)."""
+    Path(path).write_bytes(save(tensors, metadata=metadata))
+
+
 def save_weights(
     path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict | None = None
 ) -> None:
@@ -82,7 +90,8 @@ def save_pretrained(model: torch.nn.Module, directory: str | Path) -> Path:
     ``config.json`` + ``model.safetensors`` in ``directory``, so that ``from_pretrained`` rebuilds
     it."""
     directory = Path(directory)
-    save_weights(directory / WEIGHTS_FILE, model.state_dict())
+    tensors = model.state_dict()  # with a checksum, verified on load, as the training state's
+    save_weights(directory / WEIGHTS_FILE, tensors, {"checksum": checksum(tensors, {})})
     write_json(directory / CONFIG_FILE, {**model.config.to_dict(), "numgen_version": __version__})
     return directory
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from numgen.data import to_uint8
+from numgen.data import check_finite_pixels, to_uint8
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -114,7 +114,7 @@ def plot_manifold(
     """The ``(n, n, 28, 28)`` grid of decoded digits as one picture whose axes show the latent
     coordinates (row 0 at the top = largest z[1])."""
     n = grid.shape[0]
-    canvas = grid.transpose(0, 2, 1, 3).reshape(n * 28, n * 28)
+    canvas = check_finite_pixels(grid.transpose(0, 2, 1, 3).reshape(n * 28, n * 28))
     fig, ax = _figure((10, 10))
     ax.imshow(canvas, cmap="Greys_r", vmin=0, vmax=1)
     label_latent_axes(ax, n, lo, hi)
@@ -125,7 +125,7 @@ def plot_manifold(
 def plot_digit(image: np.ndarray, path: str | Path, title: str) -> Path:
     """One decoded digit, large, with a title (e.g. its latent coordinates)."""
     fig, ax = _figure((4, 4.3))
-    ax.imshow(image, cmap="Greys_r", vmin=0, vmax=1)
+    ax.imshow(check_finite_pixels(image), cmap="Greys_r", vmin=0, vmax=1)
     ax.set_title(title)
     ax.axis("off")
     return _finish(fig, path)
@@ -136,6 +136,7 @@ def plot_reconstructions(
 ) -> Path:
     """Originals (top row of each pair) above their reconstructions."""
     n = len(originals)
+    check_finite_pixels(reconstructions)
     fig, axes = _figure((n * 0.9, 2.2), 2, n, squeeze=False)
     for i in range(n):
         for row, images in enumerate((originals, reconstructions)):
@@ -182,7 +183,7 @@ def plot_grid_agreement(
     from matplotlib.patches import Rectangle
 
     n = grid.shape[0]
-    canvas = grid.transpose(0, 2, 1, 3).reshape(n * 28, n * 28)
+    canvas = check_finite_pixels(grid.transpose(0, 2, 1, 3).reshape(n * 28, n * 28))
     fig, ax = _figure((10, 10))
     ax.imshow(canvas, cmap="Greys_r", vmin=0, vmax=1)
     for i in np.flatnonzero(intended != recognised):

@@ -22,13 +22,15 @@ from numgen import distributed
 from numgen.checkpoints import (
     STATE_FILE,
     append_metrics,
+    check_resume_options,
     check_saved_model,
     prepare_run,
     read_checkpoint,
+    refuse_overwrite,
     restore,
     save_checkpoint,
 )
-from numgen.config import ConfigError, Limit, check_fields, from_dict
+from numgen.config import MAX_SEED, ConfigError, Limit, check_fields, from_dict
 from numgen.data import Digits, load_digits, to_tensor
 from numgen.errors import TrainingError
 from numgen.hub import place
@@ -58,7 +60,7 @@ class TrainConfig:
         "epochs": Limit(1, 100_000),
         "batch_size": Limit(1, 60_000, "MNIST's training set holds 60,000 digits"),
         "lr": Limit(0.0, 10.0),
-        "seed": Limit(0, 2**32 - 1),
+        "seed": Limit(0, MAX_SEED),
         "limit": Limit(1, 10**9),
         "kl_warmup": Limit(0.0, 100_000),
     }
@@ -245,22 +247,29 @@ def train(
     on_batch: BatchHook | None = None,
     on_epoch: Callable[[dict], None] | None = None,
     base: Generator | None = None,
+    overwrite: bool = False,
 ) -> Generator:
     """Train a model of any family into ``run_dir`` and return it. With ``resume`` the model and
-    train configs are read back from the run's checkpoint (``train_config.epochs`` may raise the
-    epoch target). ``base`` is a trained model the new one builds on (the CVAE that a flow
+    train configs are read back from the run's checkpoint (``train_config`` may change its epoch
+    target and data folder; a given config that differs from the run's in anything else is
+    refused). Without ``resume``, a ``run_dir`` that holds a run is refused unless
+    ``overwrite``. ``base`` is a trained model the new one builds on (the CVAE that a flow
     refines): the new model adopts its weights before the first epoch. Launched by ``torchrun``
     with N processes, each trains on its share of every batch (see :mod:`numgen.distributed`);
     rank 0 alone writes and calls the hooks."""
     run_dir = Path(run_dir)
+    if resume and overwrite:
+        raise TrainingError("--resume continues a run and --overwrite starts it over: give one")
+    if not (resume or overwrite):
+        refuse_overwrite(run_dir)
     start_epoch, state = 0, read_checkpoint(run_dir, TrainConfig) if resume else None
     if resume and state is None:
         log.warning("%s: nothing to resume (no %s); starting a fresh run", run_dir, STATE_FILE)
     if state:
+        check_resume_options(run_dir, state, model_config, train_config)
         start_epoch, model_config = state.epoch, state.model_config
-        train_config = replace(
-            state.train_config, epochs=(train_config or state.train_config).epochs
-        )
+        given = train_config or state.train_config
+        train_config = replace(state.train_config, epochs=given.epochs, data_dir=given.data_dir)
     model_config = model_config or VAEConfig()
     train_config = train_config or TrainConfig()
     checks.check_training_memory(model_config, train_config.batch_size)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from numgen.config import MAX_SEED
 from numgen.errors import NumgenError
 
 console = Console()
@@ -67,6 +69,8 @@ OS_ERROR_HINTS = {
     errno.ENOSPC: "free some space or write elsewhere",
     errno.EROFS: "choose a writable place",
     errno.EDQUOT: "free some space or write elsewhere",
+    errno.ENAMETOOLONG: "choose a shorter name",
+    errno.EFBIG: "the file would exceed the size this disk or process may write; write elsewhere",
 }
 
 
@@ -93,6 +97,9 @@ def make_config(config_class: type[Config], **options: object) -> Config:
         raise typer.BadParameter(str(err)) from None
 
 
+NAME_MAX = 255  # bytes in one file name, on Linux, macOS and Windows file systems
+
+
 class OutputError(NumgenError):
     """An output path that cannot be written."""
 
@@ -104,7 +111,10 @@ DataDir = Annotated[
 Dataset = Annotated[
     str, typer.Option(help="'mnist' (IDX files, downloaded if absent) or 'embedded' (offline).")
 ]
-Seed = Annotated[int, typer.Option(help="Random seed: the same seed gives the same output.")]
+Seed = Annotated[
+    int,
+    typer.Option(help="Random seed: the same seed gives the same output.", min=0, max=MAX_SEED),
+]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")]
 Model = Annotated[str, typer.Argument(help="A run/model directory or a bundled model name.")]
 
@@ -133,11 +143,24 @@ def out_path(path: Path) -> Path:
     return path
 
 
-def writable(path: Path, option: str = "--out", folder: bool = False) -> Path:
+def writable(
+    path: Path, option: str = "--out", folder: bool = False, suffixes: tuple[str, ...] = (".png",)
+) -> Path:
     """``path`` if a file (or, with ``folder``, a folder) can be written there — checked before
-    any work, by creating and removing a temporary file in its nearest existing folder."""
+    any work: a file's name must end in one of ``suffixes`` and not be too long, an existing one
+    be a regular file, and a temporary file is created and removed in its nearest existing
+    folder."""
+    if len(os.fsencode(path.name)) > NAME_MAX:  # before any look at it: that would fail too
+        raise OutputError(
+            f"{option} {path.name[:40]}…: a name of {len(os.fsencode(path.name))} bytes; file "
+            f"systems take at most {NAME_MAX}"
+        )
     if path.exists() and path.is_dir() != folder:
         raise OutputError(f"{option} {path}: is a {'file' if folder else 'folder'}")
+    if not folder and path.suffix.lower() not in suffixes:
+        raise OutputError(f"{option} {path}: end the name in {' or '.join(suffixes)}")
+    if not folder and path.exists() and not path.is_file():
+        raise OutputError(f"{option} {path}: not a regular file (a device, pipe or socket)")
     existing = path if folder else path.parent
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent

@@ -13,7 +13,7 @@ from PIL import Image
 from numgen import compose, export, plots
 from numgen.cli.common import Seed, app, console, out_path, progress_bar, writable
 from numgen.compose import DEFAULT_WRITER
-from numgen.config import fits
+from numgen.config import MAX_SEED, fits
 from numgen.hub import load
 
 ModelOption = Annotated[
@@ -22,7 +22,7 @@ ModelOption = Annotated[
         "--model", help="A bundled model name or a run/model directory (a cvae or a flow)."
     ),
 ]
-StyleSeed = Annotated[int, typer.Option(help="Seed of the handwriting style.")]
+StyleSeed = Annotated[int, typer.Option(help="Seed of the handwriting style.", min=0, max=MAX_SEED)]
 OdeSteps = Annotated[
     int | None, typer.Option(help="flow models: ODE steps of the sampler [default: the model's].")
 ]
@@ -85,7 +85,9 @@ def write_command(
     style_from: Annotated[
         Path | None, typer.Option(help="Copy the style of the digit in this picture.")
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the jitter of sizes and spacing.")] = 0,
+    seed: Annotated[
+        int, typer.Option(help="Seed of the jitter of sizes and spacing.", min=0, max=MAX_SEED)
+    ] = 0,
     variants: Annotated[
         int, typer.Option(help="Write it this many times, one below the other.", min=1, max=100)
     ] = 1,
@@ -137,7 +139,8 @@ def morph_command(
     model: ModelOption = DEFAULT_WRITER,
     style_seed: StyleSeed = 0,
     to_style_seed: Annotated[
-        int | None, typer.Option(help="Also morph the style into this seed's style.")
+        int | None,
+        typer.Option(help="Also morph the style into this seed's style.", min=0, max=MAX_SEED),
     ] = None,
     out: Annotated[
         Path, typer.Option(help="A .gif (animation) or .png (a strip of frames).")
@@ -147,9 +150,7 @@ def morph_command(
 ) -> None:
     """Morph one digit into another in one style (or, with the same digit twice and
     --to-style-seed, one handwriting into another)."""
-    if out.suffix.lower() not in (".gif", ".png"):
-        raise typer.BadParameter(f"{out.name}: end the name in .gif or .png", param_hint="--out")
-    writable(out)
+    writable(out, suffixes=(".gif", ".png"))
     generator = load_for_drawing(model, ode_steps, guidance)
     style = compose.style_latent(generator, style_seed)
     end_style = None if to_style_seed is None else compose.style_latent(generator, to_style_seed)

@@ -23,7 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     command = typer.main.get_command(app)
     try:
-        command.main(args=argv, prog_name="numgen", standalone_mode=False)
+        # without standalone mode, Click returns an Exit's code rather than raising it
+        code = command.main(args=argv, prog_name="numgen", standalone_mode=False)
     except (typer.Abort, KeyboardInterrupt):
         err_console.print("Interrupted.")
         return 130
@@ -44,4 +45,4 @@ def main(argv: list[str] | None = None) -> int:
             raise  # a bug: keep the traceback
         err_console.print(f"Error: {message}", highlight=False, soft_wrap=True, markup=False)
         return 2
-    return 0
+    return code if isinstance(code, int) else 0

@@ -4,17 +4,17 @@
 from __future__ import annotations
 
 import math
-import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import fields
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from numgen import generate, plots
-from numgen.checkpoints import read_metrics
+from numgen.checkpoints import read_metrics, saved_configs, with_options
 from numgen.cli.common import (
     DataDir,
     Dataset,
@@ -33,7 +33,7 @@ from numgen.cli.compose import Guidance, OdeSteps, load_for_drawing
 from numgen.config import fits
 from numgen.data import load_digits, resolve_data_dir
 from numgen.demo import DEMO_EPOCHS, run_demo
-from numgen.distributed import is_main_process, launched_world_size
+from numgen.distributed import is_main_process, launch, launched_world_size
 from numgen.errors import TrainingError
 from numgen.hub import ModelError, load
 from numgen.models import FlowConfig, Generator, OneStepConfig, VAEConfig
@@ -72,8 +72,23 @@ def describe_epoch(r: dict) -> str:
     return f"{parts('train')}  {parts('test')}  {r['seconds']:.1f} s"
 
 
+VAE_OPTIONS = ("kind", "arch", "latent_dim", "likelihood", "beta", "hidden", "depth")
+FLOW_OPTIONS = ("start", "sigma", "steps", "channels", "base")
+ONESTEP_OPTIONS = ("teacher", "adversarial", "channels", "prior_layers", "check")
+MODEL_OPTIONS = {"flow": (FlowConfig, FLOW_OPTIONS), "onestep": (OneStepConfig, ONESTEP_OPTIONS)}
+OPTION_OF = {"kind": "model", "teacher": "base", "check": "base"}  # config field -> its option
+TRAIN_OPTIONS = tuple(f.name for f in fields(TrainConfig))
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether option ``name`` was given on the command line (not left at its default)."""
+    source = ctx.get_parameter_source(name)  # an enum of Typer's own copy of Click
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+
+
 @app.command("train")
 def train_command(
+    ctx: typer.Context,
     run: Annotated[Path, typer.Argument(help="Run directory for checkpoints and logs.")] = Path(
         "runs/vae"
     ),
@@ -106,7 +121,16 @@ def train_command(
     data_dir: DataDir = None,
     limit: Annotated[int | None, typer.Option(help="Use only the first N training digits.")] = None,
     device: Device = "auto",
-    resume: Annotated[bool, typer.Option(help="Continue from the run's last checkpoint.")] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            help="Continue from the run's last checkpoint; of the options, only --epochs and "
+            "--data-dir may differ from the run's."
+        ),
+    ] = False,
+    overwrite: Annotated[
+        bool, typer.Option(help="Start over in a RUN that already holds a run (replacing it).")
+    ] = False,
     base: Annotated[
         str | None,
         typer.Option(
@@ -135,8 +159,9 @@ def train_command(
     nproc: Annotated[
         int,
         typer.Option(
-            help="Train in N processes (DDP): shorthand for `torchrun --standalone "
-            "--nproc-per-node N -m numgen train ...`; the batch is split among them.",
+            help="Train in N processes (DDP) on this machine, started as `torchrun "
+            "--standalone --nproc-per-node N` would; the batch is split among them. A rank's "
+            "failure ends the others and is the exit code.",
             min=1,
         ),
     ] = 1,
@@ -151,37 +176,48 @@ def train_command(
                 f"use a multiple of {nproc}",
                 param_hint="--batch-size",
             )
-        raise typer.Exit(launch_with_torchrun(nproc, sys.argv[1:]))
+        raise typer.Exit(launch(nproc, without_nproc(sys.argv[1:])))
     base_model = None
-    if model == "flow":
-        base_model = load(base or "cvae") if start == "cvae" else None
-        model_config = make_config(
-            FlowConfig, start=start, sigma=sigma, steps=steps, channels=channels or 12,
-            base=base_model.config.to_dict() if base_model is not None else None,
-        )  # fmt: skip
+    if model == "flow" and start == "cvae":
+        base_model = load(base or "cvae")
     elif model == "onestep":
         base_model = load(base or "flow")
         if base_model.config.kind != "flow":
             raise ModelError(f"--base {base or 'flow'}: onestep distils a flow, not a "
                              f"{base_model.config.kind}")  # fmt: skip
-        model_config = make_config(
-            OneStepConfig, teacher=base_model.config.to_dict(), adversarial=adversarial,
-            channels=channels or base_model.config.channels, prior_layers=prior_layers,
-            check=base_model.config.check,  # the teacher's legibility threshold
-        )  # fmt: skip
-    else:
-        model_config = make_config(
-            VAEConfig, kind=model, arch=arch, latent_dim=latent_dim, likelihood=likelihood,
-            beta=beta, hidden=hidden, depth=depth,
-        )  # fmt: skip
+    teacher = base_model.config if model == "onestep" else None
     data_dir = resolve_data_dir(data_dir)
-    train_config = make_config(
-        TrainConfig, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, dataset=dataset,
-        data_dir=str(data_dir) if data_dir else None, limit=limit, kl_warmup=kl_warmup,
-        lr_decay=lr_decay, precision=precision,
-    )  # fmt: skip
+    options = {
+        "kind": model, "arch": arch, "latent_dim": latent_dim, "likelihood": likelihood,
+        "beta": beta, "hidden": hidden, "depth": depth, "start": start, "sigma": sigma,
+        "steps": steps, "channels": channels or (teacher.channels if teacher else 12),
+        "base": base_model.config.to_dict() if model == "flow" and base_model else None,
+        "teacher": teacher.to_dict() if teacher else None, "adversarial": adversarial,
+        "prior_layers": prior_layers,
+        "check": teacher.check if teacher else None,  # the teacher's legibility threshold
+        "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "dataset": dataset,
+        "data_dir": str(data_dir) if data_dir else None, "limit": limit, "kl_warmup": kl_warmup,
+        "lr_decay": lr_decay, "precision": precision,
+    }  # fmt: skip
+    saved = saved_configs(run, TrainConfig) if resume and not overwrite else None
+    if saved:  # the run's own configs, with the options given on this command line
+        given = {k: v for k, v in options.items() if _given(ctx, OPTION_OF.get(k, k))}
+        if data_dir:  # where the same data lies may change
+            given["data_dir"] = options["data_dir"]
+        train_fields = {f.name for f in fields(TrainConfig)}
+        model_config = with_options(
+            saved[0], {k: v for k, v in given.items() if k not in train_fields}
+        )
+        train_config = with_options(saved[1], {k: v for k, v in given.items() if k in train_fields})
+    else:
+        config_class, names = MODEL_OPTIONS.get(model, (VAEConfig, VAE_OPTIONS))
+        model_config = make_config(config_class, **{k: options[k] for k in names})
+        train_config = make_config(TrainConfig, **{k: options[k] for k in TRAIN_OPTIONS})
     if not is_main_process():  # ranks above 0 of a torchrun launch train silently
-        train(run, model_config, train_config, device=device, resume=resume, base=base_model)
+        train(
+            run, model_config, train_config, device=device, resume=resume, base=base_model,
+            overwrite=overwrite,
+        )  # fmt: skip
         return
     with epoch_progress("train", describe_epoch) as (on_batch, on_epoch):
         train(
@@ -193,13 +229,13 @@ def train_command(
             on_batch=on_batch,
             on_epoch=on_epoch,
             base=base_model,
+            overwrite=overwrite,
         )
     console.print(f"model saved in [green]{run}[/green]; metrics in {run / 'metrics.jsonl'}")
 
 
-def launch_with_torchrun(nproc: int, argv: list[str]) -> int:
-    """Run this command line (less ``--nproc``) in ``nproc`` processes on this machine, started
-    by PyTorch's launcher ``torchrun``; its exit code."""
+def without_nproc(argv: list[str]) -> list[str]:
+    """This command line less its ``--nproc`` option, for each rank to run."""
     args, skip = [], False
     for arg in argv:
         if skip or arg.startswith("--nproc="):
@@ -208,10 +244,7 @@ def launch_with_torchrun(nproc: int, argv: list[str]) -> int:
             skip = True
         else:
             args.append(arg)
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-    # "--": torchrun's parser would take numgen's options for abbreviations of its own
-    # (--start for --start-method)
-    return subprocess.call([*launcher, f"--nproc-per-node={nproc}", "-m", "--", "numgen", *args])
+    return args
 
 
 # --- the original project's pictures -------------------------------------------------------------
@@ -226,6 +259,22 @@ def load_latent_model(model: str) -> Generator:
             "give a VAE or CVAE (e.g. vae2d, cvae), or use `numgen sample` / `numgen digits`"
         )
     return generator
+
+
+def check_label(generator: Generator, label: int | None, model: str) -> None:
+    """Refuse a ``--label`` the model cannot draw: any label for a model not conditioned on the
+    digit (it would be ignored), a label beyond a conditional model's classes."""
+    if label is None:
+        return
+    if not generator.conditional:
+        raise typer.BadParameter(
+            f"{model} is a {generator.config.kind} model, not conditioned on the digit: it cannot "
+            "draw a chosen digit; drop --label, or give a conditional model (e.g. cvae)",
+            param_hint="--label",
+        )
+    classes = generator.config.num_classes
+    if not 0 <= label < classes:
+        raise typer.BadParameter(f"{label}: give a digit 0-{classes - 1}", param_hint="--label")
 
 
 @plot_app.command("latent")
@@ -260,6 +309,7 @@ def decode_command(
     writable(out)
     fits("--scale", scale, lambda s: 3 * (28 * s) ** 2)  # the enlarged image, with copies
     vae = load_latent_model(model)
+    check_label(vae, label, model)
     if len(point) != vae.config.latent_dim:
         raise typer.BadParameter(
             f"this model's latent has {vae.config.latent_dim} coordinates, got {len(point)}",
@@ -285,6 +335,7 @@ def manifold_command(
     lo, hi = range_
     writable(out)
     vae = load_latent_model(model)
+    check_label(vae, label, model)
     out_path(plots.plot_manifold(generate.manifold(vae, n, lo, hi, label), lo, hi, out))
 
 
@@ -301,6 +352,7 @@ def sample_command(
     """Digits drawn from the prior (styles at temperature 1), as a grid."""
     writable(out)
     generator = load_for_drawing(model, ode_steps, guidance)
+    check_label(generator, label, model)
     out_path(plots.save_grid(generate.sample(generator, n, seed, label), out, scale=3))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -66,6 +67,24 @@ def log_config(access_log: bool) -> dict:
     return config
 
 
+def check_listen(host: str, port: int) -> None:
+    """Refuse, before the models load, an address this machine cannot listen on (unknown, not
+    its own, or its port taken): uvicorn would log it and exit with code 3."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as err:
+        raise NumgenError(f"--host {host}: not an address ({err}); try 127.0.0.1") from None
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            sock.bind(address)
+        except OSError as err:
+            raise NumgenError(
+                f"cannot listen on {host} port {port} ({err.strerror or err}); choose another "
+                "--port, or another --host"
+            ) from None
+
+
 @app.command("serve")
 def serve_command(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
@@ -89,13 +108,41 @@ def serve_command(
         float,
         typer.Option(help="Seconds one request may take; then it gets a 503.", min=0.1, max=3600),
     ] = 10.0,
+    max_wait: Annotated[
+        float,
+        typer.Option(
+            help="Seconds a new API request may expect to wait for those ahead of it; beyond, "
+            "it gets a 503 with Retry-After at once.",
+            min=0.01,
+            max=3600,
+        ),
+    ] = 1.0,
+    read_timeout: Annotated[
+        float,
+        typer.Option(
+            help="Seconds a client has to send a whole request (headers and body); then the "
+            "connection is closed.",
+            min=0.1,
+            max=3600,
+        ),
+    ] = 10.0,
+    max_connections: Annotated[
+        int | None,
+        typer.Option(
+            help="Open connections per process; more are answered 503 and closed "
+            "[default: the open-files limit less 128].",
+            min=1,
+        ),
+    ] = None,
     batch_wait_ms: Annotated[
         float,
         typer.Option(help="Milliseconds a model call waits for others.", min=0, max=100),
     ] = 2.0,
     threads: Annotated[
         int,
-        typer.Option(help="PyTorch threads per process (1 leaves cores to requests).", min=1),
+        typer.Option(
+            help="PyTorch threads per process (1 leaves cores to requests).", min=1, max=1024
+        ),
     ] = 1,
     access_log: Annotated[
         bool, typer.Option(help="Log one line per request to stderr, with its time.")
@@ -105,8 +152,20 @@ def serve_command(
 
     Model calls of concurrent requests are batched; when MAX_PENDING requests are running the
     next gets a 503 with Retry-After; SIGTERM or Ctrl+C lets the requests in flight finish."""
+    if not host.strip():
+        raise typer.BadParameter(
+            "give an address (127.0.0.1 for this machine only, 0.0.0.0 for every interface)",
+            param_hint="--host",
+        )
+    check_listen(host, port)
     uvicorn, create_app = web_stack()
     from numgen.web.app import SETTINGS_ENV  # the web stack is there: web_stack() said so
+    from numgen.web.connections import (
+        MAX_CONNECTIONS_ENV,
+        READ_TIMEOUT_ENV,
+        TimedH11Protocol,
+        default_max_connections,
+    )
 
     settings = {
         "models": model_sources(model) if model else None,
@@ -114,7 +173,13 @@ def serve_command(
         "timeout": timeout,
         "batch_wait": batch_wait_ms / 1000,
         "threads": threads,
+        "max_wait": max_wait,
     }
+    # the connection protocol's limits, here and (from the environment) in worker processes
+    TimedH11Protocol.read_timeout = read_timeout
+    TimedH11Protocol.max_connections = max_connections or default_max_connections()
+    os.environ[READ_TIMEOUT_ENV] = str(TimedH11Protocol.read_timeout)
+    os.environ[MAX_CONNECTIONS_ENV] = str(TimedH11Protocol.max_connections)
     if workers == 1:
         target = create_app(**settings)  # built here, so a bad model is reported before serving
     else:  # each worker process builds its app from the settings in its environment
@@ -127,5 +192,6 @@ def serve_command(
     uvicorn.run(
         target, host=host, port=port, workers=workers, factory=workers > 1,
         log_level="warning", log_config=log_config(access_log), access_log=False,
+        http="numgen.web.connections:TimedH11Protocol",
         timeout_graceful_shutdown=int(timeout) + 5,  # requests in flight end within their limit
     )  # fmt: skip

@@ -204,9 +204,13 @@ def parse_split(text: str) -> dict[str, float]:
     """ "train=0.9,test=0.1" -> {"train": 0.9, "test": 0.1}; anything else -> a ComposeError."""
     split: dict[str, float] = {}
     for part in text.split(","):
-        match = re.fullmatch(r"\s*([^=\s]+)\s*=\s*([0-9.]+)\s*", part)
+        # a split's name becomes a folder and a Hugging Face split: letters, digits, _ and .
+        match = re.fullmatch(r"\s*([A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*)\s*=\s*([0-9.]+)\s*", part)
         if not match:
-            raise ComposeError(f"split {text!r}: give name=share pairs, e.g. train=0.9,test=0.1")
+            raise ComposeError(
+                f"split {text!r}: give name=share pairs, e.g. train=0.9,test=0.1 (names of "
+                "letters, digits and _)"
+            )
         if match[1] in split:
             raise ComposeError(f"split {text!r}: {match[1]!r} is named twice")
         try:
@@ -218,7 +222,7 @@ def parse_split(text: str) -> dict[str, float]:
 
 def parse_length(text: str) -> tuple[int, int]:
     """ "4" -> (4, 4); "3-8" -> (3, 8); anything else -> a ComposeError."""
-    match = re.fullmatch(r"(\d+)(?:-(\d+))?", text.strip())
+    match = re.fullmatch(r"([0-9]+)(?:-([0-9]+))?", text.strip())  # not other scripts' digits
     if not match:
         raise ComposeError(f"length {text!r}: give a number of digits (4) or a range (3-8)")
     low, high = int(match[1]), int(match[2] or match[1])

@@ -12,7 +12,9 @@ from __future__ import annotations
 import copy
 import json
 import multiprocessing
+import os
 import signal
+import socket
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -29,6 +31,7 @@ from numgen.export.recipe import ExportConfig, plan
 from numgen.export.render import CHUNK, render_rows
 from numgen.hub import atomic_write, load, place
 from numgen.models import build_model, config_from_dict
+from numgen.processes import die_with_parent
 
 STATE_DIR = ".numgen"
 # Starting a worker process (a fresh Python importing torch) takes seconds, in which one process
@@ -109,8 +112,9 @@ def rebuild(config: dict, weights: dict[str, np.ndarray]):
 _worker_model = None  # each worker process loads the model once
 
 
-def _start_worker(config: dict, weights: dict[str, np.ndarray]) -> None:
+def _start_worker(parent: int, config: dict, weights: dict[str, np.ndarray]) -> None:
     global _worker_model
+    die_with_parent(parent)  # a killed export takes its workers along
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     _worker_model = rebuild(config, weights)
 
@@ -148,7 +152,7 @@ def run_local(model, config: ExportConfig, shards: list[int], out_dir: Path, wor
         workers = 1
     pool = None if workers == 1 else ProcessPoolExecutor(
         workers - 1, multiprocessing.get_context("spawn"),  # fork is unsafe once torch has threads
-        initializer=_start_worker, initargs=model_parts(model),
+        initializer=_start_worker, initargs=(os.getpid(), *model_parts(model)),
     )  # fmt: skip
     pending: dict[Future, int] = {}
     try:
@@ -185,6 +189,24 @@ class ShardWriter:
         return write_shard(self.model, config, shard, Path(out_dir))
 
 
+RAY_CONNECT_TIMEOUT = 10.0  # seconds a Ray head may take to accept a connection
+
+
+def check_answers(address: str, timeout: float = RAY_CONNECT_TIMEOUT) -> None:
+    """Refuse a Ray ``address`` (``HOST:PORT`` or ``ray://HOST:PORT``) where nothing accepts a
+    connection within ``timeout`` seconds: Ray itself would retry for minutes."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not (host and port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+        raise ComposeError(f"--ray-address {address}: give HOST:PORT, ray://HOST:PORT or auto")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as err:
+        raise ComposeError(
+            f"--ray-address {address}: no Ray head answered within {timeout:g} s "
+            f"({err.strerror or err}); start one (ray start --head) or check the address"
+        ) from None
+
+
 def run_ray(model, config: ExportConfig, shards: list[int], out_dir: Path, workers: int,
             address: str | None, on_shard: OnShard) -> None:  # fmt: skip
     """Make ``shards`` on Ray: ``workers`` actors of one CPU each, on a local Ray started here
@@ -196,6 +218,8 @@ def run_ray(model, config: ExportConfig, shards: list[int], out_dir: Path, worke
     except ImportError:
         raise ComposeError("--engine ray needs Ray: pip install 'numgen[ray]'") from None
     started = not ray.is_initialized()
+    if started and address not in (None, "auto"):
+        check_answers(address)
     if started:
         local = {"num_cpus": workers, "include_dashboard": False} if address is None else {}
         ray.init(address=address, log_to_driver=False, **local)

@@ -48,7 +48,9 @@ from PIL import Image
 from pydantic import Field
 
 from numgen import __version__, compose, generate, hub, plots
+from numgen.config import MAX_SEED
 from numgen.data import Digits, load_digits, to_tensor
+from numgen.errors import NonFiniteImage
 from numgen.models import Generator
 from numgen.web.batching import CHUNK_ROWS, WAIT, BatchedModel, Batcher, run
 from numgen.web.guard import Guard, HttpCache, LimitBody, Load
@@ -64,11 +66,11 @@ STATIC_DIR = Path(__file__).parent / "static"
 MAX_COORDINATE = 10.0  # |z| beyond this is far outside any trained prior N(0, I)
 MAX_SAMPLES = 100  # digits per /api/digits request
 MAX_GRID = 40  # manifold points per side
-MAX_SEED = 2**32 - 1
 MIN_HEIGHT, MAX_HEIGHT = 14, 112  # pixel height of a written number
 SETTINGS_ENV = "NUMGEN_SERVE_SETTINGS"  # create_app's arguments, as JSON, for worker processes
 MAX_PENDING = 256  # requests to /api/ at once; the next one gets a 503 with Retry-After
 TIMEOUT = 10.0  # seconds a request may take before it gets a 503
+MAX_WAIT = 1.0  # seconds a request may expect to wait for those ahead of it, or it gets a 503
 # A request body this much bigger than the largest upload is refused before it is read.
 MAX_BODY_BYTES = MAX_UPLOAD_BYTES + 64 * 1024
 
@@ -181,11 +183,13 @@ async def image_response(image: np.ndarray | Image.Image, format: str, **values)
 def create_app(
     models: dict[str, str] | None = None, max_pending: int = MAX_PENDING,
     timeout: float = TIMEOUT, batch_wait: float = WAIT, threads: int | None = None,
+    max_wait: float = MAX_WAIT,
 ) -> FastAPI:  # fmt: skip
     """The app serving ``models`` (served name -> bundled name or model directory; default: the
     bundled generators). Every model is loaded, and every 2-D one encodes the test digits, here.
 
-    At most ``max_pending`` API requests run at once, each for at most ``timeout`` seconds; model
+    At most ``max_pending`` API requests run at once, and none is let in that would wait longer
+    than ``max_wait`` seconds for those ahead of it; each runs for at most ``timeout`` seconds; model
     calls wait up to ``batch_wait`` seconds to be batched with other requests'. ``threads``
     sets PyTorch's threads for the process (a server's choice: its batches are small, and a
     second thread spinning for work costs more than it saves while requests need the cores)."""
@@ -198,7 +202,7 @@ def create_app(
             "no models to serve: none bundled; train one and pass its directory (--model DIR)"
         )
     test = load_digits("embedded", "test")  # 1,000 real MNIST digits that ship with numgen
-    load = Load(max_pending, timeout)
+    load = Load(max_pending, timeout, max_wait)
     batcher = Batcher(wait=batch_wait, in_progress=lambda: load.pending)
     served = {}
     for name, source in sources.items():
@@ -275,6 +279,10 @@ def create_app(
             raise HTTPException(400, f"model: {chosen.name!r} has no 2-D latent to explore")
         return chosen
 
+    @app.exception_handler(NonFiniteImage)  # the served model's fault, not the request's
+    async def non_finite(request: Request, err: NonFiniteImage) -> JSONResponse:
+        return JSONResponse({"detail": str(err)}, status_code=500)
+
     @app.exception_handler(compose.ComposeError)
     async def compose_error(request: Request, err: compose.ComposeError) -> JSONResponse:
         return JSONResponse({"detail": str(err)}, status_code=400)
@@ -288,6 +296,7 @@ def create_app(
             "status": "ok",
             "pending": load.pending,
             "refused": load.refused,
+            "expected_wait_s": round(load.expected_wait(), 4),
             "batch_rows": dict(sorted(batcher.sizes.items())),
             "model_cpu_seconds": round(batcher.model_seconds, 3),
         }

@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass
 
@@ -37,18 +38,46 @@ async def answer(send: Send, status: int, detail: str, headers: dict[str, str] |
 
 @dataclass
 class Load:
-    """The guard's limits and counts (shown by /healthz)."""
+    """The guard's limits and counts (shown by /healthz), and the expected wait of a new request.
+    By Little's law the server's rate is the requests in the app over the time each spends
+    there: measured as moving averages over the last ~5 answers of how long each took and of
+    how many were in the app when it came in, a new request with ``pending`` ahead of it expects
+    ``pending`` over that rate. A measured rate rather than a count: the same 256 requests at
+    once are a moment's work for the cvae and seconds for the flow."""
 
     max_pending: int  # requests to /api/ at once
     timeout: float  # seconds a request may take
+    max_wait: float = 1.0  # a request that would wait longer than this gets a 503 at once
     pending: int = 0  # requests to /api/ now in the app; only the event loop writes these
     refused: int = 0  # 503s for being busy, so far
+    latency: float = 0.0  # seconds the recent answers took in the app (moving average)
+    crowd: float = 1.0  # requests in the app when those came in, themselves included (average)
+
+    def expected_wait(self) -> float:
+        """Seconds a request arriving now would expect to take (0 with fewer than :data:`FEW`
+        requests ahead of it: no queue worth the name, and a fresh measure after a burst)."""
+        if self.pending < FEW:
+            return 0.0
+        if self.crowd < FEW / 2:  # measured without a queue: the rate a burst gets is unknown
+            return self.latency
+        return self.latency * (self.pending + 1) / self.crowd
+
+    def answered(self, seconds: float, crowd: int) -> None:
+        """A request left the app after ``seconds``; ``crowd`` were in it when it came in."""
+        self.latency += 0.2 * (seconds - self.latency)
+        self.crowd += 0.2 * (crowd - self.crowd)
+
+
+FEW = 8  # requests ahead of a new one below which it is always let in
+MAX_RETRY_AFTER = 30  # seconds
 
 
 class Guard:
-    """At most ``load.max_pending`` requests to ``/api/`` at once: the one after gets a 503 with
-    ``Retry-After`` at once instead of waiting in an unbounded queue. A request running past
-    ``load.timeout`` seconds gets a 503 too. Every request is logged with its status and time."""
+    """At most ``load.max_pending`` requests to ``/api/`` at once, and none that would wait
+    longer than ``load.max_wait`` seconds for those ahead of it: the one turned away gets a 503
+    with ``Retry-After`` at once instead of waiting in a queue longer than a client can bear. A
+    request running past ``load.timeout`` seconds gets a 503 too. Every request is logged with
+    its status and time."""
 
     def __init__(self, app: ASGIApp, load: Load) -> None:
         self.app, self.load = app, load
@@ -67,10 +96,15 @@ class Guard:
         try:
             if not scope["path"].startswith("/api/"):
                 await self.app(scope, receive, send_noting_status)
-            elif self.load.pending >= self.load.max_pending:
+            elif (
+                self.load.pending >= self.load.max_pending
+                or self.load.expected_wait() > self.load.max_wait
+            ):
                 self.load.refused += 1
                 detail = f"the server is busy ({self.load.pending} requests at once); retry shortly"
-                await answer(send_noting_status, 503, detail, {"retry-after": str(RETRY_AFTER)})
+                wait = math.ceil(self.load.expected_wait())
+                retry = min(MAX_RETRY_AFTER, max(RETRY_AFTER, wait))
+                await answer(send_noting_status, 503, detail, {"retry-after": str(retry)})
             else:
                 await self._limited(scope, receive, send_noting_status, status)
         finally:
@@ -85,6 +119,7 @@ class Guard:
 
     async def _limited(self, scope: Scope, receive: Receive, send: Send, status: list) -> None:
         self.load.pending += 1
+        started, crowd = time.perf_counter(), self.load.pending
         try:
             async with asyncio.timeout(self.load.timeout) as limit:
                 await self.app(scope, receive, send)
@@ -94,6 +129,7 @@ class Guard:
             detail = f"the request took longer than {self.load.timeout:g} s; try a smaller one"
             await answer(send, 503, detail, {"retry-after": str(RETRY_AFTER)})
         finally:
+            self.load.answered(time.perf_counter() - started, crowd)
             self.load.pending -= 1
 
 
