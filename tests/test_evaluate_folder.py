@@ -47,10 +47,11 @@ def export(request, cvae, tmp_path_factory) -> tuple[str, Path]:
 def class_folders(root: Path, count: int = 60, dark: bool = False) -> Path:
     """Per-class subfolders of real digits, as another tool writes them: 0/*.png ... 9/*.png,
     each digit enlarged to 40×40 (and dark ink on white paper with ``dark``)."""
-    test = load_digits("embedded", "test")
+    test = load_digits("embedded", "test")  # sorted by class, 100 of each
     for i in range(count):
-        pixels = 255 - test.images[i] if dark else test.images[i]
-        folder = root / str(test.labels[i])
+        index = i % 10 * 100 + i // 10  # the digits 0-9 in turn
+        pixels = 255 - test.images[index] if dark else test.images[index]
+        folder = root / str(test.labels[index])
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(pixels).resize((40, 40)).save(folder / f"img{i}.png")
     return root
@@ -75,11 +76,11 @@ def test_a_numgen_export_is_cut_at_its_boxes_and_read_back(export) -> None:
 
 
 def test_a_per_class_folder_made_by_another_tool(tmp_path: Path) -> None:
-    """Real digits, 40×40 and dark on white: not 28×28, so segmented and framed as MNIST."""
+    """Real digits, 40×40 and dark on white: not 28×28, so framed whole as MNIST frames them."""
     folder = class_folders(tmp_path / "classes", dark=True)
     f = evaluate_folder(folder, **EMBEDDED)
     assert f["layout"] == "classes" and f["images"] == f["digits"] == 60
-    assert f["paths"] == {"segmented": 60} and f["numbers_read_back"] is None
+    assert f["paths"] == {"framed": 60} and f["numbers_read_back"] is None
     assert f["recognised"] >= 0.95 and f["recognised_second"] >= 0.95
 
 
@@ -167,7 +168,7 @@ def _tar_without_json(folder: Path) -> str:
 @pytest.mark.parametrize(
     ("make", "breakage", "message"),
     [
-        ("classes", _corrupt_png, "not a readable image"),
+        ("classes", _corrupt_png, "a damaged PNG file"),
         ("png", _unlisted_image, "an image without a label"),
         ("png", _blank_label, "no label"),
         ("webdataset", _tar_without_json, "an image without a label"),
@@ -180,7 +181,9 @@ def test_a_broken_folder_is_one_line_naming_the_file_and_exit_2(
     if make == "classes":
         class_folders(folder, count=20)
     else:
-        export_dataset(folder, ExportConfig(count=6, max_length=2, format=make), cvae, workers=1)
+        export_dataset(
+            folder, ExportConfig(count=6, min_length=1, max_length=2, format=make), cvae, workers=1
+        )
     name = breakage(folder)
     assert main(["evaluate", "--images", str(folder), "--dataset", "embedded"]) == 2
     err = capsys.readouterr().err.strip()

@@ -6,7 +6,8 @@ Every image is turned into 28×28 digits by one *reading path*:
 - an image whose row gives boxes is turned into ink (either polarity, contrast stretched) and
   cut at its boxes;
 - a single digit of 28×28 pixels without boxes is measured directly (its ink, either polarity);
-- any other image is turned into ink and cut at its runs of stroked columns
+- a single digit of another size is turned into ink and framed whole;
+- a number without boxes is turned into ink and cut at its runs of stroked columns
   (``compose.segment``);
 
 each cut is framed as MNIST frames its digits (``compose.centre_like_mnist``).
@@ -40,16 +41,22 @@ Box = tuple[int, int, int, int]
 
 
 def reading_path(size: tuple[int, int], text: str, boxes: tuple[Box, ...] | None) -> str:
-    """How an image of ``size`` (width, height) labelled ``text`` is read: "direct", "boxes" or
-    "segmented" (see the module docstring)."""
+    """How an image of ``size`` (width, height) labelled ``text`` is read: "boxes", "direct",
+    "framed" or "segmented" (see the module docstring)."""
     if boxes is not None:
         return "boxes"
-    return "direct" if size == (28, 28) and len(text) == 1 else "segmented"
+    if len(text) == 1:
+        return "direct" if size == (28, 28) else "framed"
+    return "segmented"
 
 
-def cut(image: Image.Image, text: str, boxes: tuple[Box, ...] | None) -> np.ndarray:
-    """The digits of ``image`` by its reading path: ``(k, 28, 28)`` in [0, 1]."""
-    if reading_path(image.size, text, boxes) == "direct":
+def cut(
+    image: Image.Image, text: str, boxes: tuple[Box, ...] | None, path: str | None = None
+) -> np.ndarray:
+    """The digits of ``image`` by its reading ``path`` (by default :func:`reading_path`'s):
+    ``(k, 28, 28)`` in [0, 1]."""
+    path = path or reading_path(image.size, text, boxes)
+    if path == "direct":
         grey = np.asarray(image.convert("L"), np.float32) / 255
         border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
         return (grey if np.median(border) < 0.5 else 1 - grey)[None]
@@ -57,8 +64,10 @@ def cut(image: Image.Image, text: str, boxes: tuple[Box, ...] | None) -> np.ndar
         ink = compose.image_to_ink(image)
     except ComposeError:  # a blank image: its digits are blank
         return np.zeros((len(text), 28, 28), np.float32)
-    if boxes is not None:
+    if path == "boxes":
         pieces = [ink[y0:y1, x0:x1] for x0, y0, x1, y1 in boxes]
+    elif path == "framed":
+        pieces = [ink]
     else:
         pieces = [ink[:, x0:x1] for x0, x1 in compose.segment(ink)]
     cells = [_frame(piece) for piece in pieces]
@@ -98,7 +107,7 @@ def real_counterpart(real: RealDigits, text: str, height: int, path: str) -> np.
     ``height`` pixels: laid out as numgen lays out a number unless measured directly."""
     glyphs = real.take(text)
     if path == "direct":
-        return cut(Image.fromarray(glyphs[0]), text, None)
+        return cut(Image.fromarray(glyphs[0]), text, None, path)
     layout = compose.draw_layout(real.rng, len(text))
     scaled = compose.resize_about_centre(glyphs / np.float32(255), layout.scales)
     canvas, columns = compose.lay_out(scaled, layout)
@@ -108,7 +117,7 @@ def real_counterpart(real: RealDigits, text: str, height: int, path: str) -> np.
         (int(x0 * sx), 0, min(math.ceil(x1 * sx), pixels.shape[1]), pixels.shape[0])
         for x0, x1 in columns
     )  # fmt: skip
-    return cut(Image.fromarray(pixels), text, boxes if path == "boxes" else None)
+    return cut(Image.fromarray(pixels), text, boxes if path == "boxes" else None, path)
 
 
 @dataclass(frozen=True)

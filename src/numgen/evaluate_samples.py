@@ -51,7 +51,9 @@ def drawing_settings(model: Generator) -> dict:
     """How :func:`draw_as_shipped` draws: the model's own temperature, legibility check and
     sampler (where it has one)."""
     sampler = {k: v for k, v in model.config.to_dict().items() if k in SAMPLER_KEYS}
-    path = "numgen digits (compose.digits)" if model.conditional else "numgen sample"
+    if not model.conditional:  # numgen sample draws from the prior itself, unchecked
+        return {"path": "numgen sample", "temperature": 1.0, "check": None, **sampler}
+    path = "numgen digits (compose.digits)"
     return {"path": path, "temperature": model.temperature, "check": model.check, **sampler}
 
 
