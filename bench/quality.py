@@ -22,7 +22,7 @@ from numgen.checkpoints import read_metrics
 from numgen.data import DATA_DIR_ENV
 from numgen.evaluate import EvalConfig, evaluate
 
-# (column header, metrics group, key, format); "real" columns come from the real-data row
+# (column header, metrics group, key, format): the model's likelihood and latent space
 COLUMNS = [
     ("recon MSE", "likelihood", "recon_mse", ".2f"),
     ("recon BCE (nats)", "likelihood", "recon_bce", ".1f"),
@@ -30,12 +30,18 @@ COLUMNS = [
     ("IWAE NLL (nats)", "likelihood", "iwae_nll", ".2f"),
     ("k-NN acc.", "latent", "knn_accuracy", ".3f"),
     ("grid agreement", "latent", "grid_agreement", ".3f"),
-    ("Fréchet", "samples", "frechet", ".2f"),
-    ("precision", "samples", "precision", ".3f"),
-    ("recall", "samples", "recall", ".3f"),
-    ("confidence", "samples", "confidence", ".3f"),
-    ("class entropy", "samples", "class_entropy", ".3f"),
-    ("class accuracy", "conditional", "class_accuracy", ".4f"),
+]
+# (column header, key, format) of a set of digits: as shipped, raw, real
+SAMPLE_COLUMNS = [
+    ("recognised", "recognised", ".2%"),
+    ("recognised, 2nd judge", "recognised_second", ".2%"),
+    ("Fréchet", "frechet", ".2f"),
+    ("Fréchet, 2nd judge", "frechet_second", ".2f"),
+    ("precision", "precision", ".3f"),
+    ("recall", "recall", ".3f"),
+    ("confidence", "confidence", ".3f"),
+    ("class entropy", "class_entropy", ".3f"),
+    ("styles redrawn per digit", "redraw_rate", ".4f"),
 ]
 TIME = re.compile(r"([\d,.]+)\s*(s|seconds|min|minutes|h|hours)\b")
 
@@ -59,21 +65,25 @@ def cell(value: float | None, spec: str) -> str:
     return "—" if value is None else format(value + 0.0, spec)  # + 0.0: no "-0.000"
 
 
+def drawn_as(drawn: dict) -> str:
+    """The settings a row's digits were drawn with."""
+    sampler = ", ".join(f"{k} {drawn[k]}" for k in ("steps", "solver", "guidance") if k in drawn)
+    check = "no check" if drawn["check"] is None else f"check {drawn['check']}"
+    return ", ".join(x for x in (f"temperature {drawn['temperature']}", sampler, check) if x)
+
+
 def markdown(results: dict) -> str:
     s = results["settings"]
     lines = [
         "# Model quality",
         "",
         machine_line(results) + " Other work slows the evaluation seconds, not the figures.",
-        f"Every model evaluated by `numgen evaluate` on {s['test_set']}, seed {s['seed']}: "
-        f"{s['samples']:,} generated digits against the test digits in the bundled recognizer's "
-        f"features; IWAE NLL (Bernoulli models only) with K = {s['iwae_k']:,} on "
-        f"{s['iwae_digits']:,} random test digits, stochastically binarized. The last row puts "
-        f"{s['samples']:,} real training digits in place of generated ones: the floor of the "
-        "Fréchet distance and the real-data precision, recall, confidence and entropy. "
-        "A CVAE's IWAE NLL is of −log p(x | y) given the true label (its −log p(x) is at most "
-        "2.30 nats higher). — : not applicable to the model (each report says why). Definitions "
-        "and pictures: each model's report.md.",
+        f"Every bundled model evaluated by `numgen evaluate MODEL --raw` on {s['test_set']}, "
+        f"seed {s['seed']}. IWAE NLL (Bernoulli models only) with K = {s['iwae_k']:,} on "
+        f"{s['iwae_digits']:,} random test digits, stochastically binarized. A CVAE's IWAE NLL "
+        "is of −log p(x | y) given the true label (its −log p(x) is at most 2.30 nats higher). "
+        "— : not applicable to the model (each report says why). Definitions and pictures: "
+        "each model's report.md.",
         "",
         "| model | kind | training time | " + " | ".join(c[0] for c in COLUMNS) + " | eval s |",
         "| --- | --- | --- |" + " ---: |" * (len(COLUMNS) + 1),
@@ -86,25 +96,50 @@ def markdown(results: dict) -> str:
             if key == "iwae_nll" and m[group][key] is not None:  # ± its standard error
                 text += f" ± {m[group]['iwae_nll_stderr']:.2f}"
             values.append(text)
-        kind = f"{m['model']['kind']}, {m['model']['arch']}, {m['model']['latent_dim']}-D, "
-        kind += m["model"]["likelihood"]
+        model = m["model"]
+        kind = model["kind"] + (
+            f", {model['arch']}, {model['latent_dim']}-D, {model['likelihood']}"
+            if "latent_dim" in model
+            else f", {model.get('start', '')} start, {model.get('channels', '?')} channels"
+        )
         lines.append(
             f"| {name} | {kind} | {entry['training_time']} | {' | '.join(values)} "
             f"| {sum(m['seconds'].values()):.0f} |"
         )
+    lines += [
+        "",
+        "## Digits as users get them, and the raw model's",
+        "",
+        f"{s['samples']:,} digits per row against the test digits, read by two judges: the "
+        "bundled recognizer (a CNN, its features for Fréchet, precision, recall) and `judge2` "
+        "(a residual network trained apart, used by no check and no choice of settings; its own "
+        "features for its Fréchet distance). *As shipped*: drawn as `numgen digits` draws "
+        "(the model's temperature, sampler and legibility check), a conditional model asked "
+        "for the digits 0-9 in turn; *raw*: the same model with styles from the prior at "
+        "temperature 1 and no check. The real row: random training digits (recognised: the "
+        "test digits), the floor of Fréchet and the real-data precision and recall.",
+        "",
+        "| model | digits | drawn with | " + " | ".join(c[0] for c in SAMPLE_COLUMNS) + " |",
+        "| --- | --- | --- |" + " ---: |" * len(SAMPLE_COLUMNS),
+    ]
+    for name, entry in results["models"].items():
+        m = entry["metrics"]
+        rows = {"as shipped": (m["samples"], drawn_as(m["settings"]["drawn"]))}
+        if m.get("raw"):
+            rows["raw"] = (m["raw"], "temperature 1, no check")
+        for which, (figures, drawn) in rows.items():
+            values = [cell(figures.get(key), spec) for _, key, spec in SAMPLE_COLUMNS]
+            lines.append(f"| {name} | {which} | {drawn} | {' | '.join(values)} |")
     if results["models"]:
         real = next(iter(results["models"].values()))["metrics"]["real"]
-        values = [
-            cell(real[key], spec) if group == "samples" else "" for _, group, key, spec in COLUMNS
-        ]
-        lines.append(f"| real training digits | | | {' | '.join(values)} | |")
+        values = [cell(real.get(key), spec) for _, key, spec in SAMPLE_COLUMNS]
+        lines.append(f"| real MNIST | | | {' | '.join(values)} |")
     lines += ["", "Models:"]
     lines += [
         f"- {name}: `{entry['metrics']['model']['source']}`"
         for name, entry in results["models"].items()
     ]
     return "\n".join(lines) + "\n"
-    print("\n".join(lines))
 
 
 def main() -> None:
@@ -117,13 +152,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--reports", type=Path, default=Path("evaluations"))
+    parser.add_argument("--tstr", type=int, default=0, help="train-on-synthetic digits per model")
     args = parser.parse_args()
     if not os.environ.get(DATA_DIR_ENV):
         raise SystemExit(f"set {DATA_DIR_ENV} to the MNIST folder, e.g. ../shared/data/mnist")
 
     config = EvalConfig(
         samples=args.samples, iwae_k=args.iwae_k, iwae_digits=args.iwae_digits, seed=args.seed,
-        data_dir=os.environ[DATA_DIR_ENV],
+        data_dir=os.environ[DATA_DIR_ENV], raw=True, tstr=args.tstr,
     )  # fmt: skip
     models: dict[str, str | Path] = {name: name for name in hub.generator_names()}
     models |= {run.resolve().name: run for run in args.runs}

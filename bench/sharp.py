@@ -42,7 +42,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from common import RESULTS, command, load_average, machine, machine_line, write_results
 from numgen import compose, generate
 from numgen.data import Digits, load_digits, to_tensor, to_uint8
-from numgen.evaluate import tstr_accuracy
+from numgen.evaluate_samples import tstr_accuracy
 from numgen.hub import load
 from numgen.metrics import frechet_distance, precision_recall
 from numgen.recognizer import (

@@ -11,10 +11,11 @@ import pytest
 import torch
 from PIL import Image
 
-from numgen import hub
+from numgen import compose, hub
 from numgen.cli.main import main
 from numgen.data import Digits
 from numgen.evaluate import EvalConfig, evaluate, random_subset
+from numgen.evaluate_samples import draw_as_shipped
 from numgen.models import FlowConfig, VAEConfig, build_model
 from numgen.recognizer import Recognizer, RecognizerConfig
 from numgen.train import TrainConfig, train
@@ -26,8 +27,14 @@ KEYS = {
         "binarized_neg_elbo",
     },
     "latent": {"knn_accuracy", "grid_agreement"},
-    "samples": {"frechet", "precision", "recall", "confidence", "class_entropy"},
-    "real": {"frechet", "precision", "recall", "confidence", "class_entropy"},
+    "samples": {
+        "recognised", "recognised_second", "frechet", "frechet_second", "precision", "recall",
+        "confidence", "class_entropy", "redraw_rate",
+    },
+    "real": {
+        "recognised", "recognised_second", "frechet", "frechet_second", "precision", "recall",
+        "confidence", "class_entropy",
+    },
     "conditional": {"class_accuracy", "per_class_accuracy", "confusion"},
     "usefulness": {"generated", "real", "digits"},
 }  # fmt: skip
@@ -36,7 +43,8 @@ SKIPPED_KEYS = {  # what each part of the evaluation that can be skipped would h
     "iwae": {"iwae_nll", "iwae_nll_stderr", "binarized_neg_elbo"},
     "latent": {"knn_accuracy"},
     "grid": {"grid_agreement"},
-    "conditional": KEYS["conditional"],
+    # an unconditional model is asked for no digit to recognise, and has no check to redraw
+    "conditional": KEYS["conditional"] | {"recognised", "recognised_second", "redraw_rate"},
     "usefulness": KEYS["usefulness"],
 }
 # 100 samples in 128-d features: the covariances are singular, and scipy says so
@@ -73,7 +81,7 @@ def flow_eval(tmp_path_factory) -> tuple[dict, Path]:
     config = FlowConfig(base=base.config.to_dict(), channels=4, steps=2)
     train(tmp / "run", config, TrainConfig(dataset="embedded", limit=256, epochs=1), device="cpu",
           base=base)  # fmt: skip
-    settings = EvalConfig(samples=100, dataset="embedded", tstr=1000)
+    settings = EvalConfig(samples=100, dataset="embedded", tstr=1000, raw=True)
     return evaluate(tmp / "run", tmp / "eval", settings, device="cpu"), tmp / "eval"
 
 
@@ -101,6 +109,31 @@ def test_metrics_json_has_every_key_and_finite_values(which: str, request) -> No
     assert missing == {key for part in written["skipped"] for key in SKIPPED_KEYS[part]}
     assert written["settings"]["seed"] == 0
     assert written["model"]["source"].endswith("run")
+    if written["settings"]["raw"]:  # the raw model's figures beside the shipped ones
+        assert set(written["raw"]) == KEYS["samples"] - {"redraw_rate"}
+    else:
+        assert written["raw"] is None
+
+
+def test_evaluate_draws_the_digits_numgen_digits_draws() -> None:
+    """As shipped: digit d through compose.digits (temperature, sampler, check) with seed
+    10·seed + d, whatever the family; its check's redraws are counted."""
+    model = hub.load("flow")
+    stats: dict[str, int] = {}
+    images, asked = draw_as_shipped(model, 30, 1, stats)
+    np.testing.assert_array_equal(asked, np.arange(30) % 10)
+    for digit in (0, 7):
+        np.testing.assert_array_equal(
+            images[asked == digit], compose.digits(model, digit, 3, seed=10 + digit)
+        )
+    assert stats["digits"] == 30
+    strict, unchecked = hub.load("flow"), hub.load("flow")
+    strict.check, unchecked.check = 0.9999, None
+    strict_stats, unchecked_stats = {}, {}
+    draw_as_shipped(strict, 30, 1, strict_stats)
+    draw_as_shipped(unchecked, 30, 1, unchecked_stats)
+    assert strict_stats["styles_redrawn"] > stats["styles_redrawn"] >= 0
+    assert unchecked_stats["styles_redrawn"] == 0
 
 
 def test_a_flow_gets_sample_quality_and_train_on_synthetic_but_no_likelihood(flow_eval) -> None:

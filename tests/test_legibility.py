@@ -16,7 +16,7 @@ from numgen.errors import ConfigError
 from numgen.export import recipe
 from numgen.hub import load, save_pretrained
 from numgen.models import FlowConfig
-from numgen.recognizer import Recognizer
+from numgen.recognizer import SECOND_JUDGE, Recognizer
 from test_flow import tiny_flow
 
 THRESHOLD = 0.5
@@ -176,3 +176,9 @@ def test_bad_thresholds_are_refused_and_the_cli_can_turn_the_check_off(tmp_path,
     # an untrained flow's "42" fails the real checker: checked, its style was redrawn
     assert pictures[0].shape[0] == 28 and not np.array_equal(*pictures)
     capsys.readouterr()
+
+
+def test_the_check_never_reads_with_the_second_judge() -> None:
+    """The second judge (numgen.judging) must stay independent of what the check filtered."""
+    assert legibility.BUNDLED_CHECKER != SECOND_JUDGE
+    assert legibility.bundled_checker("cpu").config.arch == "cnn"

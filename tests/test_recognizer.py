@@ -11,11 +11,13 @@ import torch
 from numgen.data import load_digits, to_tensor
 from numgen.hub import CONFIG_FILE, WEIGHTS_FILE, ModelError, resolve
 from numgen.recognizer import (
+    SECOND_JUDGE,
     Recognizer,
     RecognizerConfig,
     evaluate_accuracy,
     extract_features,
     predict,
+    read,
     train_recognizer,
 )
 
@@ -44,6 +46,23 @@ def test_predict_and_features_do_not_depend_on_the_batch_size(tiny_model):
     np.testing.assert_allclose(probs, probs_small, atol=1e-6)
     feats = extract_features(tiny_model, x, batch_size=5)
     np.testing.assert_allclose(feats, tiny_model.features(x).detach().numpy(), atol=1e-6)
+
+
+def test_the_resnet_is_another_architecture_with_the_same_interface(tmp_path):
+    torch.manual_seed(0)
+    model = Recognizer(RecognizerConfig(arch="resnet", channels=4, features=8)).eval()
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert any(m.kernel_size == (1, 1) for m in convs)  # the residual blocks' projections
+    assert any(isinstance(m, torch.nn.AdaptiveAvgPool2d) for m in model.modules())
+    x = torch.rand(6, 1, 28, 28)
+    labels, probs, feats = read(model, x, batch_size=4)
+    assert feats.shape == (6, 8) and probs.shape == (6, 10)
+    np.testing.assert_array_equal(labels, predict(model, x)[0])
+    np.testing.assert_allclose(feats, extract_features(model, x), atol=1e-6)
+    model.save_pretrained(tmp_path)
+    torch.testing.assert_close(Recognizer.from_pretrained(tmp_path)(x), model(x), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="arch='vit'"):
+        RecognizerConfig(arch="vit")
 
 
 def test_config_rejects_bad_values():
@@ -89,7 +108,14 @@ def test_bundled_recognizer_is_marked_and_small():
     assert (resolve("recognizer") / WEIGHTS_FILE).stat().st_size < 2_000_000
 
 
+def test_the_bundled_second_judge_is_a_small_resnet():
+    judge2 = Recognizer.from_pretrained(SECOND_JUDGE)
+    assert judge2.config.arch == "resnet" and Recognizer.from_pretrained().config.arch == "cnn"
+    assert (resolve(SECOND_JUDGE) / WEIGHTS_FILE).stat().st_size < 1_000_000
+
+
 @pytest.mark.slow
-def test_bundled_recognizer_accuracy_on_real_mnist(mnist_dir):
+@pytest.mark.parametrize("name", ["recognizer", SECOND_JUDGE])
+def test_bundled_judges_accuracy_on_real_mnist(mnist_dir, name):
     test = load_digits("mnist", "test", mnist_dir).subset(2000)
-    assert evaluate_accuracy(Recognizer.from_pretrained(), test) >= 0.99
+    assert evaluate_accuracy(Recognizer.from_pretrained(name), test) >= 0.99

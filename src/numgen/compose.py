@@ -107,11 +107,13 @@ def style_latent(model: Generator, seed: int, temperature: float | None = None) 
 
 
 def digits(
-    model: Generator, digit: int, n: int, seed: int = 0, temperature: float | None = None
-) -> np.ndarray:
+    model: Generator, digit: int, n: int, seed: int = 0, temperature: float | None = None,
+    stats: dict[str, int] | None = None,
+) -> np.ndarray:  # fmt: skip
     """``n`` drawings of ``digit`` in ``n`` styles drawn with ``seed`` (as :func:`style_latent`
     draws them; a style whose drawing fails the model's legibility check is redrawn, see
-    :mod:`numgen.legibility`): ``(n, 28, 28)`` in [0, 1]."""
+    :mod:`numgen.legibility`, which counts its redraws into ``stats``): ``(n, 28, 28)`` in
+    [0, 1]."""
     check_model(model)
     if digit not in range(10):
         raise ComposeError(f"digit={digit}: choose a digit from 0 to 9")
@@ -119,8 +121,9 @@ def digits(
         raise ComposeError(f"n={n}: ask for at least one digit")
     styles = legibility.stream(model, n, seed, temperature)
     return legibility.draw_checked(
-        model, styles, np.full(n, digit), np.ones(n, int), generate.digit_seeds(seed, n)
-    )
+        model, styles, np.full(n, digit), np.ones(n, int), generate.digit_seeds(seed, n),
+        stats=stats,
+    )  # fmt: skip
 
 
 def morph(

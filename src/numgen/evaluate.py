@@ -7,9 +7,12 @@ computes
    models, the IWAE estimate of the negative log-likelihood on binarized digits;
 2. ``latent``: how well test-set encodings separate digits (k-NN accuracy), and the original
    project's 30×30 grid test, done with explicit labels;
-3. ``samples`` and ``real``: sample quality in the recognizer's feature space (Fréchet distance,
-   precision/recall, confidence, class entropy) for generated digits, and for real training digits
-   in their place — the floor and ceiling that generated digits can be held against;
+3. ``samples``, ``raw`` and ``real``: sample quality read by both judges (:mod:`numgen.judging`:
+   recognised shares, Fréchet distance in both feature spaces, precision/recall, confidence,
+   class entropy) for digits drawn as users get them (the model's temperature, sampler and
+   legibility check, with the check's redraw rate), for the raw model (with ``raw``), and for
+   real training digits in their place — the floor and ceiling that generated digits can be held
+   against;
 4. ``conditional``: for a conditional model, how often a generated digit is recognised as the one
    requested;
 5. ``usefulness`` (with ``tstr``): a recognizer trained on generated digits only, tested on real;
@@ -36,11 +39,19 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from numgen import generate, hub, metrics, plots
+from numgen import generate, hub, judging, metrics, plots
 from numgen import recognizer as judge
 from numgen.config import Limit, check_fields
-from numgen.data import Digits, load_digits, to_tensor, to_uint8
+from numgen.data import Digits, load_digits, to_tensor
 from numgen.errors import NumgenError
+from numgen.evaluate_samples import (
+    CONDITIONAL_KEYS,
+    drawing_settings,
+    random_subset,
+    sample_section,
+    usefulness_section,
+)
+from numgen.judging import Judges
 from numgen.models import VAE, Generator
 from numgen.report import report
 from numgen.train import evaluate_loss, select_device
@@ -75,6 +86,9 @@ class EvalConfig:
     # train-on-synthetic, test-on-real: a fresh recognizer trained on this many generated digits
     # (and another on as many real ones); 0 = not measured (it trains two networks)
     tstr: int = 0
+    # also measure the raw model (styles at temperature 1, no legibility check) beside the model
+    # as shipped
+    raw: bool = False
 
     LIMITS: ClassVar[dict[str, Limit]] = {
         "samples": Limit(1, 10**7),
@@ -237,76 +251,9 @@ def latent_section(
 # --- 3. sample quality ---------------------------------------------------------------------------
 
 
-def sample_quality(
-    recognizer: judge.Recognizer, images: torch.Tensor, test_feats: np.ndarray, pr_k: int
-) -> tuple[dict[str, float], np.ndarray]:
-    """Figures of a set of digits (N, 1, 28, 28) in [0, 1] against the test digits' recognizer
-    features ``test_feats`` (M, 128): ``frechet`` distance, ``precision`` and ``recall``
-    (Kynkäänniemi et al. 2019, ``pr_k`` neighbours), mean recognizer ``confidence`` and
-    ``class_entropy`` (nats) of the recognised-label histogram. Also returns the labels (N,)."""
-    feats = judge.extract_features(recognizer, images)
-    labels, probs = judge.predict(recognizer, images)
-    precision, recall = metrics.precision_recall(test_feats, feats, k=pr_k)
-    return {
-        "frechet": metrics.frechet_distance(feats, test_feats),
-        "precision": precision,
-        "recall": recall,
-        "confidence": metrics.mean_confidence(probs),
-        "class_entropy": metrics.class_histogram_entropy(labels),
-    }, labels
-
-
-def sample_section(
-    model: Generator, recognizer: judge.Recognizer, test: Digits, train: Digits, config: EvalConfig,
-    out_dir: Path,
-) -> dict[str, dict]:  # fmt: skip
-    """``samples``: the quality of ``config.samples`` generated digits; ``real``: the same figures
-    for as many random training digits; ``conditional``: for a CVAE (asked for digits 0-9 in turn)
-    the share recognised as requested, per digit and overall, and the confusion matrix (None for a
-    VAE). Draws ``samples.png``, ``classes.png``, and ``confusion.png`` and ``per_class.png``."""
-    classes = model.config.num_classes
-    requested = np.arange(config.samples) % classes if model.conditional else None
-    generated = generate.sample(model, config.samples, config.seed, labels=requested)
-    test_feats = judge.extract_features(recognizer, to_tensor(test.images))
-    samples, recognised = sample_quality(recognizer, _batch(generated), test_feats, config.pr_k)
-    real_digits = random_subset(train, config.samples, config.seed)
-    real, _ = sample_quality(recognizer, to_tensor(real_digits.images), test_feats, config.pr_k)
-    shares = {
-        "generated (as recognised)": np.bincount(recognised, minlength=classes) / len(recognised),
-        "test set (true labels)": np.bincount(test.labels, minlength=classes) / len(test),
-    }
-    plots.save_grid(generated[:100], out_dir / "samples.png", ncols=10, scale=2)
-    plots.plot_class_bars(shares, out_dir / "classes.png", "share of digits", "Digit frequencies")
-    conditional = dict.fromkeys(SKIPPED_KEYS["conditional"])
-    if model.conditional:
-        confusion = metrics.confusion_matrix(recognised, requested, classes)
-        per_class = np.diag(confusion) / confusion.sum(axis=1)
-        conditional = {
-            "class_accuracy": metrics.accuracy(recognised, requested),
-            "per_class_accuracy": per_class.tolist(),
-            "confusion": confusion.tolist(),
-        }
-        plots.plot_confusion(confusion, out_dir / "confusion.png")
-        plots.plot_class_bars(
-            {"generated": per_class}, out_dir / "per_class.png", "share recognised as requested",
-            "Generated digits recognised as the requested digit",
-        )  # fmt: skip
-    return {"samples": samples, "real": real, "conditional": conditional}
-
-
 def _batch(images: np.ndarray) -> torch.Tensor:
     """Decoded images (N, 28, 28) in [0, 1] -> a float tensor (N, 1, 28, 28) for the recognizer."""
     return torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).unsqueeze(1)
-
-
-def random_subset(digits: Digits, n: int, seed: int) -> Digits:
-    """``n`` of the digits, drawn without replacement by ``np.random.default_rng(seed)``, in their
-    original order (all of them if there are no more). Not simply the first ``n``: the embedded
-    digits are sorted by class."""
-    if n >= len(digits):
-        return digits
-    index = np.sort(np.random.default_rng(seed).choice(len(digits), n, replace=False))
-    return Digits(digits.images[index], digits.labels[index], f"{digits.source}, {n:,} drawn")
 
 
 # --- the whole evaluation ------------------------------------------------------------------------
@@ -322,7 +269,7 @@ SKIPPED_KEYS = {
     "iwae": ("iwae_nll", "iwae_nll_stderr", "binarized_neg_elbo"),
     "latent": ("knn_accuracy",),
     "grid": ("grid_agreement",),
-    "conditional": ("class_accuracy", "per_class_accuracy", "confusion"),
+    "conditional": CONDITIONAL_KEYS,
     "usefulness": ("generated", "real", "digits"),
 }
 
@@ -358,38 +305,19 @@ def skipped_parts(model: Generator, config: EvalConfig) -> dict[str, str]:
     return skipped
 
 
-def usefulness_section(model: Generator, test: Digits, train: Digits, config: EvalConfig) -> dict:
-    """Train-on-synthetic, test-on-real (Ravuri & Vinyals 2019): numgen's recognizer recipe
-    trained on ``config.tstr`` generated digits (0-9 in turn, styles from the prior), and on as
-    many random real training digits, each tested on the real test set."""
-    n = config.tstr
-    labels = np.arange(n) % model.config.num_classes
-    drawn = generate.sample(model, n, config.seed, labels=labels)
-    synthetic = Digits(to_uint8(drawn), labels, f"{n:,} generated digits")
-    real = random_subset(train, n, config.seed)
-    return {"generated": tstr_accuracy(synthetic, test), "real": tstr_accuracy(real, test),
-            "digits": n}  # fmt: skip
-
-
-def tstr_accuracy(digits: Digits, test: Digits) -> float:
-    """Test accuracy on ``test`` of a fresh recognizer trained on ``digits`` only, by numgen's
-    recipe (``RecognizerConfig``'s defaults)."""
-    return judge.train_recognizer(digits, test)[1]["test_accuracy"]
-
-
 def evaluate(
     model: str | Path, out_dir: str | Path, config: EvalConfig | None = None,
     device: str = "auto", progress: Progress | None = None,
 ) -> dict:  # fmt: skip
-    """Evaluate ``model`` (a run or model directory, or a bundled name) with numgen's bundled
-    recognizer as the judge; write ``metrics.json``, ``report.md`` and the report's pictures into
+    """Evaluate ``model`` (a run or model directory, or a bundled name) as shipped, with numgen's
+    bundled recognizer and second judge (:mod:`numgen.judging`); write ``metrics.json``, ``report.md`` and the report's pictures into
     ``out_dir``. Returns the metrics. ``progress(stage, done, total)`` is called as work goes on."""
     config = config or EvalConfig()
     dev = select_device(device)
     generator = hub.load(model, dev)
     if generator.conditional and config.samples < generator.config.num_classes:
         raise NumgenError(f"samples={config.samples}: a conditional model needs one per digit")
-    recognizer = judge.Recognizer.from_pretrained(device=dev)
+    judges = Judges.bundled(dev)
     test = load_digits(config.dataset, "test", config.data_dir)
     train = load_digits(config.dataset, "train", config.data_dir)
     out_dir = Path(out_dir)
@@ -403,9 +331,10 @@ def evaluate(
             likelihood = likelihood_section(generator, test, config, out_dir, progress)
     if "latent" not in skipped:
         with _stage("latent space", seconds, progress):
-            latent = latent_section(generator, recognizer, test, train, config, out_dir)
+            latent = latent_section(generator, judges.first, test, train, config, out_dir)
     with _stage("sample quality", seconds, progress):
-        quality = sample_section(generator, recognizer, test, train, config, out_dir)
+        test_reading = judging.read_digits(judges, test.images / np.float32(255))
+        quality = sample_section(generator, judges, test, test_reading, train, config, out_dir)
     if "usefulness" not in skipped:
         with _stage("usefulness", seconds, progress):
             usefulness = usefulness_section(generator, test, train, config)
@@ -422,6 +351,8 @@ def evaluate(
             "test_set": f"{test.source}: {len(test):,} digits",
             "train_set": f"{train.source}: {len(train):,} digits",
             "binarization": BINARIZATION,
+            "drawn": drawing_settings(generator),
+            "judges": [judge.BUNDLED, judge.SECOND_JUDGE],
             "device": str(dev),
         },
         "likelihood": likelihood,

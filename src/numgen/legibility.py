@@ -91,14 +91,20 @@ def asked_probability(checker: Recognizer, images: np.ndarray, labels: np.ndarra
 
 def draw_checked(
     model: Generator, styles: StyleRounds, labels: np.ndarray, lengths: np.ndarray,
-    seeds: np.ndarray, rounds: int = ROUNDS,
+    seeds: np.ndarray, rounds: int = ROUNDS, stats: dict[str, int] | None = None,
 ) -> np.ndarray:  # fmt: skip
     """Digits ``(D, 28, 28)``: style ``g`` drawn for the ``lengths[g]`` consecutive digits of
     ``labels`` (``(D,)`` ints) with their ``seeds``; checked where ``model.check`` is set.
 
     ``styles(r, which)`` gives round ``r``'s candidate styles of the styles numbered ``which``;
-    ``rounds`` = 0 draws round 0 only (a style given by the caller).
+    ``rounds`` = 0 draws round 0 only (a style given by the caller). ``stats``, if given, counts
+    what the check cost: ``digits`` asked for, ``styles_redrawn`` (a style once per round in which
+    it is drawn again) and ``digits_redrawn`` (likewise per digit), added to what it holds.
     """
+    stats = {} if stats is None else stats
+    for key in ("digits", "styles_redrawn", "digits_redrawn"):
+        stats.setdefault(key, 0)
+    stats["digits"] += len(labels)
     labels, lengths = np.asarray(labels), np.asarray(lengths)
     owner = np.repeat(np.arange(len(lengths)), lengths)  # the style of each digit
     images = generate.draw(model, styles(0, np.arange(len(lengths)))[owner], labels, seeds)
@@ -113,6 +119,8 @@ def draw_checked(
         if len(failed) == 0:
             break
         redrawn = np.isin(owner, failed)  # every digit of a failed style
+        stats["styles_redrawn"] += len(failed)
+        stats["digits_redrawn"] += int(redrawn.sum())
         slot = np.searchsorted(failed, owner[redrawn])  # its style's row among the failed
         candidate = styles(round_, failed)[slot]
         drawn = generate.draw(model, candidate, labels[redrawn], seeds[redrawn])

@@ -13,6 +13,15 @@ Images are float tensors ``(B, 1, 28, 28)`` with values in [0, 1]. The network i
 
 with c = 16 by default: 32/64 channels cost twice the time on a 2-core CPU for little gain.
 
+``arch="resnet"`` builds another architecture with the same interface, for a second judge whose
+mistakes are not the first's (the bundled ``judge2``; never used by the legibility check):
+
+    Conv 3×3 → BN → ReLU at c channels → max-pool                 (B, c, 14, 14)
+    residual block c → 2c (two 3×3 convs, 1×1 projection)           (B, 2c, 14, 14)
+    residual block 2c → 4c, stride 2                                (B, 4c, 7, 7)
+    global average pool → Linear 4c → 128 → BN → ReLU              features (B, 128)
+    Dropout → Linear 128 → 10                                       logits (B, 10)
+
 A ``RecognizerConfig`` holds the architecture and the training recipe; it is saved as
 ``config.json`` beside the weights, so a saved recognizer records how it was made.
 """
@@ -40,6 +49,8 @@ log = logging.getLogger(__name__)
 
 KIND = "recognizer"  # the "kind" in config.json, which tells it apart from VAE configs
 BUNDLED = "recognizer"  # the bundled recognizer's name (numgen/pretrained/recognizer)
+SECOND_JUDGE = "judge2"  # the bundled second judge, a residual network (numgen/pretrained/judge2)
+ARCHS = ("cnn", "resnet")
 
 
 @dataclass
@@ -48,6 +59,7 @@ class RecognizerConfig:
 
     kind: str = KIND
     # architecture
+    arch: str = "cnn"  # "cnn" (the judge's recipe) or "resnet" (the second judge's)
     channels: int = 16  # channels of the first conv block; the second block has twice as many
     features: int = 128  # width of the penultimate layer, the feature space for metrics
     dropout: float = 0.25  # before the last layer
@@ -64,6 +76,8 @@ class RecognizerConfig:
         check_fields(self)
         if self.kind != KIND:
             raise ValueError(f"kind={self.kind!r}: a recognizer config has kind {KIND!r}")
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch={self.arch!r}: choose one of {', '.join(ARCHS)}")
         for name in ("channels", "features", "epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)}: must be a positive integer")
@@ -93,18 +107,51 @@ def _conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
     )  # fmt: skip
 
 
+class _Residual(nn.Module):
+    """Two 3×3 convs with BatchNorm (the first with ``stride``) plus a 1×1 projection of the
+    input, then ReLU: (B, in, H, W) -> (B, out, H / stride, W / stride)."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, out_channels, 3, stride, padding=1, bias=False),
+            nn.BatchNorm2d(out_channels), nn.ReLU(),
+            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(out_channels),
+        )  # fmt: skip
+        self.shortcut = nn.Sequential(
+            nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+            nn.BatchNorm2d(out_channels),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.body(x) + self.shortcut(x))
+
+
+def _body(config: RecognizerConfig) -> nn.Sequential:
+    """The layers from an image (B, 1, 28, 28) to the features (B, config.features)."""
+    c = config.channels
+    if config.arch == "resnet":
+        layers = [
+            nn.Conv2d(1, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(),
+            nn.MaxPool2d(2), _Residual(c, 2 * c), _Residual(2 * c, 4 * c, stride=2),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * c, config.features, bias=False),
+        ]  # fmt: skip
+    else:
+        layers = [
+            _conv_block(1, c), _conv_block(c, 2 * c), nn.Flatten(),
+            nn.Linear(2 * c * 7 * 7, config.features, bias=False),
+        ]  # fmt: skip
+    return nn.Sequential(*layers, nn.BatchNorm1d(config.features), nn.ReLU())
+
+
 class Recognizer(nn.Module):
     """Digit classifier: ``forward`` gives logits (B, 10), ``features`` the embedding (B, 128)."""
 
     def __init__(self, config: RecognizerConfig) -> None:
         super().__init__()
         self.config = config
-        c = config.channels
-        self.body = nn.Sequential(
-            _conv_block(1, c), _conv_block(c, 2 * c), nn.Flatten(),
-            nn.Linear(2 * c * 7 * 7, config.features, bias=False),
-            nn.BatchNorm1d(config.features), nn.ReLU(),
-        )  # fmt: skip
+        self.body = _body(config)
         self.head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(config.features, 10))
 
     @classmethod
@@ -171,6 +218,19 @@ def extract_features(model: Recognizer, images: torch.Tensor, batch_size: int = 
     model.eval()
     device = next(model.parameters()).device
     return _in_batches(model.features, images, batch_size, device).numpy()
+
+
+@torch.no_grad()
+def read(
+    model: Recognizer, images: torch.Tensor, batch_size: int = 1000
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`predict` and :func:`extract_features` in one pass: images (N, 1, 28, 28) in [0, 1]
+    -> (labels int64 (N,), probabilities float32 (N, 10), features float32 (N, features))."""
+    model.eval()
+    device = next(model.parameters()).device
+    feats = _in_batches(model.features, images, batch_size, device)
+    probs = torch.softmax(_in_batches(model.head, feats, batch_size, device), dim=1)
+    return probs.argmax(dim=1).numpy(), probs.numpy(), feats.numpy()
 
 
 def evaluate_accuracy(model: Recognizer, digits: Digits, batch_size: int = 1000) -> float:

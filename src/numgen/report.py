@@ -20,18 +20,14 @@ Reproduce with `{command}`.
 
 ## 3. Sample quality
 
-{samples:,} digits decoded from the prior (seed {seed}) and, in their place as the reference,
-{real_digits:,} real training digits drawn at random, each set compared with the test digits in the feature
-space of numgen's bundled recognizer (its 128-d penultimate layer). Fréchet distances in these
-features compare only with others measured with the same recognizer and the same number of digits.
+{samples:,} digits drawn as users get them: {drawn_text}. In their place as the reference,
+{real_digits:,} real training digits drawn at random. Each set is compared with the test digits in
+the feature spaces of two judges: numgen's bundled recognizer (a CNN; its 128-d penultimate layer)
+and the second judge, `judge2` (a residual network trained apart, used by no legibility check and
+no choice of settings). Fréchet distances compare only with others measured with the same judge
+and the same number of digits.
 
-| metric | generated | real training digits |
-| --- | ---: | ---: |
-| Fréchet distance to the test digits | {frechet} | {real_frechet} (floor) |
-| precision (Kynkäänniemi et al. 2019, k = {pr_k}) | {precision} | {real_precision} |
-| recall (k = {pr_k}) | {recall} | {real_recall} |
-| mean recognizer confidence | {confidence} | {real_confidence} |
-| entropy of the recognised-digit histogram, nats (2.303 if balanced) | {class_entropy} | {real_class_entropy} |
+{quality_table}
 
 ![generated digits](samples.png)
 
@@ -110,6 +106,51 @@ requested** (digits 0-9 requested in turn, {per_digit:,} each).
 ![per-class accuracy](per_class.png)"""
 
 
+QUALITY_ROWS = (  # (row, key, format, scale)
+    ("recognised as asked by the judge, %", "recognised", ".2f", 100),
+    ("recognised as asked by the second judge, %", "recognised_second", ".2f", 100),
+    ("Fréchet distance to the test digits (judge's features)", "frechet", ".2f", 1),
+    ("Fréchet distance to the test digits (second judge's features)", "frechet_second", ".2f", 1),
+    ("precision (Kynkäänniemi et al. 2019, k = {pr_k})", "precision", ".3f", 1),
+    ("recall (k = {pr_k})", "recall", ".3f", 1),
+    ("mean recognizer confidence", "confidence", ".3f", 1),
+    ("entropy of the recognised-digit histogram, nats (2.303 if balanced)", "class_entropy",
+     ".3f", 1),
+    ("styles redrawn by the legibility check per digit asked for", "redraw_rate", ".4f", 1),
+)  # fmt: skip
+
+
+def quality_table(m: dict) -> str:
+    """Section 3's table: the digits as shipped, the raw model's (if measured) and the real
+    training digits' (the floor; recognised: the test digits), one row per figure."""
+    columns = {"as shipped": m["samples"]}
+    if m.get("raw"):
+        columns["raw model"] = m["raw"]
+    columns["real digits"] = m["real"]
+    lines = ["| metric | " + " | ".join(columns) + " |", "| --- |" + " ---: |" * len(columns)]
+    for name, key, spec, scale in QUALITY_ROWS:
+        cells = []
+        for column in columns.values():
+            value = column.get(key)
+            cells.append(_num(None if value is None else scale * value, spec))
+        lines.append(f"| {name.format(**m['settings'])} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def drawn_text(m: dict) -> str:
+    """How the digits of section 3 were drawn (the settings it measured)."""
+    d = m["settings"].get("drawn", {})
+    text = f"through `{d.get('path', '?')}` at temperature {d.get('temperature')}"
+    sampler = ", ".join(f"{k} {d[k]}" for k in ("steps", "solver", "guidance") if k in d)
+    text += f", {sampler}" if sampler else ""
+    text += (
+        ", no legibility check" if d.get("check") is None else f", legibility check {d['check']}"
+    )
+    if m.get("raw"):
+        text += "; the raw model: styles from the prior at temperature 1, no check (`--raw`)"
+    return text
+
+
 def _num(value: float | None, spec: str = ".2f") -> str:
     """A figure for the report; "—" for one that was not computed."""
     return "—" if value is None else format(value + 0.0, spec)  # + 0.0: no "-0.000"
@@ -119,17 +160,15 @@ def report(m: dict) -> str:
     """The markdown report of metrics ``m`` (as :func:`evaluate` returns them), linking the
     pictures that the sections drew beside it."""
     model, s, skipped = m["model"], m["settings"], m["skipped"]
-    gen, real, cond = m["samples"], m["real"], m["conditional"]
+    cond = m["conditional"]
     command = (
         f"numgen evaluate {model['source']} --samples {s['samples']} --iwae-k {s['iwae_k']} "
         f"--iwae-digits {s['iwae_digits']} --seed {s['seed']}"
         + (" --dataset embedded" if s["dataset"] == "embedded" else "")
         + (f" --tstr {s['tstr']}" if s.get("tstr") else "")
+        + (" --raw" if s.get("raw") else "")
     )
     figures = {key: _num(value) for key, value in m["likelihood"].items()}
-    figures |= {key: _num(value, ".3f") for key, value in gen.items()}
-    figures |= {f"real_{key}": _num(value, ".3f") for key, value in real.items()}
-    figures["frechet"], figures["real_frechet"] = _num(gen["frechet"]), _num(real["frechet"])
     if "iwae" in skipped:
         iwae_text = f"IWAE NLL: not computed, because {skipped['iwae']}."
     else:
@@ -175,6 +214,8 @@ def report(m: dict) -> str:
         **s,
         **figures,
         description=describe(model),
+        drawn_text=drawn_text(m),
+        quality_table=quality_table(m),
         seconds=sum(m["seconds"].values()),
         command=command,
         likelihood_text=likelihood_text,
