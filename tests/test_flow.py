@@ -13,14 +13,14 @@ from safetensors.torch import load_file
 from scipy import ndimage
 
 from numgen import compose, generate
-from numgen.checkpoints import STATE_FILE
 from numgen.cli.main import main
 from numgen.data import INK_LEVEL
 from numgen.errors import ConfigError, NumgenError
 from numgen.hub import load, save_pretrained
 from numgen.models import FlowConfig, VAEConfig, build_model, config_from_dict
 from numgen.models.flow import SPECK_INK, despeckle
-from numgen.train import TrainConfig, train
+from numgen.train import TrainConfig
+from resume import assert_resume_equals_an_uninterrupted_run
 
 BASE = VAEConfig(kind="cvae", arch="mlp", hidden=16, latent_dim=4)
 
@@ -169,21 +169,7 @@ def test_loss_is_finite_and_trains_only_the_velocity_field() -> None:
 def test_train_resume_equals_an_uninterrupted_run(tmp_path) -> None:
     base = build_model(BASE)
     config = FlowConfig(base=BASE.to_dict(), channels=4)
-    straight = train(tmp_path / "a", config, quick(2), device="cpu", base=base)
-
-    def stop_after_epoch_1(record: dict) -> None:
-        raise KeyboardInterrupt  # as a user's Ctrl-C once epoch 1 is saved
-
-    with pytest.raises(KeyboardInterrupt):
-        train(
-            tmp_path / "b", config, quick(2), device="cpu", base=base, on_epoch=stop_after_epoch_1
-        )
-    resumed = train(tmp_path / "b", train_config=quick(2), device="cpu", resume=True)
-    for (name, a), b in zip(
-        straight.state_dict().items(), resumed.state_dict().values(), strict=True
-    ):
-        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
-    assert (tmp_path / "b" / STATE_FILE).is_file()
+    assert_resume_equals_an_uninterrupted_run(tmp_path, config, quick(2), base=base)
     # the bundled base is copied in, frozen: the trained flow holds the base's exact weights
     weights = load_file(str(tmp_path / "a" / "model.safetensors"))
     for name, value in base.state_dict().items():

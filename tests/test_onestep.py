@@ -12,13 +12,13 @@ import torch
 from safetensors.torch import load_file
 
 from numgen import compose, export, generate
-from numgen.checkpoints import STATE_FILE
 from numgen.cli.main import main
 from numgen.errors import ConfigError
 from numgen.hub import load, save_pretrained
 from numgen.models import FlowConfig, OneStepConfig, VAEConfig, build_model, config_from_dict
 from numgen.models.onestep import StylePrior
-from numgen.train import TrainConfig, train
+from numgen.train import TrainConfig
+from resume import assert_resume_equals_an_uninterrupted_run
 
 BASE = VAEConfig(kind="cvae", arch="mlp", hidden=16, latent_dim=4)
 
@@ -133,20 +133,7 @@ def test_train_resume_equals_an_uninterrupted_run(tmp_path) -> None:
     _, teacher = tiny_onestep()
     config = OneStepConfig(teacher=teacher.config.to_dict(), channels=4, prior_layers=2,
                            prior_hidden=8, adversarial=0.1, critic_channels=4)  # fmt: skip
-    straight = train(tmp_path / "a", config, quick(2), device="cpu", base=teacher)
-
-    def stop_after_epoch_1(record: dict) -> None:
-        raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        train(tmp_path / "b", config, quick(2), device="cpu", base=teacher,
-              on_epoch=stop_after_epoch_1)  # fmt: skip
-    resumed = train(tmp_path / "b", train_config=quick(2), device="cpu", resume=True)
-    for (name, a), b in zip(
-        straight.state_dict().items(), resumed.state_dict().values(), strict=True
-    ):
-        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
-    assert (tmp_path / "b" / STATE_FILE).is_file()
+    assert_resume_equals_an_uninterrupted_run(tmp_path, config, quick(2), base=teacher)
     weights = load_file(str(tmp_path / "a" / "model.safetensors"))
     for name, value in teacher.state_dict().items():  # the teacher is kept exactly, frozen
         torch.testing.assert_close(weights[f"teacher.{name}"], value, rtol=0, atol=0)
