@@ -100,7 +100,8 @@ def markdown(results: dict) -> str:
         kind = model["kind"] + (
             f", {model['arch']}, {model['latent_dim']}-D, {model['likelihood']}"
             if "latent_dim" in model
-            else f", {model.get('start', '')} start, {model.get('channels', '?')} channels"
+            else (f", {model['start']} start" if "start" in model else "")
+            + f", {model.get('channels', '?')} channels"
         )
         lines.append(
             f"| {name} | {kind} | {entry['training_time']} | {' | '.join(values)} "
