@@ -279,9 +279,7 @@ class FlowModel(Generator):
         images = images.to(self.device, torch.float32)
         onehot = self._label_weights(labels, len(images))
         if self.base is not None:
-            mean, chol = self._class_gaussians(onehot)
-            mu = self.base.encode(images, onehot)[0]
-            return torch.linalg.solve_triangular(chol, (mu - mean)[:, :, None], upper=False)[..., 0]
+            return self.whiten(self.base.encode(images, onehot)[0], onehot)
         steps, guidance = self.config.steps, self.config.guidance
         x0 = self._integrate(images, None, onehot, 1.0, 0.0, steps, guidance, self.config.solver)
         return x0.flatten(1)
@@ -303,6 +301,16 @@ class FlowModel(Generator):
         """Each item's style Gaussian (N, d), (N, d, d); soft labels blend the classes'."""
         means, chols = self.style_distribution()
         return onehot @ means, torch.einsum("nc,cij->nij", onehot, chols)
+
+    def whiten(self, latents: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
+        """CVAE latents (N, d) -> styles: their coordinates in their class's Gaussian, the
+        inverse of :meth:`_latent`; in float32 even under autocast (a triangular solve has no
+        bfloat16 kernel)."""
+        with torch.autocast(latents.device.type, enabled=False):
+            latents, onehot = latents.float(), onehot.float()
+            mean, chol = self._class_gaussians(onehot)
+            centred = (latents - mean)[:, :, None]
+            return torch.linalg.solve_triangular(chol, centred, upper=False)[..., 0]
 
     def _latent(self, styles: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
         """Styles (N, d) ~ N(0, T² I) -> CVAE latents mean_d + L_d · style."""

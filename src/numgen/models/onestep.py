@@ -233,16 +233,6 @@ class OneStepModel(Generator):
         t = torch.zeros(len(x0), device=x0.device)
         return x0 + self.student(torch.cat([x0, decoded], dim=1), t, onehot)
 
-    def _whiten(self, latents: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
-        """CVAE latents -> their coordinates in their class's Gaussian (the teacher's), in
-        float32 (a triangular solve has no bfloat16 kernel)."""
-        with torch.autocast(latents.device.type, enabled=False):
-            latents, onehot = latents.float(), onehot.float()
-            means, chols = self.teacher.style_distribution()
-            mean, chol = onehot @ means, torch.einsum("nc,cij->nij", onehot, chols)
-            centred = (latents - mean)[:, :, None]
-            return torch.linalg.solve_triangular(chol, centred, upper=False)[..., 0]
-
     def loss(
         self, x: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None = None,
         kl_weight: float | None = None,
@@ -261,10 +251,10 @@ class OneStepModel(Generator):
             target = teacher._integrate(
                 x0, decoded, onehot, 0.0, 1.0, c.steps, c.guidance, c.solver
             )
-            whitened = self._whiten(latents, onehot)
+            whitened = teacher.whiten(latents, onehot)
         drawn = self._one_step(x0, decoded, onehot)
         distill = F.mse_loss(drawn, target, reduction="none").flatten(1).sum(1).mean()
-        prior = self.prior.nll(whitened.float(), onehot).mean()
+        prior = self.prior.nll(whitened, onehot).mean()
         parts = {"distill": distill, "prior": prior}
         total = distill + prior
         if self.critic is not None:
@@ -295,8 +285,7 @@ class OneStepModel(Generator):
 
     @torch.no_grad()
     def encode_style(self, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-        """The posterior mean, whitened in its class's Gaussian, back through the prior."""
-        images = images.to(self.device, torch.float32)
-        onehot = self._onehot(labels, len(images))
-        latents = self.teacher.base.encode(images, onehot)[0]
-        return self.prior.inverse(self._whiten(latents, onehot), onehot)[0]
+        """The teacher's style of the picture (its posterior mean, whitened in its class's
+        Gaussian), back through the prior."""
+        styles = self.teacher.encode_style(images, labels)
+        return self.prior.inverse(styles, self._onehot(labels, len(images)))[0]
