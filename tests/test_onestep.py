@@ -201,6 +201,9 @@ def test_cli_trains_and_refuses_a_teacher_that_is_no_flow(tmp_path, capsys) -> N
     assert "onestep distils a flow, not a cvae" in err and len(err.strip().splitlines()) == 1
     assert main([*args, "--base", str(tmp_path / "teacher"), "--adversarial", "-1"]) == 2
     assert "adversarial=-1.0" in capsys.readouterr().err
+    assert main([*args, "--base", str(tmp_path / "teacher"), "--channels", "0"]) == 2
+    assert "channels=0" in capsys.readouterr().err
+    assert not run.exists()
     assert main([*args, "--base", str(tmp_path / "teacher")]) == 0
     trained = load(run)
     assert trained.config.kind == "onestep" and trained.config.channels == 4  # the teacher's

@@ -190,7 +190,7 @@ def train_command(
     options = {
         "kind": model, "arch": arch, "latent_dim": latent_dim, "likelihood": likelihood,
         "beta": beta, "hidden": hidden, "depth": depth, "start": start, "sigma": sigma,
-        "steps": steps, "channels": channels or (teacher.channels if teacher else 12),
+        "steps": steps, "channels": (teacher.channels if teacher else 12) if channels is None else channels,
         "base": base_model.config.to_dict() if model == "flow" and base_model else None,
         "teacher": teacher.to_dict() if teacher else None, "adversarial": adversarial,
         "prior_layers": prior_layers,
