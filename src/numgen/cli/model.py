@@ -178,12 +178,14 @@ def train_command(
             )
         raise typer.Exit(launch(nproc, without_nproc(sys.argv[1:])))
     base_model = None
+    if base is None:  # each family's own default
+        base = "flow" if model == "onestep" else "cvae"
     if model == "flow" and start == "cvae":
-        base_model = load(base or "cvae")
+        base_model = load(base)
     elif model == "onestep":
-        base_model = load(base or "flow")
+        base_model = load(base)
         if base_model.config.kind != "flow":
-            raise ModelError(f"--base {base or 'flow'}: onestep distils a flow, not a "
+            raise ModelError(f"--base {base}: onestep distils a flow, not a "
                              f"{base_model.config.kind}")  # fmt: skip
     teacher = base_model.config if model == "onestep" else None
     data_dir = resolve_data_dir(data_dir)
