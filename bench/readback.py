@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from common import RESULTS, command, load_average, machine, machine_line, write_results
-from numgen import compose
+from numgen import compose, pictures
 from numgen.data import load_digits, to_tensor
 from numgen.hub import load
 from numgen.metrics import frechet_distance
@@ -71,7 +71,7 @@ def number_figures(model, recognizer, count: int, length: int) -> dict:
     exact = digits_right = miscut = 0
     failures = []
     for i, text in enumerate(texts):
-        read = compose.read_number(recognizer, compose.write(model, text, style_seed=i, seed=i))
+        read = pictures.read_number(recognizer, compose.write(model, text, style_seed=i, seed=i))
         exact += read == text
         if len(read) == len(text):
             digits_right += sum(a == b for a, b in zip(read, text, strict=True))
@@ -119,7 +119,7 @@ def markdown(figures: dict) -> str:
         f"- cut into the wrong number of digits: {n['wrong_digit_count']}",
         "",
         "Written by `compose.write(model, text, style_seed=i, seed=i)`, cut at blank columns "
-        "(`compose.segment`), each piece framed as MNIST and read (`compose.read_number`).",
+        "(`pictures.segment`), each piece framed as MNIST and read (`pictures.read_number`).",
         "",
     ]
     return "\n".join(lines)

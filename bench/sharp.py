@@ -40,10 +40,11 @@ from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 
 from common import RESULTS, command, load_average, machine, machine_line, write_results
-from numgen import compose, generate
+from numgen import compose, generate, pictures
 from numgen.data import Digits, load_digits, to_tensor, to_uint8
 from numgen.evaluate_samples import tstr_accuracy
 from numgen.hub import load
+from numgen.layout import draw_layout, lay_out, resize_about_centre
 from numgen.metrics import frechet_distance, precision_recall
 from numgen.recognizer import (
     Recognizer,
@@ -81,8 +82,8 @@ def real_numbers(test: Digits, count: int, length: int) -> list[tuple[str, Image
     for i in range(count):
         text = "".join(map(str, rng.integers(0, 10, length)))
         glyphs = np.stack([by_digit[int(c)][rng.integers(len(by_digit[int(c)]))] for c in text])
-        layout = compose.draw_layout(np.random.default_rng(i), length)
-        canvas, _ = compose.lay_out(compose.resize_about_centre(glyphs, layout.scales), layout)
+        layout = draw_layout(np.random.default_rng(i), length)
+        canvas, _ = lay_out(resize_about_centre(glyphs, layout.scales), layout)
         numbers.append((text, compose.to_picture(canvas)))
     return numbers
 
@@ -95,7 +96,7 @@ def drawn_numbers(model, count: int, length: int) -> list[tuple[str, Image.Image
 
 def read_back(recognizer, numbers: list[tuple[str, Image.Image]]) -> float:
     """The share of numbers read back exactly."""
-    return float(np.mean([compose.read_number(recognizer, img) == t for t, img in numbers]))
+    return float(np.mean([pictures.read_number(recognizer, img) == t for t, img in numbers]))
 
 
 def realism(recognizer, images: np.ndarray, test_feats: np.ndarray) -> dict:

@@ -12,7 +12,7 @@ any height. Every target of the issue, measured through the paths users take, at
 4. the mid-grey share (0.15 < ink < 0.85) of the inked pixels (ink > 0.15) at height 128: of
    ``numgen write 2026 --height 128`` and of formatted numbers, beside the same pictures enlarged
    as numgen did before (Lanczos from 28 pixels);
-5. read-back (``compose.read_number``) of 4-8-digit numbers drawn as ``numgen dataset --length
+5. read-back (``pictures.read_number``) of 4-8-digit numbers drawn as ``numgen dataset --length
    4-8`` draws them, at height 96 and at 28 (the same rows);
 6. ``numgen dataset --kind date`` against the same count of plain 8-digit numbers (webdataset,
    the default model, one process), alternated.
@@ -36,7 +36,7 @@ import torch
 from PIL import Image
 
 from common import REPO, command, load_average, machine, machine_line, write_results
-from numgen import compose, export, glyphs
+from numgen import compose, export, glyphs, pictures
 from numgen.hub import load
 from numgen.recognizer import Recognizer
 
@@ -70,8 +70,8 @@ def characters(rows) -> list[tuple[str, np.ndarray, int]]:
 def read_digits(judge, chars) -> tuple[int, int]:
     """(correct, total) readings of the digits among ``chars``, each framed as MNIST."""
     digits = [(c, box) for c, box, _ in chars if c in glyphs.DIGITS]
-    cells = np.stack([compose.centre_like_mnist(box) for _, box in digits])
-    read = compose.read_digits(judge, cells)
+    cells = np.stack([pictures.centre_like_mnist(box) for _, box in digits])
+    read = pictures.read_digits(judge, cells)
     return int(sum(str(d) == c for d, (c, _) in zip(read, digits, strict=True))), len(digits)
 
 
@@ -121,12 +121,12 @@ def crispness(writer, rows) -> dict:
 
 
 def readback(model, name: str, judge, n: int) -> dict:
-    """Exact read-back (``compose.read_number``) of ``n`` numbers of 4-8 digits drawn as
+    """Exact read-back (``pictures.read_number``) of ``n`` numbers of 4-8 digits drawn as
     ``numgen dataset --length 4-8`` draws them, at heights 28 and 96 (the same rows)."""
     right = {}
     for height in (28, 96):
         rows = rows_of(model, name, n, seed=21, min_length=4, max_length=8, height=height)
-        right[height] = sum(compose.read_number(judge, ink) == meta["text"] for ink, meta in rows)
+        right[height] = sum(pictures.read_number(judge, ink) == meta["text"] for ink, meta in rows)
     return {"numbers": n, "at_28": right[28] / n, "at_96": right[96] / n}
 
 

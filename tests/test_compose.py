@@ -9,9 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
-from numgen import compose, export, generate
+from numgen import compose, export, generate, pictures
 from numgen.cli.main import main
 from numgen.hub import load, pretrained_names, save_pretrained
+from numgen.layout import MARGIN, Layout, lay_out, resize_about_centre
 from numgen.models import VAEConfig, build_model
 from numgen.recognizer import Recognizer
 
@@ -75,15 +76,15 @@ def test_resize_about_centre_matches_grid_sample() -> None:
     theta[:, 0, 0] = theta[:, 1, 1] = 1 / torch.from_numpy(scales)
     grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
     expected = torch.nn.functional.grid_sample(x, grid, align_corners=False).squeeze(1).numpy()
-    np.testing.assert_allclose(compose.resize_about_centre(images, scales), expected, atol=1e-5)
+    np.testing.assert_allclose(resize_about_centre(images, scales), expected, atol=1e-5)
 
 
 def test_lay_out_keeps_gaps_between_digit_boxes() -> None:
     glyphs = np.zeros((3, 28, 28), np.float32)
     glyphs[:, 8:20, 12:16] = 1.0  # 4 columns of ink each
-    layout = compose.Layout(np.ones(3, np.float32), np.zeros(3, int), np.array([2, 5]))
-    canvas, boxes = compose.lay_out(glyphs, layout)
-    m = compose.MARGIN
+    layout = Layout(np.ones(3, np.float32), np.zeros(3, int), np.array([2, 5]))
+    canvas, boxes = lay_out(glyphs, layout)
+    m = MARGIN
     assert boxes == [(m, m + 4), (m + 6, m + 10), (m + 15, m + 19)]
     assert canvas.shape == (28, 19 + 2 * m)
     assert canvas[:, boxes[0][1] : boxes[1][0]].max() == 0
@@ -128,7 +129,7 @@ def test_morph_blends_digits_and_styles(cvae) -> None:
 def test_centre_like_mnist_frames_the_ink() -> None:
     ink = np.zeros((200, 100), np.float32)
     ink[20:180, 60:80] = 1.0  # a tall bar off to the right
-    digit = compose.centre_like_mnist(ink)
+    digit = pictures.centre_like_mnist(ink)
     rows, cols = np.nonzero(digit > 0.5)
     assert rows.max() - rows.min() + 1 == 20  # the longer side is 20 pixels
     assert abs(rows.mean() - 13.5) <= 1 and abs(cols.mean() - 13.5) <= 1
@@ -146,7 +147,7 @@ def test_image_to_ink_handles_either_polarity(polarity: str) -> None:
         rgba = np.zeros((40, 30, 4), np.uint8)
         rgba[..., 3] = (ink * 255).astype(np.uint8)
         image = Image.fromarray(rgba)
-    np.testing.assert_allclose(compose.image_to_ink(image), ink, atol=0.01)
+    np.testing.assert_allclose(pictures.image_to_ink(image), ink, atol=0.01)
 
 
 def test_style_from_image_encodes_a_picture(cvae) -> None:
@@ -171,7 +172,7 @@ def test_open_image_refuses_files_that_are_not_images(tmp_path) -> None:
     text.write_text("not an image")
     for path in (empty, text, tmp_path / "missing.png"):
         with pytest.raises(compose.ComposeError, match="not a readable image"):
-            compose.open_image(path)
+            pictures.open_image(path)
 
 
 # --- the commands --------------------------------------------------------------------------------
@@ -259,7 +260,7 @@ def bundled():
 def test_the_recognizer_reads_the_bundled_models_digits(bundled) -> None:
     model, recognizer = bundled
     images = np.concatenate([compose.digits(model, d, 10, seed=d) for d in range(10)])
-    read = compose.read_digits(recognizer, images)
+    read = pictures.read_digits(recognizer, images)
     assert (read == np.repeat(np.arange(10), 10)).mean() >= 0.95
 
 
@@ -267,7 +268,7 @@ def test_the_recognizer_reads_back_written_numbers(bundled) -> None:
     model, recognizer = bundled
     texts = [f"{n:04d}" for n in np.random.default_rng(0).integers(0, 10_000, 20)]
     read = [
-        compose.read_number(recognizer, compose.write(model, t, style_seed=i, seed=i, ink="dark"))
+        pictures.read_number(recognizer, compose.write(model, t, style_seed=i, seed=i, ink="dark"))
         for i, t in enumerate(texts)
     ]
     assert all(len(r) == 4 for r in read)  # cut into the right number of digits

@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 from scipy import ndimage
 
-from numgen import compose, generate
+from numgen import compose, generate, layout
 from numgen.cli.main import main
 from numgen.data import INK_LEVEL
 from numgen.errors import ConfigError, NumgenError
@@ -200,7 +200,7 @@ def test_every_writing_feature_works_for_both_designs(flow) -> None:
     style = compose.style_from_image(flow, ink)
     assert style.shape == (flow.style_dim,) and np.isfinite(style).all()
     copied = compose.write(flow, "11", style=style)
-    assert copied.height == 28 and copied.width > 2 * compose.MARGIN + 2
+    assert copied.height == 28 and copied.width > 2 * layout.MARGIN + 2
 
 
 def test_latent_commands_refuse_a_flow_and_bad_sampling_options_exit_2(tmp_path, capsys) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from numgen import compose, glyphs
+from numgen import compose, glyphs, layout
 
 HAND = glyphs.Hand(width=3.0, slant=0.0, top=5.0, base=23.0)
 STILL = np.zeros(glyphs.JITTER_SLOTS)  # no jitter
@@ -101,8 +101,8 @@ def test_a_space_is_wider_than_any_gap_between_digits(cvae) -> None:
     for seed in range(5):
         together = compose.write(cvae, "11", seed=seed)
         apart = compose.write(cvae, "1 1", seed=seed)
-        assert apart.width - together.width >= glyphs.SPACE_WIDTH + compose.GAPS[0]
-        assert apart.width - together.width > compose.GAPS[1] - compose.GAPS[0]
+        assert apart.width - together.width >= glyphs.SPACE_WIDTH + layout.GAPS[0]
+        assert apart.width - together.width > layout.GAPS[1] - layout.GAPS[0]
 
 
 def test_a_number_with_separators_is_repeatable_and_keeps_its_digits(cvae) -> None:
@@ -113,8 +113,8 @@ def test_a_number_with_separators_is_repeatable_and_keeps_its_digits(cvae) -> No
         a, np.asarray(compose.write(cvae, "02.12.2026", style_seed=1, seed=3))
     )
     # the digits are those of the same number without its dots: the same draw, the same seeds
-    canvas, boxes = compose.lay_out(
+    canvas, boxes = layout.lay_out(
         np.stack([drawn(c) if c != " " else np.zeros((28, 28)) for c in "/ -/"]),
-        compose.Layout(np.ones(4), np.zeros(4, int), np.full(3, 2)), "/ -/",
+        layout.Layout(np.ones(4), np.zeros(4, int), np.full(3, 2)), "/ -/",
     )  # fmt: skip
     assert len(boxes) == 3 and boxes[1][0] - boxes[0][1] == 2 + glyphs.SPACE_WIDTH + 2

@@ -15,6 +15,7 @@ from numgen.cli.main import main
 from numgen.errors import ConfigError
 from numgen.export import recipe
 from numgen.hub import load, save_pretrained
+from numgen.layout import Layout
 from numgen.models import FlowConfig
 from numgen.recognizer import SECOND_JUDGE, Recognizer
 from test_flow import tiny_flow
@@ -135,7 +136,7 @@ def test_export_rows_are_what_write_draws_with_the_check(checked) -> None:
     ends = np.cumsum([len(t) for t in batch.texts])
     for i, (png, meta) in enumerate(rows):
         digits = slice(ends[i] - len(batch.texts[i]), ends[i])
-        layout = compose.Layout(batch.scales[digits], batch.rises[digits], batch.gaps[digits][1:])
+        layout = Layout(batch.scales[digits], batch.rises[digits], batch.gaps[digits][1:])
         styles = legibility.seeded(checked, np.array([meta["style_seed"]]))
         [(canvas, _)] = compose.render(
             checked, [meta["text"]], styles, [layout], batch.seeds[digits]

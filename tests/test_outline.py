@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from numgen import compose, glyphs, outline
+from numgen import compose, glyphs, outline, pictures
 from numgen.recognizer import Recognizer
 
 
@@ -61,5 +61,5 @@ def test_a_tall_number_reads_as_the_same_number() -> None:
         small = writer.write(text, style_seed=i, seed=i)
         tall = writer.write(text, style_seed=i, seed=i, height=96)
         assert tall.height == 96
-        assert compose.read_number(judge, tall) == compose.read_number(judge, small) == text
+        assert pictures.read_number(judge, tall) == pictures.read_number(judge, small) == text
         assert mid_grey_share(np.asarray(tall) / 255) <= 0.25

@@ -18,7 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from numgen import compose
+from numgen import pictures
 from numgen.data import load_digits
 from numgen.web import create_app, uploads
 from web_models import served_models
@@ -107,15 +107,15 @@ def test_byte_flipped_images_never_give_a_500(client, format) -> None:
 def test_open_image_names_the_file_and_the_damage(tmp_path) -> None:
     path = tmp_path / "digit.png"
     path.write_bytes(digit_file("PNG")[:-30])
-    with pytest.raises(compose.UnreadableImage, match=f"{path}: a damaged PNG file"):
-        compose.open_image(path)
+    with pytest.raises(pictures.UnreadableImage, match=f"{path}: a damaged PNG file"):
+        pictures.open_image(path)
     path.write_bytes(png(20_000, 20_000))
-    with pytest.raises(compose.ImageTooLarge, match="too many pixels"):
-        compose.open_image(path)
+    with pytest.raises(pictures.ImageTooLarge, match="too many pixels"):
+        pictures.open_image(path)
     path.write_bytes(digit_file("PNG"))
-    assert compose.open_image(path, max_pixels=28 * 28).size == (28, 28)
-    with pytest.raises(compose.ImageTooLarge, match="28×28 pixels is over the limit of 783"):
-        compose.open_image(path, max_pixels=28 * 28 - 1)
+    assert pictures.open_image(path, max_pixels=28 * 28).size == (28, 28)
+    with pytest.raises(pictures.ImageTooLarge, match="28×28 pixels is over the limit of 783"):
+        pictures.open_image(path, max_pixels=28 * 28 - 1)
 
 
 def test_large_uploads_are_reduced_before_their_style_is_read() -> None:

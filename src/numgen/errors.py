@@ -11,6 +11,10 @@ class ConfigError(NumgenError, ValueError):
     """A setting out of range or of the wrong kind: a model or sampling option, a config field."""
 
 
+class ComposeError(NumgenError, ValueError):
+    """Input that cannot be written or read (bad text, a blank image ...); says which and why."""
+
+
 class NonFiniteImage(NumgenError):
     """A model drew NaN or infinite pixels: weights that overflow (damaged, or a diverged run)."""
 

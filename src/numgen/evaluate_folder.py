@@ -8,9 +8,9 @@ Every image is turned into 28×28 digits by one *reading path*:
 - a single digit of 28×28 pixels without boxes is measured directly (its ink, either polarity);
 - a single digit of another size is turned into ink and framed whole;
 - a number without boxes is turned into ink and cut at its runs of stroked columns
-  (``compose.segment``);
+  (``pictures.segment``);
 
-each cut is framed as MNIST frames its digits (``compose.centre_like_mnist``).
+each cut is framed as MNIST frames its digits (``pictures.centre_like_mnist``).
 
 The digits are read by both judges (:mod:`numgen.judging`) and compared with MNIST's test
 digits. The real-data *floor* passes real training digits through the same path: for each
@@ -30,12 +30,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from numgen import compose, judging
-from numgen.compose import ComposeError, centre_like_mnist, open_image
+from numgen import compose, judging, pictures
 from numgen.data import Digits, load_digits, to_uint8
+from numgen.errors import ComposeError
 from numgen.evaluate_samples import random_subset, tstr_accuracy
 from numgen.folders import Sample, read_folder
 from numgen.judging import Judges, Reading
+from numgen.layout import draw_layout, lay_out, resize_about_centre
+from numgen.pictures import centre_like_mnist, open_image
 
 Box = tuple[int, int, int, int]
 
@@ -61,7 +63,7 @@ def cut(
         border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
         return (grey if np.median(border) < 0.5 else 1 - grey)[None]
     try:
-        ink = compose.image_to_ink(image)
+        ink = pictures.image_to_ink(image)
     except ComposeError:  # a blank image: its digits are blank
         return np.zeros((len(text), 28, 28), np.float32)
     if path == "boxes":
@@ -69,7 +71,7 @@ def cut(
     elif path == "framed":
         pieces = [ink]
     else:
-        pieces = [ink[:, x0:x1] for x0, x1 in compose.segment(ink)]
+        pieces = [ink[:, x0:x1] for x0, x1 in pictures.segment(ink)]
     cells = [_frame(piece) for piece in pieces]
     return np.stack(cells) if cells else np.zeros((0, 28, 28), np.float32)
 
@@ -108,9 +110,9 @@ def real_counterpart(real: RealDigits, text: str, height: int, path: str) -> np.
     glyphs = real.take(text)
     if path == "direct":
         return cut(Image.fromarray(glyphs[0]), text, None, path)
-    layout = compose.draw_layout(real.rng, len(text))
-    scaled = compose.resize_about_centre(glyphs / np.float32(255), layout.scales)
-    canvas, columns = compose.lay_out(scaled, layout)
+    layout = draw_layout(real.rng, len(text))
+    scaled = resize_about_centre(glyphs / np.float32(255), layout.scales)
+    canvas, columns = lay_out(scaled, layout)
     pixels = compose.to_pixels(canvas, max(8, height))
     sx = pixels.shape[1] / canvas.shape[1]
     boxes = tuple(

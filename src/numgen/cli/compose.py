@@ -15,6 +15,7 @@ from numgen.cli.common import Seed, app, console, out_path, progress_bar, writab
 from numgen.compose import DEFAULT_WRITER
 from numgen.config import MAX_SEED, fits
 from numgen.hub import load
+from numgen.pictures import open_image
 
 ModelOption = Annotated[
     str,
@@ -116,7 +117,7 @@ def write_command(
     # each variant: about height x (1.3 height per digit) grey bytes, held a few times over
     fits("--variants", variants, lambda n: 4 * n * height * int(1.3 * height * len(text) + 8))
     writer = compose.Writer(load_for_drawing(model, ode_steps, guidance, check))
-    style = writer.style_from_image(compose.open_image(style_from)) if style_from else None
+    style = writer.style_from_image(open_image(style_from)) if style_from else None
     pictures = [
         writer.write(text, style, style_seed + i, seed + i, height, ink) for i in range(variants)
     ]

@@ -32,10 +32,10 @@ from numgen.compose import (
     MAX_DIGITS,
     ComposeError,
     check_text,
-    jitter,
 )
 from numgen.config import check_fields
 from numgen.generate import uniforms
+from numgen.layout import jitter
 from numgen.models.flow import check_sampling
 
 FORMATS = ("webdataset", "parquet", "imagefolder", "png")

@@ -15,9 +15,10 @@ import zlib
 import numpy as np
 
 from numgen import glyphs, legibility
-from numgen.compose import MARGIN, resize_about_centre, to_pixels
+from numgen.compose import to_pixels
 from numgen.data import INK_LEVEL
 from numgen.export.recipe import Batch, ExportConfig, split_of
+from numgen.layout import MARGIN, resize_about_centre
 from numgen.plots import to_uint8
 
 CHUNK = 256  # images drawn together; part of the recipe, so it never depends on the workers

@@ -1,4 +1,4 @@
-"""Uploaded pictures: read with :func:`numgen.compose.open_image`, so any file Pillow cannot fully
+"""Uploaded pictures: read with :func:`numgen.pictures.open_image`, so any file Pillow cannot fully
 decode is a 4xx naming the problem, with bounded memory.
 
 A 4 MiB upload can hold 16 million pixels, which decode to 64 MB and take a few hundred MB more
@@ -20,7 +20,7 @@ from typing import TypeVar
 from fastapi import HTTPException, UploadFile
 from PIL import Image
 
-from numgen import compose
+from numgen import pictures
 
 MAX_UPLOAD_BYTES = 4 * 1024 * 1024
 MAX_UPLOAD_PIXELS = 4096 * 4096
@@ -78,10 +78,10 @@ def read_upload(upload: UploadFile) -> Image.Image:
     if len(data) > MAX_UPLOAD_BYTES:
         raise HTTPException(413, f"image: larger than {MAX_UPLOAD_BYTES // 2**20} MiB")
     try:
-        image = compose.open_image(data, UPLOAD_FORMATS, MAX_UPLOAD_PIXELS, name="image")
-    except compose.ImageTooLarge as err:
+        image = pictures.open_image(data, UPLOAD_FORMATS, MAX_UPLOAD_PIXELS, name="image")
+    except pictures.ImageTooLarge as err:
         raise HTTPException(413, str(err)) from None
-    except compose.UnreadableImage as err:
+    except pictures.UnreadableImage as err:
         raise HTTPException(415, str(err)) from None
     factor = -(-max(image.size) // MAX_SIDE)  # ceiling division
     if factor == 1:
