@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 
+import httpx
 import pytest
 import torch
 
 from numgen.web import batching
-from numgen.web.guard import FEW, Guard, Load, request_started
+from numgen.web.connections import TimedH11Protocol
+from numgen.web.guard import FEW, MARGIN_ANSWERS, RECEIVED, Guard, Load, request_started
+from web_models import live_server
 
 WRITE, DECODE = "/api/write", "/api/decode"
 
@@ -61,6 +65,23 @@ def test_the_expected_wait_is_the_work_ahead_by_endpoint_and_the_own() -> None:
     assert load.expected_wait("/api/digits") == math.inf  # never measured: a few at most
 
 
+def test_the_margin_is_the_most_an_answer_came_later_than_estimated() -> None:
+    load = measured({WRITE: 0.1})
+    assert load.margin(WRITE) == 0.0
+    for late in (0.05, 0.3, 0.1):  # read off the connection 0.02 s before it entered the app
+        load.admitted(WRITE)
+        load.answered(WRITE, started=200.0, now=200.5 + late, received=199.98, work=0.5)
+    # late by the answer, and by the wait before the read, taken as long as the one after it
+    assert load.margin(WRITE) == pytest.approx(0.3 + 0.02 + 0.02)
+    for _ in range(FEW):
+        load.admitted(WRITE)
+    assert load.expected_wait(WRITE) == pytest.approx((FEW + 1) * load.service(WRITE) + 0.34)
+    for _ in range(MARGIN_ANSWERS):  # the late answer is forgotten after as many on time
+        load.admitted(WRITE)
+        load.answered(WRITE, started=300.0, now=300.4, work=0.5)
+    assert load.margin(WRITE) == 0.0
+
+
 async def call(guard: Guard, path: str) -> tuple[int, dict[bytes, bytes]]:
     """One GET through ``guard``: the status and headers of its answer."""
     scope = {"type": "http", "path": path, "method": "GET", "query_string": b"", "headers": []}
@@ -106,6 +127,30 @@ def test_the_guard_refuses_what_would_wait_past_the_bound(
     assert headers.get(b"retry-after") == retry_after
     assert load.refused == (status == 503)
     assert load.pending == writes_ahead  # the request left, those ahead are still in
+
+
+def test_the_guard_counts_the_wait_before_the_app_saw_the_request() -> None:
+    load = measured({WRITE: 0.1})
+    guard = Guard(inner, load, endpoints=frozenset({WRITE}))
+    scope = {"type": "http", "path": WRITE, "method": "GET", "query_string": b"", "headers": []}
+
+    async def send(message: dict) -> None:
+        pass
+
+    scope[RECEIVED] = time.perf_counter() - 0.25  # read a quarter second ago
+    asyncio.run(guard(scope, None, send))
+    assert load.margin(WRITE) >= 0.5 - 0.1  # twice that, less the 0.1 s estimated
+
+
+def test_the_protocol_notes_when_it_read_each_request() -> None:
+    async def echo(scope, receive, send) -> None:
+        body = str(time.perf_counter() - scope[RECEIVED]).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+
+    with live_server(echo, http=TimedH11Protocol) as url, httpx.Client(base_url=url) as client:
+        for _ in range(2):  # the second on the same connection
+            assert 0 <= float(client.get("/").text) < 60
 
 
 def test_the_guard_counts_other_paths_under_api_as_one_endpoint() -> None:

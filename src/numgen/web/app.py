@@ -291,13 +291,15 @@ def create_app(
     @app.get("/healthz", tags=["server"])
     async def health() -> dict:
         """The server is up: API requests in progress and refused (503) so far, the server's
-        seconds per request of each endpoint (the guard's measure), how many model calls ran
+        seconds per request of each endpoint and how much later than estimated its answers
+        came (the guard's measures, :class:`numgen.web.guard.Load`), how many model calls ran
         with how many rows (the batch sizes reached), and the model thread's CPU seconds."""
         return {
             "status": "ok",
             "pending": load.pending,
             "refused": load.refused,
             "service_s": {e: round(seconds, 4) for e, seconds in load.services().items()},
+            "margin_s": {e: round(load.margin(e), 4) for e in load.services()},
             "batch_rows": dict(sorted(batcher.sizes.items())),
             "model_cpu_seconds": round(batcher.model_seconds, 3),
         }
