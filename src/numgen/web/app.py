@@ -70,7 +70,7 @@ MIN_HEIGHT, MAX_HEIGHT = 14, 112  # pixel height of a written number
 SETTINGS_ENV = "NUMGEN_SERVE_SETTINGS"  # create_app's arguments, as JSON, for worker processes
 MAX_PENDING = 256  # requests to /api/ at once; the next one gets a 503 with Retry-After
 TIMEOUT = 10.0  # seconds a request may take before it gets a 503
-MAX_WAIT = 1.0  # seconds a request may expect to wait for those ahead of it, or it gets a 503
+MAX_WAIT = 1.0  # seconds a request may expect to take (see guard.Load), or it gets a 503
 # A request body this much bigger than the largest upload is refused before it is read.
 MAX_BODY_BYTES = MAX_UPLOAD_BYTES + 64 * 1024
 
@@ -188,12 +188,12 @@ def create_app(
     """The app serving ``models`` (served name -> bundled name or model directory; default: the
     bundled generators). Every model is loaded, and every 2-D one encodes the test digits, here.
 
-    At most ``max_pending`` API requests run at once, and none is let in that would wait longer
-    than ``max_wait`` seconds for those ahead of it; each runs for at most ``timeout`` seconds; model
-    calls wait up to ``batch_wait`` seconds to be batched with other requests', in batches of up
-    to ``batch_seconds`` of model time. ``threads`` sets PyTorch's threads for the process (a
-    server's choice: its batches are small, and a second thread spinning for work costs more
-    than it saves while requests need the cores)."""
+    At most ``max_pending`` API requests run at once, and none is let in that would take longer
+    than ``max_wait`` seconds (:class:`~numgen.web.guard.Load`); each runs for at most
+    ``timeout`` seconds; model calls wait up to ``batch_wait`` seconds to be batched with other
+    requests', in batches of up to ``batch_seconds`` of model time. ``threads`` sets PyTorch's
+    threads for the process (a server's choice: its batches are small, and a second thread
+    spinning for work costs more than it saves while requests need the cores)."""
     if threads is not None:
         torch.set_num_threads(threads)
     keep_memory_returnable()

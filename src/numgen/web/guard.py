@@ -49,7 +49,7 @@ class Load:
     requests came in (the batcher serves the oldest requests first), so under load each gap is
     the time the server spent on that request alone, whatever else was in the app beside it.
     The gaps are averaged per endpoint over the last ``half_life`` seconds or so, weighted by
-    how recent they are: a write of the flow costs ~50 times a decode, and the same 256
+    how recent they are: a write of the flow costs ~10 times a decode, and the same 256
     requests at once are a moment's work for one and seconds for the other.
 
     That is a mean, and the bound is on each request, as its client sees it: so the estimate
