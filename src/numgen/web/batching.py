@@ -136,6 +136,7 @@ class Batcher:
         self.model_seconds = 0.0
         self.chunk_seconds: dict[int, float] = {}  # id(model) -> wall seconds per chunk (average)
         self._queue: list[Call] = []
+        self._queued: Counter[Generator] = Counter()  # rows in the queue, by model
         self._runner: asyncio.Task | None = None  # gathers and runs batches while calls wait
         self._joined: asyncio.Future | None = None  # the runner waits on it for more calls
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="numgen-model")
@@ -149,6 +150,7 @@ class Batcher:
         started = request_started.get(time.perf_counter())
         call = Call(model, labels, styles, seeds, loop.create_future(), loop.time(), started)
         self._queue.append(call)
+        self._queued[model] += call.rows
         if self._joined is not None and self._ready(call.arrived):
             _resolve(self._joined)
         # The runner is the running loop's (a test client may run each request in a new loop).
@@ -163,13 +165,10 @@ class Batcher:
 
     def _ready(self, now: float) -> bool:
         """Whether the queued calls make a batch without waiting for more."""
-        rows: Counter[Generator] = Counter()
-        for call in self._queue:
-            rows[call.model] += call.rows
         return (
             len(self._queue) >= self.in_progress()
-            or rows.total() >= self.max_rows
-            or sum(self._seconds(m, n) for m, n in rows.items()) >= self.batch_seconds
+            or self._queued.total() >= self.max_rows
+            or sum(self._seconds(m, n) for m, n in self._queued.items()) >= self.batch_seconds
             or now >= self._queue[0].arrived + self.wait
         )
 
@@ -193,6 +192,7 @@ class Batcher:
                 seconds += more
         taken = {id(call) for call in calls}
         self._queue = [call for call in self._queue if id(call) not in taken]
+        self._queued -= rows
         return [call for call in calls if not call.result.done()]
 
     async def _run(self) -> None:
