@@ -112,9 +112,9 @@ class Batcher:
     the last without a pause. ``sizes`` counts the model calls by rows and ``model_seconds`` adds
     up the model thread's CPU time (the bench reads both from ``/healthz``).
 
-    A batch takes the calls of the oldest requests first (:data:`~numgen.web.guard.request_started`),
-    up to ``max_rows`` rows and ``batch_seconds`` of expected model time (each model's time per
-    chunk of rows, measured). So under load requests are served about in the order they came
+    A batch takes the calls of the oldest requests first (``guard.request_started``), up to
+    ``max_rows`` rows and ``batch_seconds`` of expected model time (each model's time per chunk
+    of rows, measured). So under load requests are served about in the order they came
     in: a request's next round of drawing (the legibility check redraws a misread style) goes
     before the first round of the requests that came after it, and one batch never holds the
     model for long. Batching every queued call at once made each request's wait grow with the
