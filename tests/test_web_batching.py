@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import signal
 import socket
@@ -78,7 +79,9 @@ def concurrent_requests(cvae_dim: int) -> list[str]:
 
 
 def test_every_endpoint_gives_the_same_bytes_batched_as_alone(models) -> None:
-    app = create_app(models, batch_wait=0.05)  # a long wait: the calls surely meet
+    # a long wait: the calls surely meet; all let in, however slow the machine (this test is
+    # about bytes, not admission: a busy machine's margin refused some)
+    app = create_app(models, batch_wait=0.05, max_wait=math.inf)
     urls = concurrent_requests(hub.load(models["cvae"]).style_dim)
     with live_server(app) as url, httpx.Client(base_url=url, timeout=60) as client:
         alone = {u: client.get(u) for u in urls}  # one at a time: a batch of one call each
@@ -112,7 +115,8 @@ def test_a_failing_call_fails_only_its_request(models) -> None:
 
 
 def test_requests_waiting_for_the_model_hold_no_thread_each(models, slow_draws) -> None:
-    app = create_app(models)
+    # all 20 let in, however long they wait, and drawn in one batch of the slow model
+    app = create_app(models, max_wait=math.inf, batch_seconds=math.inf)
     with live_server(app) as url:
         before = threading.active_count()
 
