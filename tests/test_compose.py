@@ -39,9 +39,9 @@ def test_one_style_is_shared_by_every_digit_of_a_number(cvae, monkeypatch) -> No
     calls = []
     draw = generate.draw
 
-    def spy(model, z, labels=None, seeds=None):
+    def spy(model, z, labels=None, seeds=None, sampling=None):
         calls.append((np.array(z), np.array(labels)))
-        return draw(model, z, labels, seeds)
+        return draw(model, z, labels, seeds, sampling)
 
     monkeypatch.setattr(generate, "draw", spy)
     compose.write(cvae, "2026", style_seed=3)

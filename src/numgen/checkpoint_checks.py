@@ -2,10 +2,11 @@
 the values.
 
 A safetensors file begins with an 8-byte length and a JSON header naming every tensor's dtype,
-shape and byte range. Reading only that header (:func:`read_header`) and comparing it with the
-shapes a config implies — built on PyTorch's ``meta`` device, which allocates nothing — refuses
-a damaged, truncated or mismatched file before any large allocation; :func:`check_finite` then
-refuses NaN or infinite weights. Errors name the file and the kind of damage.
+shape and byte range. A file to load is read once (:func:`read_weights`, after checking that
+memory holds it); its header (:func:`parse_header`) is compared with the shapes a config implies
+— built on PyTorch's ``meta`` device, which allocates nothing — before any tensor is made from
+the bytes, and :func:`check_finite` then refuses NaN or infinite weights and changed bytes.
+:func:`read_header` reads the header alone. Errors name the file and the kind of damage.
 """
 
 from __future__ import annotations
@@ -13,16 +14,16 @@ from __future__ import annotations
 import json
 import struct
 import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import safetensors.torch
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file
+from safetensors import SafetensorError
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from numgen.config import ConfigError, check_memory, gigabytes, parse_json, read_json
+from numgen.config import ConfigError, check_memory, gigabytes, parse_json
 from numgen.errors import NumgenError
 from numgen.models import Generator, build_model, config_from_dict
 
@@ -56,25 +57,55 @@ class DamagedFile(NumgenError):
 
 
 def read_header(path: str | Path) -> tuple[dict[str, Spec], dict[str, str]]:
-    """({tensor name: (dtype, shape)}, metadata) of a safetensors file, reading only its header;
-    :class:`DamagedFile` for a truncated file, a broken header or byte ranges that do not add
-    up."""
+    """:func:`parse_header` of a safetensors file, reading only its header."""
     path = Path(path)
     try:
         with open(path, "rb") as f:
             size = f.seek(0, 2)
             f.seek(0)
-            if size < 8:
-                raise DamagedFile(path, f"truncated to {size} bytes (no safetensors header)")
-            (length,) = struct.unpack("<Q", f.read(8))
-            if length > min(MAX_HEADER_BYTES, size - 8):
-                raise DamagedFile(
-                    path, f"truncated or damaged: its header claims {length:,} bytes in a file of "
-                    f"{size:,}",
-                )  # fmt: skip
-            raw = f.read(length)
+            prefix = f.read(8)
+            if len(prefix) == 8:
+                (length,) = struct.unpack("<Q", prefix)
+                prefix += f.read(min(length, MAX_HEADER_BYTES, size - 8))
     except OSError as err:
         raise DamagedFile(path, f"cannot be read ({err.strerror or err})") from None
+    return parse_header(path, prefix, size)
+
+
+def read_weights(path: str | Path, purpose: str) -> tuple[dict[str, Spec], dict[str, str], bytes]:
+    """(tensor specs, metadata, the file's bytes) of a safetensors file, read once, after
+    :func:`numgen.config.check_memory` has found room for it (``purpose`` names the work in its
+    message); make the tensors with :func:`tensors_of` once the specs are checked."""
+    path = Path(path)
+    try:
+        check_memory(purpose, path.stat().st_size)
+        data = path.read_bytes()
+    except OSError as err:
+        raise DamagedFile(path, f"cannot be read ({err.strerror or err})") from None
+    return (*parse_header(path, data, len(data)), data)
+
+
+def tensors_of(path: str | Path, data: bytes) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file's bytes ``data`` (read from ``path``)."""
+    try:
+        return safetensors.torch.load(data)
+    except SafetensorError as err:
+        raise DamagedFile(path, f"unreadable weights ({err})") from None
+
+
+def parse_header(path: Path, data: bytes, size: int) -> tuple[dict[str, Spec], dict[str, str]]:
+    """({tensor name: (dtype, shape)}, metadata) from the first bytes ``data`` of a safetensors
+    file of ``size`` bytes (at least its header, if the file is whole); :class:`DamagedFile` for
+    a truncated file, a broken header or byte ranges that do not add up."""
+    if size < 8:
+        raise DamagedFile(path, f"truncated to {size} bytes (no safetensors header)")
+    (length,) = struct.unpack("<Q", data[:8])
+    if length > min(MAX_HEADER_BYTES, size - 8):
+        raise DamagedFile(
+            path, f"truncated or damaged: its header claims {length:,} bytes in a file of "
+            f"{size:,}",
+        )  # fmt: skip
+    raw = data[8 : 8 + length]
     try:
         header = parse_json(raw.rstrip(b" "), "header")
     except ConfigError as err:
@@ -198,40 +229,31 @@ def describe(problems: list[str], most: int = 3) -> str:
     return "; ".join(problems[:most]) + more
 
 
-def check_model_files(
-    config_path: str | Path, weights_path: str | Path,
-    build: Callable[[dict], torch.nn.Module], error: type[Exception] = DamagedFile,
-) -> None:  # fmt: skip
-    """Check a model directory's ``config.json`` and ``model.safetensors`` before loading them:
-    the config file, the weights' names, shapes and dtypes (from the header) against the model
-    ``build(config)`` makes on the ``meta`` device (nothing allocated), the memory they need,
-    then each tensor's values for NaN or infinity, one at a time. Raises ``error`` with a
-    one-line message naming the file. Missing files, and configs ``build`` refuses, are left to
-    the caller to report."""
-    config_path, weights_path = Path(config_path), Path(weights_path)
-    if not (config_path.is_file() and weights_path.is_file()):
-        return
+def read_model_weights(
+    weights_path: str | Path, expected: Mapping[str, Spec], config_name: str,
+    error: type[Exception] = DamagedFile,
+) -> dict[str, torch.Tensor]:  # fmt: skip
+    """The tensors of a model's weights file, read once and checked before they are trusted:
+    the memory they need, their names, shapes and dtypes (from the header, before any tensor is
+    made) against ``expected`` (:func:`specs_of` the model of the config in ``config_name``),
+    then their values (:func:`check_finite`). Raises ``error`` with a one-line message naming
+    the file."""
+    weights_path = Path(weights_path)
     try:
-        values = read_json(config_path)
-        values.pop("numgen_version", None)
         try:
-            found, metadata = read_header(weights_path)
+            found, metadata, data = read_weights(weights_path, f"loading {weights_path}")
         except DamagedFile as err:
             raise DamagedFile(weights_path, f"unreadable weights: {err.kind}") from None
-        try:
-            with torch.device("meta"):
-                expected = specs_of(build(values))
-        except (TypeError, ValueError, NumgenError):
-            return  # the caller builds it again and names what is wrong with the config
         problems = mismatches(found, expected)
         if problems:
             raise DamagedFile(
                 weights_path,
-                f"the weights do not fit the config in {config_path.name}: {describe(problems)} "
+                f"the weights do not fit the config in {config_name}: {describe(problems)} "
                 "(weights made for another image size than 28×28, or a config changed after training?)",
             )
-        check_memory(f"loading {weights_path}", weights_path.stat().st_size)
-        check_finite(weights_path, found, metadata)
+        tensors = tensors_of(weights_path, data)
+        check_finite(weights_path, tensors, metadata)
+        return tensors
     except NumgenError as err:
         raise error(str(err)) from None
 
@@ -253,7 +275,7 @@ def read_train_state(path: Path, train_config_class: type) -> Checkpoint:
     """A training state file, checked whole before anything is trusted: its header against its
     own model config (names, shapes, the optimiser's entries), its metadata, the memory it
     needs, its checksum and its values. :class:`DamagedFile` says what is wrong."""
-    specs, metadata = read_header(path)
+    specs, metadata, data = read_weights(path, f"resuming from {path}")
     unknown = set(metadata) - STATE_METADATA
     if unknown:
         raise DamagedFile(path, f"unknown metadata {sorted(unknown)[0][:40]!r}")
@@ -294,11 +316,7 @@ def read_train_state(path: Path, train_config_class: type) -> Checkpoint:
         problems.append("the optimiser state misses parameters")
     if problems:
         raise DamagedFile(path, f"it does not fit its model_config: {describe(problems)}")
-    check_memory(f"resuming from {path}", path.stat().st_size)
-    try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError) as err:
-        raise DamagedFile(path, f"unreadable ({err})") from None
+    tensors = tensors_of(path, data)
     if "checksum" in metadata and checksum(tensors, metadata) != metadata["checksum"]:
         raise DamagedFile(path, "its bytes changed on disk (the checksum differs)")
     for name, tensor in tensors.items():
@@ -319,24 +337,20 @@ def check_training_memory(model_config: object, batch_size: int) -> None:
 
 
 def check_finite(
-    path: str | Path, names: Iterable[str], metadata: Mapping[str, str] | None = None
+    path: str | Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None
 ) -> None:
-    """Refuse (:class:`DamagedFile`) a weights file where a floating-point tensor holds NaN or
-    infinity, reading one tensor at a time; where ``metadata`` (the file's) holds a checksum,
-    the bytes read must match it too."""
+    """Refuse (:class:`DamagedFile`) the weights read from ``path`` where a floating-point tensor
+    holds NaN or infinity; where ``metadata`` (the file's) holds a checksum, the tensors' bytes
+    must match it too."""
     crc = _metadata_crc(metadata or {})
-    try:
-        with safe_open(str(path), "pt") as f:
-            for name in sorted(names):
-                tensor = f.get_tensor(name)
-                if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-                    raise DamagedFile(
-                        path, f"{name} holds NaN or infinite values; the weights are damaged "
-                        "(or training diverged): restore the file or train the model again",
-                    )  # fmt: skip
-                crc = _tensor_crc(name, tensor, crc)
-    except SafetensorError as err:
-        raise DamagedFile(path, f"unreadable weights ({err})") from None
+    for name in sorted(tensors):
+        tensor = tensors[name]
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise DamagedFile(
+                path, f"{name} holds NaN or infinite values; the weights are damaged "
+                "(or training diverged): restore the file or train the model again",
+            )  # fmt: skip
+        crc = _tensor_crc(name, tensor, crc)
     if metadata and "checksum" in metadata and f"{crc:08x}" != metadata["checksum"]:
         raise DamagedFile(
             path, "its bytes changed on disk (the checksum differs): restore the file or train "
@@ -376,7 +390,8 @@ def json_field(path: Path, metadata: Mapping[str, str], key: str) -> object:
 
 
 __all__ = [
-    "DamagedFile", "check_finite", "check_model_files", "checksum", "describe", "expected_specs",
-    "Checkpoint", "check_training_memory", "json_field", "mismatches", "read_header",
-    "read_train_state", "training_bytes",
+    "DamagedFile", "check_finite", "checksum", "describe", "expected_specs", "Checkpoint",
+    "check_training_memory", "json_field", "mismatches", "parse_header", "read_header",
+    "read_model_weights", "read_train_state", "read_weights", "specs_of", "tensors_of",
+    "training_bytes",
 ]  # fmt: skip

@@ -9,7 +9,6 @@ and draws on one thread, so the bytes of a shard never depend on who made it.
 
 from __future__ import annotations
 
-import copy
 import json
 import multiprocessing
 import os
@@ -50,13 +49,11 @@ def read_state(out_dir: Path, shard: int) -> dict | None:
 
 
 def drawing_model(config: ExportConfig, model=None):
-    """The model that draws ``config``'s images: ``model`` (default ``load(config.model)``), or a
-    copy with the config's sampler options, so that the caller's model keeps its own."""
+    """The model that draws ``config``'s images: ``model`` (default ``load(config.model)``),
+    refused unless conditional or unless it takes ``config``'s sampler options (each row is
+    drawn with ``config.sampling(model)``; the model itself is never changed)."""
     model = check_model(model if model is not None else load(config.model))
-    if (config.ode_steps, config.guidance, config.check) != (None, None, True):
-        model = copy.deepcopy(model)
-        model.set_sampling(steps=config.ode_steps, guidance=config.guidance)  # workers copy it
-        model.check = model.check if config.check else None
+    config.sampling(model)
     return model
 
 

@@ -38,6 +38,7 @@ import greenback
 import torch
 
 from numgen.models import Generator
+from numgen.models.sampling import Sampling
 
 CHUNK_ROWS = 8  # rows of every model call (see the module docstring)
 MAX_ROWS = 512  # a batch stops taking calls at this many rows (one larger call runs alone)
@@ -60,6 +61,7 @@ class Call:
     labels: torch.Tensor | None
     styles: torch.Tensor
     seeds: torch.Tensor | None
+    sampling: Sampling | None
     result: asyncio.Future
     arrived: float  # the event loop's time
 
@@ -70,7 +72,7 @@ class Call:
     def group(self) -> tuple:
         """Calls with the same key can be concatenated into one ``draw``."""
         labels = None if self.labels is None else (self.labels.dtype, self.labels.ndim)
-        return id(self.model), labels, self.seeds is None
+        return id(self.model), labels, self.seeds is None, self.sampling
 
 
 def _cat(tensors: list[torch.Tensor | None]) -> torch.Tensor | None:
@@ -87,15 +89,16 @@ def _pad(tensor: torch.Tensor | None, rows: int) -> torch.Tensor | None:
 @torch.inference_mode()
 def draw_in_chunks(
     model: Generator, labels: torch.Tensor | None, styles: torch.Tensor,
-    seeds: torch.Tensor | None, chunk: int = CHUNK_ROWS,
+    seeds: torch.Tensor | None, chunk: int = CHUNK_ROWS, sampling: Sampling | None = None,
 ) -> torch.Tensor:  # fmt: skip
-    """``model.draw`` over ``len(styles)`` rows, always ``chunk`` rows at a time: ``(N, 1, 28, 28)``."""
+    """``model.draw`` over ``len(styles)`` rows with ``sampling``, always ``chunk`` rows at a
+    time: ``(N, 1, 28, 28)``."""
     out = []
     for start in range(0, len(styles), chunk):
         part = slice(start, start + chunk)
         rows = len(styles[part])
         pieces = [None if t is None else _pad(t[part], chunk) for t in (labels, styles, seeds)]
-        out.append(model.draw(*pieces)[:rows])
+        out.append(model.draw(*pieces, sampling)[:rows])
     return torch.cat(out)
 
 
@@ -127,11 +130,11 @@ class Batcher:
 
     async def draw(
         self, model: Generator, labels: torch.Tensor | None, styles: torch.Tensor,
-        seeds: torch.Tensor | None = None,
+        seeds: torch.Tensor | None = None, sampling: Sampling | None = None,
     ) -> torch.Tensor:  # fmt: skip
-        """``model.draw(labels, styles, seeds)``, run in the next batch."""
+        """``model.draw(labels, styles, seeds, sampling)``, run in the next batch."""
         loop = asyncio.get_running_loop()
-        call = Call(model, labels, styles, seeds, loop.create_future(), loop.time())
+        call = Call(model, labels, styles, seeds, sampling, loop.create_future(), loop.time())
         self._queue.append(call)
         if self._joined is not None and self._ready(call.arrived):
             _resolve(self._joined)
@@ -207,6 +210,7 @@ class Batcher:
                 torch.cat([c.styles for c in calls]),
                 _cat([c.seeds for c in calls]),
                 self.chunk,
+                calls[0].sampling,
             )
         except Exception as err:  # one bad call must not fail its neighbours
             if len(calls) == 1:
@@ -233,6 +237,7 @@ class BatchedModel:
         return getattr(self.model, name)
 
     def draw(
-        self, labels: torch.Tensor | None, styles: torch.Tensor, seeds: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        return greenback.await_(self.batcher.draw(self.model, labels, styles, seeds))
+        self, labels: torch.Tensor | None, styles: torch.Tensor, seeds: torch.Tensor | None = None,
+        sampling: Sampling | None = None,
+    ) -> torch.Tensor:  # fmt: skip
+        return greenback.await_(self.batcher.draw(self.model, labels, styles, seeds, sampling))
