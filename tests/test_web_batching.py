@@ -120,7 +120,10 @@ def test_requests_waiting_for_the_model_hold_no_thread_each(models, slow_draws) 
             async with httpx.AsyncClient(base_url=url, timeout=60) as client:  # no threads
                 urls = [f"/api/decode?z={i / 10}&z=0" for i in range(20)]
                 answers = asyncio.gather(*(client.get(u) for u in urls))
-                await asyncio.sleep(0.3)  # all 20 are in the server, the model is busy
+                deadline = time.monotonic() + 60
+                while (await client.get("/healthz")).json()["pending"] < 20:  # all 20 are in
+                    assert time.monotonic() < deadline, "the 20 requests never all arrived"
+                    await asyncio.sleep(0.01)
                 during = threading.active_count()
                 return [a.status_code for a in await answers], during
 
@@ -195,6 +198,24 @@ def test_every_request_is_logged_with_its_status_and_time(models, caplog) -> Non
     assert '"GET /api/digits?digit=12" 422' in lines[1]
 
 
+def test_serve_prints_each_access_log_line_once() -> None:
+    """`numgen serve`'s logging set-up under the CLI's (a root handler): a request's line goes to
+    stderr once, not also through the root logger."""
+    code = (
+        "import logging, logging.config\n"
+        "from numgen.cli.main import main  # sets up the CLI's logging on first use\n"
+        "from numgen.cli.serve import log_config\n"
+        "logging.basicConfig(level=logging.WARNING, format='%(name)s: %(message)s')\n"
+        "logging.config.dictConfig(log_config(access_log=True))\n"
+        "logging.getLogger('numgen.web.access').info('GET /api/digits 200')\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert [line for line in run.stderr.splitlines() if "GET /api/digits" in line] == [
+        line for line in run.stderr.splitlines() if line.endswith(" GET /api/digits 200")
+    ] and run.stderr.count("GET /api/digits 200") == 1
+
+
 # --- stopping ------------------------------------------------------------------------------------
 
 # `numgen serve` whose decoding of the point (1.5, 0) takes a second longer
@@ -234,7 +255,10 @@ def test_sigterm_lets_the_requests_in_flight_finish(models) -> None:
             target=lambda: answers.append(httpx.get(f"{url}/api/decode?z=1.5&z=0", timeout=120))
         )
         request.start()
-        time.sleep(0.4)  # the request is in the model now
+        deadline = time.monotonic() + 60
+        while httpx.get(f"{url}/healthz").json()["pending"] < 1:  # the request is in the server
+            assert time.monotonic() < deadline, "the request never arrived"
+            time.sleep(0.01)
         os.kill(server.pid, signal.SIGTERM)
         request.join(timeout=120)
         assert answers and answers[0].status_code == 200  # finished, not cut off
