@@ -29,7 +29,8 @@ import torch
 from safetensors.torch import save
 
 from numgen.checkpoint_checks import checksum, read_model_weights, specs_of
-from numgen.errors import NumgenError
+from numgen.config import read_json
+from numgen.errors import ConfigError, NumgenError
 from numgen.models import MODEL_KINDS, Generator, build_model, config_from_dict
 from numgen.version import __version__
 
@@ -105,11 +106,9 @@ def read_config(directory: str | Path) -> dict:
         if not path.is_file():
             raise ModelError(f"{directory}: not a model directory (missing {path.name})")
     try:
-        config = json.loads(config_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
-        raise ModelError(f"{config_path}: not valid JSON ({err})") from None
-    if not isinstance(config, dict):
-        raise ModelError(f"{config_path}: expected a JSON object")
+        config = read_json(config_path)  # bounded in size and depth, UTF-8, an object
+    except ConfigError as err:
+        raise ModelError(str(err)) from None
     config.pop("numgen_version", None)
     return config
 
