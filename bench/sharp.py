@@ -44,7 +44,7 @@ from numgen import compose, generate, pictures
 from numgen.data import Digits, load_digits, to_tensor, to_uint8
 from numgen.evaluate_samples import tstr_accuracy
 from numgen.hub import load
-from numgen.layout import draw_layout, lay_out, resize_about_centre
+from numgen.layout import draw_layout, hands, lay_out, resize_about_centre
 from numgen.metrics import frechet_distance, precision_recall
 from numgen.models.sampling import Sampling
 from numgen.recognizer import (
@@ -85,7 +85,7 @@ def real_numbers(test: Digits, count: int, length: int) -> list[tuple[str, Image
     for i in range(count):
         text = "".join(map(str, rng.integers(0, 10, length)))
         glyphs = np.stack([by_digit[int(c)][rng.integers(len(by_digit[int(c)]))] for c in text])
-        layout = draw_layout(np.random.default_rng(i), length)
+        layout = draw_layout(np.random.default_rng(i), text, hands(np.array([i])))
         canvas, _ = lay_out(resize_about_centre(glyphs, layout.scales), layout)
         numbers.append((text, compose.to_picture(canvas)))
     return numbers

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from numgen import compose, export, generate
 from numgen.cli.main import main
 from numgen.errors import ConfigError
-from numgen.hub import load, save_pretrained
+from numgen.hub import load, place, save_pretrained
 from numgen.models import FlowConfig, OneStepConfig, build_model, config_from_dict
 from numgen.models.onestep import StylePrior
 from numgen.models.sampling import Sampling
@@ -143,6 +143,9 @@ def test_seeds_give_the_same_bytes_through_save_load_and_every_writing_feature(t
     model, _ = tiny_onestep()
     save_pretrained(model, tmp_path / "m")
     again = load(tmp_path / "m")
+    # load places a model in the memory layout it runs fastest in; the same layout gives the same
+    # bytes (another layout's convolutions may differ in the last bit on some CPUs)
+    model = place(model, "cpu")
     styles = generate.draw_styles(model, 4, 0)
     np.testing.assert_array_equal(
         generate.draw(model, styles, [1, 2, 3, 4]), generate.draw(again, styles, [1, 2, 3, 4])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PIL import Image
+from scipy import ndimage
 
 from numgen import compose, glyphs, outline, pictures
 from numgen.recognizer import Recognizer
@@ -39,6 +40,28 @@ def test_strokes_are_solid_with_a_thin_edge_and_keep_their_width() -> None:
     )
     assert width_128 / scale == pytest.approx(width_28, rel=0.1)
     assert crisp.sum() / scale**2 == pytest.approx(drawing.sum(), rel=0.1)  # as much ink
+
+
+def test_a_stroke_thinner_than_a_pixel_stays_whole() -> None:
+    # half a pixel wide: its ink rises and falls along it (0.2-0.7), so a fixed half-ink contour
+    # cut it into beads (15 pieces before the contour followed the stroke's own peak)
+    thin = glyphs.ink([np.array([[4.0, 6.0], [23.0, 20.0]])], 0.5)
+    assert thin.max() < 0.8
+    crisp = outline.crisp(thin, 96)
+    assert ndimage.label(crisp >= 0.5)[1] == 1
+    assert crisp.max() == 1.0
+
+
+def test_faint_specks_are_dropped_and_full_ink_dots_kept() -> None:
+    drawing = soft_stroke()
+    drawing[20:22, 22:24] = [[0.31, 0.47], [0.28, 0.22]]  # a faint speck the flow left
+    # a thin hand's full stop: as small as a speck, but full ink
+    dot = glyphs.ink([np.array([[6.0, 23.0], [6.3, 23.3]])], 1.3)
+    crisp = outline.crisp(np.maximum(drawing, dot), 96)
+    scale = 96 / 28
+    assert crisp[int(19 * scale) : int(23 * scale), int(21 * scale) : int(25 * scale)].max() == 0
+    assert crisp[int(4 * scale) : int(8 * scale), int(21 * scale) : int(25 * scale)].max() == 1.0
+    assert ndimage.label(crisp > 0)[1] == 2  # the stroke and the dot
 
 
 def test_the_picture_at_a_height_is_the_crisp_outline(tmp_path) -> None:

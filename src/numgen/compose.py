@@ -24,7 +24,7 @@ from numgen import generate, glyphs, legibility, outline
 from numgen.data import to_uint8
 from numgen.errors import ComposeError
 from numgen.hub import load
-from numgen.layout import Layout, draw_layout, lay_out, resize_about_centre
+from numgen.layout import TOUCHING, Layout, draw_layout, hands, lay_out, resize_about_centre
 from numgen.models import Generator
 from numgen.models.sampling import Sampling
 from numgen.pictures import centre_like_mnist, image_to_ink, read_digits
@@ -208,7 +208,8 @@ def render(
 
 def write(
     model: Generator, text: str, style: np.ndarray | None = None, style_seed: int = 0, seed: int = 0,
-    height: int = 28, ink: str = "light", sampling: Sampling | None = None,
+    height: int = 28, ink: str = "light", touching: float = TOUCHING,
+    sampling: Sampling | None = None,
 ) -> Image.Image:  # fmt: skip
     """The number ``text`` written in one handwriting style, as an "L" image ``height`` tall;
     its characters other than digits (``CHARACTERS``) drawn in that hand, with ``sampling``
@@ -216,8 +217,11 @@ def write(
 
     The style is ``style`` (``(style_dim,)``, e.g. from :func:`style_from_image`), kept as given,
     or else the one drawn with ``style_seed`` (redrawn from that seed's stream if the model's
-    legibility check misreads a digit); ``seed`` draws the jitter of sizes, heights and gaps
-    (and each digit's own randomness, for families that have some).
+    legibility check misreads a digit). The writer's layout habits (:class:`numgen.layout.Hand`:
+    size, spacing, baseline drift, and how often digits touch, ``touching`` on average over
+    hands) come with the style seed, or with ``seed`` for a given style; ``seed`` draws the
+    jitter of sizes, heights and gaps about them (and each digit's own randomness, for families
+    that have some).
     """
     check_model(model)
     text = check_text(text)
@@ -227,7 +231,8 @@ def write(
         rounds = legibility.ROUNDS
     else:
         styles, rounds = legibility.given(check_style(model, style)[None]), 0
-    layout = draw_layout(np.random.default_rng(seed), len(text))
+    hand = hands(np.array([seed if style is not None else style_seed]), touching)
+    layout = draw_layout(np.random.default_rng(seed), text, hand)
     seeds = generate.digit_seeds(seed, len(text))
     [(canvas, _)] = render(model, [text], styles, [layout], seeds, rounds, sampling)
     return to_picture(canvas, height, ink)
@@ -288,10 +293,12 @@ class Writer:
 
     def write(
         self, text: str, style: np.ndarray | None = None, style_seed: int = 0, seed: int = 0,
-        height: int = 28, ink: str = "light",
+        height: int = 28, ink: str = "light", touching: float = TOUCHING,
     ) -> Image.Image:  # fmt: skip
         """The number ``text`` in one style, as an "L" image (see :func:`write`)."""
-        return write(self.model, text, style, style_seed, seed, height, ink, self.sampling)
+        return write(
+            self.model, text, style, style_seed, seed, height, ink, touching, self.sampling
+        )
 
     def style_from_image(self, image: Image.Image | np.ndarray) -> np.ndarray:
         """The style of a picture of one digit: ``(style_dim,)`` (see :func:`style_from_image`)."""

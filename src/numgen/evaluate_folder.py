@@ -36,7 +36,7 @@ from numgen.errors import ComposeError
 from numgen.evaluate_samples import random_subset, tstr_accuracy
 from numgen.folders import Sample, read_folder
 from numgen.judging import Judges, Reading
-from numgen.layout import draw_layout, lay_out, resize_about_centre
+from numgen.layout import draw_layout, hands, lay_out, resize_about_centre
 from numgen.pictures import centre_like_mnist, open_image
 
 Box = tuple[int, int, int, int]
@@ -110,7 +110,7 @@ def real_counterpart(real: RealDigits, text: str, height: int, path: str) -> np.
     glyphs = real.take(text)
     if path == "direct":
         return cut(Image.fromarray(glyphs[0]), text, None, path)
-    layout = draw_layout(real.rng, len(text))
+    layout = draw_layout(real.rng, text, hands(real.rng.integers(2**62, size=1)))
     scaled = resize_about_centre(glyphs / np.float32(255), layout.scales)
     canvas, columns = lay_out(scaled, layout)
     pixels = compose.to_pixels(canvas, max(8, height))

@@ -1,5 +1,7 @@
-"""How the characters of a number sit side by side: each cut to its inked columns, with a little
-seeded jitter of size, height and gap, within a margin as MNIST's border.
+"""How the characters of a number sit side by side, as one writer sets them down: each cut to its
+inked columns, at its hand's size, spacing and baseline (a :class:`Hand`, drawn from the style's
+seed), with seeded jitter of size, height and gap about them; neighbouring digits touch or
+overlap in a share of pairs; a margin as MNIST's border on both ends.
 
 Cells are float arrays ``(N, 28, 28)`` in [0, 1] (ink = 1); a canvas is ``(28, W)``.
 """
@@ -12,37 +14,131 @@ import numpy as np
 import torch
 
 from numgen import glyphs
+from numgen.errors import ComposeError
+from numgen.generate import uniforms
 
-# Layout of a number, in pixels of the 28×28 digit cells.
+# Layout of a number, in pixels of the 28×28 digit cells. A writer's habits (the :class:`Hand`)
+# set its size, spacing, baseline drift and how often its digits touch; each character then
+# jitters about them.
 MARGIN = 4  # blank columns left and right of the number, as MNIST's 4-pixel border
-GAPS = (2, 5)  # blank columns between neighbouring digits: drawn uniformly from this range
-RISE = 1  # each digit moves up or down by up to this many pixels
-SIZE_JITTER = 0.06  # each digit is scaled by a factor within 1 ± this
+SIZES = (0.88, 1.04)  # a hand's size: every character of its number scaled by a factor in here
+SPACINGS = (1.5, 5.0)  # a hand's usual blank columns between neighbours
+DRIFT = 0.35  # a hand's baseline climbs or falls by up to this many rows per character
+TOUCHING = 0.2  # the default share of neighbouring digits that touch or overlap (see Hand)
+MAX_OVERLAP = 3  # touching neighbours' ink columns overlap by 0 to this many columns
+SIZE_JITTER = 0.04  # each character is scaled by a further factor within 1 ± this
+SPACING_JITTER = 1.5  # each gap lies within the hand's spacing ± this (at least 1 column)
+RISE = 1  # each character moves up or down by up to this many rows about the baseline
+MAX_RISE = 3  # and never more than this in all: the cells' 4-pixel border keeps its ink whole
+HAND_SLOTS = 4  # uniform numbers per hand: size, spacing, drift, touching
+HAND_KEY = 37  # keys the hash of a hand apart from other uses of the same seeds
+
+
+@dataclass(frozen=True)
+class Hand:
+    """How one writer lays out a number, shared by all its characters (arrays: one value per
+    number, so many numbers' hands are drawn at once by :func:`hands`).
+
+    ``touching`` is the share of neighbouring digit pairs whose ink columns meet or overlap.
+    People's habits differ: some write every digit apart, others run them together (touching
+    pairs are the classic hard case of reading digit strings: cheque amounts, forms, postcodes).
+    Each hand's share is drawn uniformly between 0 and twice the export's ``touching`` setting,
+    so that setting is the mean share over hands; its default, 0.2, makes touching pairs a common
+    minority, and 0 keeps every pair apart as numgen did before.
+    """
+
+    size: np.ndarray  # (N,) size factor of the number
+    spacing: np.ndarray  # (N,) usual blank columns between neighbours
+    drift: np.ndarray  # (N,) rows the baseline climbs per character (negative: falls)
+    touching: np.ndarray  # (N,) share of neighbouring digit pairs that touch or overlap
+
+
+def check_touching(touching: float) -> float:
+    """``touching`` if it is a share from 0 to 0.5 (hands then touch in up to all pairs)."""
+    if not 0 <= touching <= 0.5:
+        raise ComposeError(f"touching={touching}: choose a share of digit pairs from 0 to 0.5")
+    return float(touching)
+
+
+def hands(seeds: np.ndarray, touching: float = TOUCHING) -> Hand:
+    """The hands of the numbers whose styles were drawn with ``seeds`` ``(N,)`` (a hash of each
+    seed, so a style seed always brings the same habits), around the mean ``touching`` share."""
+    u = uniforms(HAND_KEY, np.asarray(seeds, np.int64), HAND_SLOTS).T  # (4, N)
+    return Hand(
+        size=(SIZES[0] + (SIZES[1] - SIZES[0]) * u[0]).astype(np.float32),
+        spacing=SPACINGS[0] + (SPACINGS[1] - SPACINGS[0]) * u[1],
+        drift=DRIFT * (2 * u[2] - 1),
+        touching=2 * check_touching(touching) * u[3],
+    )
 
 
 @dataclass(frozen=True)
 class Layout:
-    """The jitter of one number of ``n`` digits, drawn by :func:`draw_layout`."""
+    """The jitter of one number of ``n`` characters, drawn by :func:`draw_layout`."""
 
-    scales: np.ndarray  # (n,) size factor of each digit, within 1 ± SIZE_JITTER
-    rises: np.ndarray  # (n,) int: pixels each digit moves up (negative: down)
-    gaps: np.ndarray  # (n - 1,) int: blank columns between neighbours
+    scales: np.ndarray  # (n,) size factor of each character
+    rises: np.ndarray  # (n,) int: pixels each character moves up (negative: down)
+    gaps: np.ndarray  # (n - 1,) int: blank columns between neighbours (negative: overlap)
 
 
-def draw_layout(rng: np.random.Generator, n: int) -> Layout:
-    """Random sizes, heights and gaps for ``n`` digits, all from one draw of ``rng``."""
-    scales, rises, gaps = jitter(rng.random((3, n)))
+def draw_layout(rng: np.random.Generator, text: str, hand: Hand) -> Layout:
+    """Sizes, heights and gaps for the characters of ``text`` in ``hand`` (one number's), from
+    one draw of ``rng``."""
+    n = len(text)
+    scales, rises, gaps = jitter(
+        rng.random((3, n)), hand, np.zeros(n, int), positions([n]), touchable(text)
+    )
     return Layout(scales=scales, rises=rises, gaps=gaps[1:])
 
 
-def jitter(u: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each digit's size factor, rise and gap before it, from uniform numbers ``u`` ``(3, ...)``
-    in [0, 1), digit by digit (so many numbers' digits can be done at once)."""
+def positions(lengths: list[int] | np.ndarray) -> np.ndarray:
+    """Each character's place from the middle of its number, for numbers of ``lengths``, in a
+    row: ``[-1.5, -0.5, 0.5, 1.5]`` for one of 4 characters."""
+    return np.concatenate([np.arange(n) - (n - 1) / 2 for n in lengths])
+
+
+def touchable(chars: str) -> np.ndarray:
+    """Whether each character and the one before it are both digits (only digits run into each
+    other), ``(len(chars),)`` bool; for many numbers' characters in a row, a number's first
+    digit must be masked by the caller or follow a non-digit."""
+    digit = np.array([c in glyphs.DIGITS for c in chars], bool)
+    return digit & np.concatenate([[False], digit[:-1]])
+
+
+def jitter(
+    u: np.ndarray, hand: Hand, number: np.ndarray, position: np.ndarray, may_touch: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each character's size factor, rise and gap before it, from uniform numbers ``u``
+    ``(3, ...)`` in [0, 1), character by character (so many numbers' characters can be done at
+    once): ``number`` says whose hand each character follows, ``position`` where it stands in
+    its number (:func:`positions`), ``may_touch`` whether it may touch the one before it.
+
+    A character touches its neighbour with its hand's ``touching`` chance, read from the same
+    uniform number as its gap: then the gap is 0 to ``-MAX_OVERLAP`` columns, else the hand's
+    spacing ± ``SPACING_JITTER``, at least 1."""
+    size, spacing = hand.size[number], hand.spacing[number]
+    drift, share = hand.drift[number], hand.touching[number]
+    baseline = drift * position + RISE * (2 * u[1] - 1)
+    touch = may_touch & (u[2] < share)
+    overlap = np.floor(u[2] / np.maximum(share, 1e-9) * (MAX_OVERLAP + 1)).astype(int)
+    apart = (u[2] - share) / np.maximum(1 - share, 1e-9)  # uniform again, given no touch
+    spaced = np.maximum(1, np.rint(spacing + SPACING_JITTER * (2 * apart - 1))).astype(int)
     return (
-        (1 + SIZE_JITTER * (2 * u[0] - 1)).astype(np.float32),
-        (u[1] * (2 * RISE + 1)).astype(int) - RISE,
-        GAPS[0] + (u[2] * (GAPS[1] - GAPS[0] + 1)).astype(int),
+        (size * (1 + SIZE_JITTER * (2 * u[0] - 1))).astype(np.float32),
+        np.clip(np.rint(baseline), -MAX_RISE, MAX_RISE).astype(int),
+        np.where(touch, -np.minimum(overlap, MAX_OVERLAP), spaced),
     )
+
+
+def starts(widths: np.ndarray, gaps: np.ndarray) -> tuple[np.ndarray, int]:
+    """The left column of each of a number's characters on its canvas, ``(n,)``, and the
+    canvas's width, for characters ``widths`` columns wide with ``gaps`` ``(n - 1,)`` between
+    them, within a ``MARGIN`` on both ends. Neighbours overlap by at most a third of the
+    narrower's width, so a thin 1 is never hidden behind its neighbour."""
+    widths = np.asarray(widths, int)
+    gaps = np.maximum(np.asarray(gaps, int), -(np.minimum(widths[:-1], widths[1:]) // 3))
+    left = MARGIN + np.concatenate([[0], np.cumsum(widths[:-1] + gaps)]).astype(int)
+    return left, int((left + widths).max()) + MARGIN
 
 
 def resize_about_centre(images: np.ndarray, scales: np.ndarray) -> np.ndarray:
@@ -72,21 +168,23 @@ def lay_out(
     cells: np.ndarray, layout: Layout, text: str | None = None
 ) -> tuple[np.ndarray, list[tuple[int, int]]]:
     """Place the characters' cells ``(n, 28, 28)`` side by side: each is cut to its inked columns,
-    raised by its rise, and separated from the previous by its gap, within a ``MARGIN`` on both
-    ends; a space of ``text`` (digits alone when None) is ``glyphs.SPACE_WIDTH`` blank columns.
+    raised by its rise, and set its gap after the previous (:func:`starts`; where neighbours
+    overlap, the stronger ink wins), within a ``MARGIN`` on both ends; a space of ``text`` (digits
+    alone when None) is ``glyphs.SPACE_WIDTH`` blank columns.
 
     Returns the canvas ``(28, W)`` in [0, 1] and the columns ``[x0, x1)`` on it of each character
     other than a space.
     """
     text = glyphs.DIGITS[0] * len(cells) if text is None else text
     first, widths = glyphs.inked_columns(cells, text)
-    canvas = np.zeros((28, 2 * MARGIN + widths.sum() + layout.gaps.sum()), dtype=np.float32)
-    boxes, x = [], MARGIN
+    left, width = starts(widths, layout.gaps)
+    canvas = np.zeros((28, width), dtype=np.float32)
+    boxes = []
     for i, cell in enumerate(cells):
-        r = int(layout.rises[i])  # rows move up by r; the 4-pixel border keeps the ink whole
+        r, x, w = int(layout.rises[i]), int(left[i]), int(widths[i])  # rows move up by r
         if text[i] != glyphs.SPACE:
-            src = cell[max(r, 0) : 28 + min(r, 0), first[i] : first[i] + widths[i]]
-            canvas[max(-r, 0) : 28 + min(-r, 0), x : x + widths[i]] = src
-            boxes.append((x, x + int(widths[i])))
-        x += int(widths[i]) + (int(layout.gaps[i]) if i < len(layout.gaps) else 0)
+            src = cell[max(r, 0) : 28 + min(r, 0), first[i] : first[i] + w]
+            region = canvas[max(-r, 0) : 28 + min(-r, 0), x : x + w]
+            np.maximum(region, src, out=region)
+            boxes.append((x, x + w))
     return canvas, boxes

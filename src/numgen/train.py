@@ -161,7 +161,8 @@ def train_epoch(
     totals = None
     for i in range(n_batches):
         index = order[i * batch_size : (i + 1) * batch_size]
-        xb, yb = x[index], y[index]
+        # index_select copies whole rows; x[index] (advanced indexing) took ~3x as long
+        xb, yb = x.index_select(0, index), y.index_select(0, index)
         with precision:
             parts = loss_of(xb, yb, generator=noise, kl_weight=kl_weight(i) if kl_weight else None)
         # the parts reach the host in one copy per batch (one GPU sync), not one per part

@@ -15,6 +15,7 @@ from numgen.cli.common import Seed, app, console, out_path, progress_bar, writab
 from numgen.compose import DEFAULT_WRITER
 from numgen.config import MAX_SEED, fits
 from numgen.hub import load
+from numgen.layout import TOUCHING
 from numgen.models import Generator
 from numgen.models.sampling import Sampling
 from numgen.pictures import open_image
@@ -37,6 +38,14 @@ Guidance = Annotated[
 ]
 
 
+Touching = Annotated[
+    float,
+    typer.Option(
+        help="Mean share of neighbouring digits that touch or overlap, 0 (always apart) to 0.5; "
+        "each hand's own share is drawn around it (numgen.layout.Hand).",
+        min=0.0, max=0.5,
+    ),
+]  # fmt: skip
 Check = Annotated[
     bool,
     typer.Option(
@@ -101,6 +110,7 @@ def write_command(
         ),
     ] = 28,
     ink: Annotated[str, typer.Option(help="light (white on black, as MNIST) or dark.")] = "light",
+    touching: Touching = TOUCHING,
     out: Annotated[
         Path | None,
         typer.Option(help="PNG to write [default: TEXT.png, with / : ( ) and spaces as _]."),
@@ -122,7 +132,8 @@ def write_command(
     writer = compose.Writer(generator, sampling=sampling)
     style = writer.style_from_image(open_image(style_from)) if style_from else None
     pictures = [
-        writer.write(text, style, style_seed + i, seed + i, height, ink) for i in range(variants)
+        writer.write(text, style, style_seed + i, seed + i, height, ink, touching)
+        for i in range(variants)
     ]
     if variants == 1:
         out_path(plots.save_image(np.asarray(pictures[0]), out))
@@ -217,6 +228,7 @@ def dataset_command(
         ),
     ] = 28,
     ink: Annotated[str, typer.Option(help="light (white on black, as MNIST) or dark.")] = "light",
+    touching: Touching = TOUCHING,
     format: Annotated[
         str, typer.Option("--format", help=f"{' | '.join(export.FORMATS)} (see the README).")
     ] = "webdataset",
@@ -268,7 +280,7 @@ def dataset_command(
         min_length=low, max_length=high, alphabet=alphabet, seed=seed, height=height,
         ink=ink, model=model, format=format, shard_size=shard_size,
         split=export.parse_split(split), png_level=png_level, ode_steps=ode_steps,
-        guidance=guidance, check=check,
+        guidance=guidance, check=check, touching=touching,
     )  # fmt: skip
     with progress_bar("dataset") as progress:
         task = progress.add_task("images", total=config.count, status="")

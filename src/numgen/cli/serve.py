@@ -114,8 +114,8 @@ def serve_command(
     max_wait: Annotated[
         float,
         typer.Option(
-            help="Seconds a new API request may expect to wait for those ahead of it; beyond, "
-            "it gets a 503 with Retry-After at once.",
+            help="Seconds a new API request may expect to take, by the work queued ahead of it "
+            "and a margin from recent answers; beyond, it gets a 503 with Retry-After at once.",
             min=0.01,
             max=3600,
         ),

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from numgen import __version__, glyphs, patterns
+from numgen import __version__, glyphs, layout, patterns
 from numgen.export.formats import COLUMNS, STR_COLUMNS, data_patterns
 from numgen.export.recipe import ExportConfig
 from numgen.hub import atomic_write
@@ -60,6 +60,20 @@ def size_category(count: int) -> str:
         return "n<1K"
     k = min(len(str(count)) - 4, len(names) - 2)  # 4 digits: 1K<n<10K
     return f"{names[k]}<n<{names[k + 1]}"
+
+
+def layout_line(config: ExportConfig) -> str:
+    """The card's words on how each number is laid out (:mod:`numgen.layout`)."""
+    return (
+        "Layout: each number in its writer's hand, which comes with its style seed "
+        f"(`numgen.layout.Hand`): size ×{layout.SIZES[0]}-{layout.SIZES[1]}, "
+        f"{layout.SPACINGS[0]}-{layout.SPACINGS[1]} blank columns between neighbours, a baseline "
+        f"drifting up to ±{layout.DRIFT} rows per character, and per character ±"
+        f"{layout.SIZE_JITTER:.0%} size, ±{layout.RISE} row and ±{layout.SPACING_JITTER} columns. "
+        f"Neighbouring digits touch or overlap (by 0-{layout.MAX_OVERLAP} columns) in a share "
+        f"of pairs averaging {config.touching:g} (`--touching`; each hand's own share lies "
+        f"between 0 and {2 * config.touching:g}); the boxes of touching digits may overlap."
+    )
 
 
 def header(config: ExportConfig, splits: dict[str, dict]) -> dict:
@@ -156,6 +170,7 @@ def write_card(
         f"Seed {config.seed}, {texts_line(config)}, {config.height} pixels tall, {config.ink} "
         f"ink, shards of {config.shard_size:,} images. Splits: "
         + ", ".join(f"{n} {s['rows']:,}" for n, s in splits.items()) + ".", "",
+        layout_line(config), "",
         f"Load it: `{loader}`.", "",
         "## A row", "",
         "- `text`: the number as written, a string (leading zeros kept: \"007\");",

@@ -35,7 +35,7 @@ from numgen.compose import (
 )
 from numgen.config import check_fields
 from numgen.generate import uniforms
-from numgen.layout import jitter
+from numgen.layout import TOUCHING, check_touching, hands, jitter, positions, touchable
 from numgen.models import Generator
 from numgen.models.sampling import Sampling, check_sampling
 
@@ -72,6 +72,7 @@ class ExportConfig:
     kind: str = "integer"  # what the texts are: digit strings, or one of numgen.patterns.KINDS
     texts_file: str | None = None  # a file of texts, one a line: row i writes line i % lines
     texts_sha256: str | None = None  # that file's digest (filled in when None)
+    touching: float = TOUCHING  # mean share of neighbouring digits that touch (numgen.layout.Hand)
 
     def __post_init__(self) -> None:
         check_fields(self)  # types first: a count of 2.5 or "many" is named, not compared
@@ -104,6 +105,7 @@ class ExportConfig:
         if not 0 <= self.png_level <= 9:
             raise ComposeError(f"png_level={self.png_level}: choose 0 (no compression) to 9")
         check_sampling(self.ode_steps, self.guidance, solver=None)  # before any model is loaded
+        check_touching(self.touching)
 
     @property
     def num_shards(self) -> int:
@@ -144,7 +146,8 @@ class ExportConfig:
         )
         split = ",".join(f"{name}={share:g}" for name, share in self.split.items())
         options = {"count": self.count, "length": length, "alphabet": self.alphabet, "seed": self.seed,
-                   "model": self.model, "height": self.height, "ink": self.ink, "format": self.format,
+                   "model": self.model, "height": self.height, "ink": self.ink, "touching": self.touching,
+                   "format": self.format,
                    "split": split, "shard-size": self.shard_size, "png-level": self.png_level,
                    "ode-steps": self.ode_steps, "guidance": self.guidance}  # fmt: skip
         if self.texts_file is not None:
@@ -274,14 +277,12 @@ def plan(config: ExportConfig, indices: range) -> Batch:
     keep = np.arange(n_max)[None, :] < lengths[:, None]  # (N, n_max): the digits each number has
     chars = alphabet[digits].tobytes().decode()
     texts = [chars[i * n_max : i * n_max + n] for i, n in enumerate(lengths.tolist())]
-    scales, rises, gaps = jitter(
-        u[:, 2 + n_max : 2 + 4 * n_max].reshape(-1, 3, n_max).transpose(1, 0, 2)
-    )
+    style_seeds = (u[:, 1] * SEED_RANGE).astype(np.int64)
+    layout = u[:, 2 + n_max : 2 + 4 * n_max].reshape(-1, 3, n_max).transpose(1, 0, 2)[:, keep]
     seeds = (u[:, 2 + 4 * n_max :] * 2.0**63).astype(np.int64)
     return Batch(
-        indices, texts, (u[:, 1] * SEED_RANGE).astype(np.int64),
-        scales[keep], rises[keep], gaps[keep], seeds[keep],
-    )  # fmt: skip
+        indices, texts, style_seeds, *jitter_rows(config, texts, style_seeds, layout), seeds[keep]
+    )
 
 
 def plan_texts(config: ExportConfig, indices: range) -> Batch:
@@ -300,9 +301,22 @@ def plan_texts(config: ExportConfig, indices: range) -> Batch:
     n_max = int(lengths.max())
     u = uniforms(config.seed, index, base + 4 * n_max)[:, base:].reshape(len(index), n_max, 4)
     keep = np.arange(n_max)[None, :] < lengths[:, None]
-    scales, rises, gaps = jitter(u[:, :, :3].transpose(2, 0, 1))
+    style_seeds = (head[:, 1] * SEED_RANGE).astype(np.int64)
+    layout = u[:, :, :3].transpose(2, 0, 1)[:, keep]
     seeds = (u[:, :, 3] * 2.0**63).astype(np.int64)
     return Batch(
-        indices, texts, (head[:, 1] * SEED_RANGE).astype(np.int64),
-        scales[keep], rises[keep], gaps[keep], seeds[keep],
+        indices, texts, style_seeds, *jitter_rows(config, texts, style_seeds, layout), seeds[keep]
+    )
+
+
+def jitter_rows(
+    config: ExportConfig, texts: list[str], style_seeds: np.ndarray, u: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The size factors, rises and gaps of all characters of ``texts`` ``(D,)`` each, from their
+    uniform numbers ``u`` ``(3, D)``, each number in the hand of its style seed (with the
+    export's ``touching`` share)."""
+    lengths = [len(text) for text in texts]
+    return jitter(
+        u, hands(style_seeds, config.touching), np.repeat(np.arange(len(texts)), lengths),
+        positions(lengths), touchable("".join(texts)),
     )  # fmt: skip

@@ -18,7 +18,7 @@ from numgen import glyphs, legibility
 from numgen.compose import to_pixels
 from numgen.data import INK_LEVEL
 from numgen.export.recipe import Batch, ExportConfig, split_of
-from numgen.layout import MARGIN, resize_about_centre
+from numgen.layout import resize_about_centre, starts
 from numgen.plots import to_uint8
 
 CHUNK = 256  # images drawn together; part of the recipe, so it never depends on the workers
@@ -90,24 +90,22 @@ def render_rows(model, config: ExportConfig, batch: Batch) -> list[tuple[bytes, 
     )
     first, widths = glyphs.inked_columns(cells, chars)  # (C,) inked columns of each character
     top, bottom = first_and_last((cells > INK_LEVEL).any(axis=2))  # (C,) inked rows
-    # each character's left edge: the margin, then the widths and gaps of those before it
-    step = widths + np.append(batch.gaps[1:], 0)
     grey, rises = to_uint8(cells), batch.rises
     rows, d = [], 0
     for index, text, style_seed in zip(
         batch.indices, batch.texts, batch.style_seeds.tolist(), strict=True
     ):
         n = len(text)
-        starts = MARGIN + np.cumsum(step[d : d + n]) - step[d : d + n]
-        width = 2 * MARGIN + int(step[d : d + n - 1].sum() + widths[d + n - 1])
+        left, width = starts(widths[d : d + n], batch.gaps[d + 1 : d + n])
         canvas = np.zeros((28, width + 1), dtype=np.uint8)  # column 0: PNG filter bytes
         boxes = []
         for k in range(d, d + n):
             if chars[k] == glyphs.SPACE:
                 continue
-            r, x, w = int(rises[k]), int(starts[k - d]), int(widths[k])
+            r, x, w = int(rises[k]), int(left[k - d]), int(widths[k])
             src = grey[k, max(r, 0) : 28 + min(r, 0), first[k] : first[k] + w]
-            canvas[max(-r, 0) : 28 + min(-r, 0), 1 + x : 1 + x + w] = src
+            region = canvas[max(-r, 0) : 28 + min(-r, 0), 1 + x : 1 + x + w]
+            np.maximum(region, src, out=region)  # touching neighbours: the stronger ink wins
             boxes.append([x, max(int(top[k]) - r, 0), x + w, min(int(bottom[k]) - r + 1, 28)])
         meta = {"index": index, "text": text, "length": n, "boxes": boxes, "style_seed": style_seed}
         rows.append(finish(config, canvas, meta))

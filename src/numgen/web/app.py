@@ -45,7 +45,7 @@ from numgen import __version__, compose, generate, hub, plots
 from numgen.config import MAX_SEED
 from numgen.data import load_digits
 from numgen.errors import NonFiniteImage
-from numgen.web.batching import WAIT, BatchedModel, Batcher, run
+from numgen.web.batching import BATCH_SECONDS, WAIT, BatchedModel, Batcher, run
 from numgen.web.guard import Guard, HttpCache, LimitBody, Load
 from numgen.web.served import (
     Served,
@@ -71,7 +71,7 @@ MIN_HEIGHT, MAX_HEIGHT = 14, 112  # pixel height of a written number
 SETTINGS_ENV = "NUMGEN_SERVE_SETTINGS"  # create_app's arguments, as JSON, for worker processes
 MAX_PENDING = 256  # requests to /api/ at once; the next one gets a 503 with Retry-After
 TIMEOUT = 10.0  # seconds a request may take before it gets a 503
-MAX_WAIT = 1.0  # seconds a request may expect to wait for those ahead of it, or it gets a 503
+MAX_WAIT = 1.0  # seconds a request may expect to take (see guard.Load), or it gets a 503
 # A request body this much bigger than the largest upload is refused before it is read.
 MAX_BODY_BYTES = MAX_UPLOAD_BYTES + 64 * 1024
 
@@ -111,14 +111,16 @@ async def image_response(image: np.ndarray | Image.Image, format: str, **values)
 def create_app(
     models: dict[str, str] | None = None, max_pending: int = MAX_PENDING,
     timeout: float = TIMEOUT, batch_wait: float = WAIT, max_wait: float = MAX_WAIT,
+    batch_seconds: float = BATCH_SECONDS,
 ) -> FastAPI:  # fmt: skip
     """The app serving ``models`` (served name -> bundled name or model directory; default: the
     bundled generators). Every model is loaded, and every 2-D one encodes the test digits, here.
 
-    At most ``max_pending`` API requests run at once, and none is let in that would wait longer
-    than ``max_wait`` seconds for those ahead of it; each runs for at most ``timeout`` seconds; model
-    calls wait up to ``batch_wait`` seconds to be batched with other requests'. It changes
-    nothing of the process: a server sets that up where it starts (:mod:`numgen.web.served`)."""
+    At most ``max_pending`` API requests run at once, and none is let in that would take longer
+    than ``max_wait`` seconds (:class:`~numgen.web.guard.Load`); each runs for at most
+    ``timeout`` seconds; model calls wait up to ``batch_wait`` seconds to be batched with other
+    requests', in batches of up to ``batch_seconds`` of model time. It changes nothing of the
+    process: a server sets that up where it starts (:mod:`numgen.web.served`)."""
     sources = {name: name for name in hub.generator_names()} if models is None else models
     if not sources:
         raise hub.ModelError(
@@ -126,7 +128,7 @@ def create_app(
         )
     test = load_digits("embedded", "test")  # 1,000 real MNIST digits that ship with numgen
     load = Load(max_pending, timeout, max_wait)
-    batcher = Batcher(wait=batch_wait, in_progress=lambda: load.pending)
+    batcher = Batcher(batch_wait, in_progress=lambda: load.pending, batch_seconds=batch_seconds)
     served = {}
     for name, source in sources.items():
         model = hub.load(source)
@@ -164,7 +166,7 @@ def create_app(
     app.add_middleware(HttpCache, identity=digest, paths=cached)
     detail = f"request body larger than {MAX_UPLOAD_BYTES // 2**20} MiB"
     app.add_middleware(LimitBody, limit=MAX_BODY_BYTES, detail=detail)
-    app.add_middleware(Guard, load=load)
+    app.add_middleware(Guard, load=load, endpoints=frozenset(cached | {"/api/style"}))
 
     def pick(name: str | None, default: str | None, use: str) -> Served:
         """The served model asked for, or the default one for this use; 404 when unknown."""
@@ -206,14 +208,16 @@ def create_app(
 
     @app.get("/healthz", tags=["server"])
     async def health() -> dict:
-        """The server is up: API requests in progress and refused (503) so far, and how many
-        model calls ran with how many rows (the batch sizes reached), and the CPU seconds the
-        model thread spent on them."""
+        """The server is up: API requests in progress and refused (503) so far, the server's
+        seconds per request of each endpoint and how much later than estimated its answers
+        came (the guard's measures, :class:`numgen.web.guard.Load`), how many model calls ran
+        with how many rows (the batch sizes reached), and the model thread's CPU seconds."""
         return {
             "status": "ok",
             "pending": load.pending,
             "refused": load.refused,
-            "expected_wait_s": round(load.expected_wait(), 4),
+            "service_s": {e: round(seconds, 4) for e, seconds in load.services().items()},
+            "margin_s": {e: round(load.margin(e), 4) for e in load.services()},
             "batch_rows": dict(sorted(batcher.sizes.items())),
             "model_cpu_seconds": round(batcher.model_seconds, 3),
         }

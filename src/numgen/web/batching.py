@@ -39,10 +39,12 @@ import torch
 
 from numgen.models import Generator
 from numgen.models.sampling import Sampling
+from numgen.web.guard import request_started
 
 CHUNK_ROWS = 8  # rows of every model call (see the module docstring)
 MAX_ROWS = 512  # a batch stops taking calls at this many rows (one larger call runs alone)
 WAIT = 0.002  # seconds a call may wait for others to join its batch
+BATCH_SECONDS = 0.1  # a batch stops taking calls at this much expected model time
 
 T = TypeVar("T")
 
@@ -64,6 +66,7 @@ class Call:
     sampling: Sampling | None
     result: asyncio.Future
     arrived: float  # the event loop's time
+    started: float  # when its request entered the app (time.perf_counter()): oldest first
 
     @property
     def rows(self) -> int:
@@ -107,10 +110,20 @@ class Batcher:
 
     A batch starts as soon as the model thread is free and either every request in progress
     (``in_progress()``) has its call queued, or the oldest call has waited ``wait`` seconds, or
-    ``max_rows`` rows are queued. So a lone request runs at once, and under load (the model busy
+    a full batch is queued. So a lone request runs at once, and under load (the model busy
     with the previous batch, the queue's oldest call older than ``wait``) the next batch follows
     the last without a pause. ``sizes`` counts the model calls by rows and ``model_seconds`` adds
     up the model thread's CPU time (the bench reads both from ``/healthz``).
+
+    A batch takes the calls of the oldest requests first (``guard.request_started``), up to
+    ``max_rows`` rows and ``batch_seconds`` of expected model time (each model's time per chunk
+    of rows, measured). So under load requests are served about in the order they came
+    in: a request's next round of drawing (the legibility check redraws a misread style) goes
+    before the first round of the requests that came after it, and one batch never holds the
+    model for long. Batching every queued call at once made each request's wait grow with the
+    requests that came *after* it: 200 clients writing with the flow, batches of up to 510 rows
+    (~0.9 s of model time), admitted writes answered in 2.3 s at the p99; the guard's admission,
+    which sees only the work ahead, cannot bound that.
 
     One thread, not more: with a second one drawing a second batch at once, 50 clients writing
     numbers on 2 cores got slower answers (p99 270-293 ms instead of 159-171 ms) for more CPU per
@@ -118,12 +131,15 @@ class Batcher:
 
     def __init__(
         self, wait: float = WAIT, max_rows: int = MAX_ROWS, chunk: int = CHUNK_ROWS,
-        in_progress: Callable[[], int] = lambda: 1,
+        in_progress: Callable[[], int] = lambda: 1, batch_seconds: float = BATCH_SECONDS,
     ) -> None:  # fmt: skip
         self.wait, self.max_rows, self.chunk, self.in_progress = wait, max_rows, chunk, in_progress
+        self.batch_seconds = batch_seconds
         self.sizes: Counter[int] = Counter()
         self.model_seconds = 0.0
+        self.chunk_seconds: dict[int, float] = {}  # id(model) -> wall seconds per chunk (average)
         self._queue: list[Call] = []
+        self._queued: Counter[Generator] = Counter()  # rows in the queue, by model
         self._runner: asyncio.Task | None = None  # gathers and runs batches while calls wait
         self._joined: asyncio.Future | None = None  # the runner waits on it for more calls
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="numgen-model")
@@ -134,8 +150,12 @@ class Batcher:
     ) -> torch.Tensor:  # fmt: skip
         """``model.draw(labels, styles, seeds, sampling)``, run in the next batch."""
         loop = asyncio.get_running_loop()
-        call = Call(model, labels, styles, seeds, sampling, loop.create_future(), loop.time())
+        started = request_started.get(time.perf_counter())
+        call = Call(
+            model, labels, styles, seeds, sampling, loop.create_future(), loop.time(), started
+        )
         self._queue.append(call)
+        self._queued[model] += call.rows
         if self._joined is not None and self._ready(call.arrived):
             _resolve(self._joined)
         # The runner is the running loop's (a test client may run each request in a new loop).
@@ -143,13 +163,42 @@ class Batcher:
             self._runner = loop.create_task(self._run())
         return await call.result
 
+    def _seconds(self, model: Generator, rows: int) -> float:
+        """The model time a call of ``rows`` rows of ``model`` is expected to take: its chunks
+        (the last one padded) at the model's measured time per chunk (0 before any)."""
+        return -(-rows // self.chunk) * self.chunk_seconds.get(id(model), 0.0)
+
     def _ready(self, now: float) -> bool:
         """Whether the queued calls make a batch without waiting for more."""
         return (
             len(self._queue) >= self.in_progress()
-            or sum(c.rows for c in self._queue) >= self.max_rows
+            or self._queued.total() >= self.max_rows
+            or sum(self._seconds(m, n) for m, n in self._queued.items()) >= self.batch_seconds
             or now >= self._queue[0].arrived + self.wait
         )
+
+    def _take(self) -> list[Call]:
+        """The next batch, out of the queue: the calls of the oldest requests that fit in
+        ``max_rows`` rows and ``batch_seconds`` of model time (at least one call, and a later
+        call where it fits in what is left, e.g. the padding of a chunk); cancelled calls (their
+        request timed out) are dropped."""
+        calls: list[Call] = []
+        rows: Counter[Generator] = Counter()  # rows taken, by model
+        seconds = 0.0
+        for call in sorted(self._queue, key=lambda c: c.started):
+            model, before = call.model, rows[call.model]
+            more = self._seconds(model, before + call.rows) - self._seconds(model, before)
+            fits = (
+                rows.total() + call.rows <= self.max_rows and seconds + more <= self.batch_seconds
+            )
+            if fits or not calls:
+                calls.append(call)
+                rows[model] += call.rows
+                seconds += more
+        taken = {id(call) for call in calls}
+        self._queue = [call for call in self._queue if id(call) not in taken]
+        self._queued -= rows
+        return [call for call in calls if not call.result.done()]
 
     async def _run(self) -> None:
         """Gather and run batches until no call waits."""
@@ -163,18 +212,16 @@ class Batcher:
                 finally:
                     timer.cancel()
                     self._joined = None
-            calls, rows = [], 0
-            while self._queue and (not calls or rows + self._queue[0].rows <= self.max_rows):
-                call = self._queue.pop(0)
-                if not call.result.done():  # not cancelled (its request timed out)
-                    calls.append(call)
-                    rows += call.rows
+            calls = self._take()
             if not calls:
                 continue
             drawn = await loop.run_in_executor(self._thread, self._draw_batch, calls)
-            outcomes, sizes, seconds = drawn
+            outcomes, sizes, seconds, timings = drawn
             self.sizes.update(sizes)
             self.model_seconds += seconds
+            for model, chunks, wall in timings:
+                known = self.chunk_seconds.setdefault(model, wall / chunks)
+                self.chunk_seconds[model] = known + 0.3 * (wall / chunks - known)
             for call, outcome in zip(calls, outcomes, strict=True):
                 if call.result.done():
                     continue
@@ -185,20 +232,25 @@ class Batcher:
 
     def _draw_batch(
         self, calls: list[Call]
-    ) -> tuple[list[torch.Tensor | Exception], list[int], float]:
+    ) -> tuple[list[torch.Tensor | Exception], list[int], float, list[tuple[int, int, float]]]:
         """In the model thread: each call's rows (or the error its own call raised), the rows of
-        each model call run, and the thread's CPU seconds."""
+        each model call run, the thread's CPU seconds, and (id(model), chunks, wall seconds)
+        of each model call."""
         start = time.thread_time()
         groups: dict[tuple, list[int]] = {}
         for index, call in enumerate(calls):
             groups.setdefault(call.group(), []).append(index)
         outcomes: list = [None] * len(calls)
         sizes: list[int] = []
+        timings = []
         for indices in groups.values():
+            began = time.perf_counter()
             drawn = self._draw([calls[i] for i in indices], sizes)
+            chunks = max(1, -(-sum(calls[i].rows for i in indices) // self.chunk))
+            timings.append((id(calls[indices[0]].model), chunks, time.perf_counter() - began))
             for index, outcome in zip(indices, drawn, strict=True):
                 outcomes[index] = outcome
-        return outcomes, sizes, time.thread_time() - start
+        return outcomes, sizes, time.thread_time() - start, timings
 
     def _draw(self, calls: list[Call], sizes: list[int]) -> list[torch.Tensor | Exception]:
         """One model call for ``calls`` (same model and argument kinds): each call's rows; the

@@ -6,7 +6,9 @@ opens and then sends its headers or body slowly ("slowloris"): ~1,100 of them ex
 1,024 open-files limit, and the server stopped answering. Here each request must arrive whole
 (headers and body) within ``NUMGEN_READ_TIMEOUT`` seconds of the connection opening or of the
 previous answer, and a connection beyond ``NUMGEN_MAX_CONNECTIONS`` open at once is answered 503
-and closed at once, so the process keeps files for its models, logs and real clients.
+and closed at once, so the process keeps files for its models, logs and real clients. Each
+request's scope also notes when it was read (:data:`numgen.web.guard.RECEIVED`): the guard
+counts the time it then waited for the event loop as part of its wait.
 
 The limits come from the environment (set by ``numgen serve``), so that worker processes, which
 uvicorn starts afresh, read them too.
@@ -17,8 +19,11 @@ from __future__ import annotations
 import asyncio
 import os
 import resource
+import time
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from numgen.web.guard import RECEIVED
 
 READ_TIMEOUT_ENV, MAX_CONNECTIONS_ENV = "NUMGEN_READ_TIMEOUT", "NUMGEN_MAX_CONNECTIONS"
 READ_TIMEOUT = 10.0  # seconds to send a whole request (headers and body)
@@ -55,7 +60,10 @@ class TimedH11Protocol(H11Protocol):
         super().connection_lost(exc)
 
     def handle_events(self) -> None:
+        scope = getattr(self, "scope", None)
         super().handle_events()
+        if getattr(self, "scope", None) is not scope:  # a new request: when it was read
+            self.scope[RECEIVED] = time.perf_counter()  # type: ignore[literal-required]
         if self.cycle is not None and not self.cycle.more_body and not self.cycle.response_complete:
             self._disarm()  # the request is in: what the app takes is the guard's to limit
 
