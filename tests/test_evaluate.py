@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from numgen import compose, hub
+from numgen import compose, files, hub
 from numgen.cli.main import main
 from numgen.data import Digits
 from numgen.evaluate import EvalConfig, evaluate, random_subset
@@ -214,8 +214,8 @@ def model_for_32px(tmp_path: Path) -> Path:
     weights["encoder.net.0.weight"] = torch.zeros(8, 32 * 32)
     weights["decoder.net.2.weight"] = torch.zeros(32 * 32, 8)
     weights["decoder.net.2.bias"] = torch.zeros(32 * 32)
-    hub.save_weights(tmp_path / hub.WEIGHTS_FILE, weights)
-    hub.write_json(tmp_path / hub.CONFIG_FILE, model.config.to_dict())
+    files.save_weights(tmp_path / hub.WEIGHTS_FILE, weights)
+    files.write_json(tmp_path / hub.CONFIG_FILE, model.config.to_dict())
     return tmp_path
 
 

@@ -18,7 +18,8 @@ from numgen import compose, export, legibility
 from numgen.cli.main import main
 from numgen.compose import ComposeError
 from numgen.export import formats, recipe
-from numgen.hub import atomic_write, save_pretrained
+from numgen.files import atomic_write
+from numgen.hub import save_pretrained
 from numgen.layout import Layout
 from numgen.models import VAEConfig, build_model
 

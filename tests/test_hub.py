@@ -10,13 +10,12 @@ import safetensors
 import safetensors.torch
 import torch
 
-from numgen import checkpoint_checks as checks
-from numgen import hub
+from numgen import files, hub
+from numgen.files import atomic_write
 from numgen.hub import (
     PRETRAINED_DIR,
     WEIGHTS_FILE,
     ModelError,
-    atomic_write,
     generator_names,
     load,
     place,
@@ -174,8 +173,8 @@ def test_weights_are_read_once(tmp_path: Path, monkeypatch) -> None:
     size = weights.stat().st_size
     assert size > 1_000_000  # large beside the config and anything else read meanwhile
     for module, name in [(safetensors, "safe_open"), (safetensors.torch, "load_file"),
-                         (safetensors.torch, "safe_open"), (checks, "safe_open"),
-                         (checks, "load_file"), (hub, "load_file")]:  # fmt: skip
+                         (safetensors.torch, "safe_open"), (files, "safe_open"),
+                         (files, "load_file"), (hub, "load_file")]:  # fmt: skip
         monkeypatch.setattr(module, name, lambda *a, **k: pytest.fail("read by safetensors"),
                             raising=False)  # fmt: skip
     OPENED.clear()

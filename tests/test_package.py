@@ -133,6 +133,25 @@ def test_the_package_has_no_import_cycle(tmp_path) -> None:
         graphlib.TopologicalSorter(import_graph(tmp_path)).prepare()
 
 
+def test_the_file_layer_sits_under_the_models_and_the_loader_above_them() -> None:
+    """numgen.files (atomic writes, weights read once and checked) reaches nothing of the models
+    or the loader, even through what it imports; the loader and the training-state checks build
+    on it."""
+    graph = import_graph(REPO / "src")
+
+    def reached(module: str) -> set[str]:
+        seen, todo = set(), [module]
+        while todo:
+            for name in graph[todo.pop()] - seen:
+                seen.add(name)
+                todo.append(name)
+        return seen
+
+    assert reached("numgen.files") == {"numgen.config", "numgen.errors"}
+    assert {"numgen.files", "numgen.models"} <= graph["numgen.hub"]
+    assert {"numgen.files", "numgen.models"} <= graph["numgen.checkpoint_checks"]
+
+
 def test_the_help_and_the_page_name_every_model_family() -> None:
     """`numgen --help` and the web page describe numgen in the same words, which name the
     families it has (not the VAEs alone, as they once did)."""

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from numgen import generate, hub, judging, metrics, plots
+from numgen import files, generate, hub, judging, metrics, plots
 from numgen import recognizer as judge
 from numgen.data import Digits, load_digits, to_tensor
 from numgen.errors import NumgenError
@@ -311,9 +311,9 @@ def evaluate(
         "skipped": skipped,
         "seconds": seconds,
     }
-    hub.write_json(out_dir / METRICS_FILE, result)
+    files.write_json(out_dir / METRICS_FILE, result)
     text = report(result)
-    hub.atomic_write(out_dir / REPORT_FILE, lambda tmp: tmp.write_text(text))
+    files.atomic_write(out_dir / REPORT_FILE, lambda tmp: tmp.write_text(text))
     return result
 
 

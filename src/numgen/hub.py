@@ -10,27 +10,22 @@ Every model loads and saves through this one module: :func:`load` (``numgen.load
 :func:`save_pretrained` for any generator family (the models themselves never import this
 module: it sits above them), ``Recognizer.from_pretrained()`` for the judge. A name or path is looked up as a local directory first, then as the
 name of a model bundled in ``numgen/pretrained/<name>/``. :func:`load_pretrained` is the one
-place that reads the files, each once.
-
-Every file is written atomically — to a temporary file in the same directory, then renamed — so
-a crash mid-write leaves the previous file intact.
+place that reads the files, each once, through :mod:`numgen.files` (atomic writes, weights
+read once and checked), which knows nothing of models.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
 import torch
-from safetensors.torch import save
 
-from numgen.checkpoint_checks import checksum, read_model_weights, specs_of
 from numgen.config import read_json
 from numgen.errors import ConfigError, NumgenError
+from numgen.files import checksum, read_model_weights, save_weights, specs_of, write_json
 from numgen.models import MODEL_KINDS, Generator, build_model, config_from_dict
 from numgen.version import __version__
 
@@ -41,47 +36,6 @@ PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 
 class ModelError(NumgenError):
     """A path or name that is not a loadable model; the message says what is wrong."""
-
-
-def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp_path)`` then rename the temporary file onto ``path`` in one step."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes files private (0600); use the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def write_json(path: str | Path, data: dict) -> None:
-    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))
-
-
-def save_file(tensors: dict[str, torch.Tensor], path: str, metadata: dict | None = None) -> None:
-    """Write ``tensors`` as a safetensors file at ``path``. Serialized in memory and written
-    here, not by ``safetensors.torch.save_file``: that writes to a temporary file of its own
-    (``.tmpXXXXXX``), which a kill would leave behind, and reports a full disk as a
-    ``SafetensorError`` where this raises the operating system's error (one line, exit 2)."""
-    Path(path).write_bytes(save(tensors, metadata=metadata))
-
-
-def save_weights(
-    path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict | None = None
-) -> None:
-    """Write tensors (moved to CPU, made contiguous) as safetensors, atomically."""
-    cpu = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    atomic_write(path, lambda tmp: save_file(cpu, str(tmp), metadata=metadata))
 
 
 def save_pretrained(model: torch.nn.Module, directory: str | Path) -> Path:
@@ -165,7 +119,7 @@ def load_pretrained(
     ``device``: ``build(config dict)`` makes it, then the weights are loaded into it. Every wrong
     input is a :class:`ModelError` naming the file and what is wrong; ``build`` raises
     ``TypeError``/``ValueError`` (or ModelError) for a config it cannot take. Each file is read
-    once; the weights are checked (:func:`numgen.checkpoint_checks.read_model_weights`) against
+    once; the weights are checked (:func:`numgen.files.read_model_weights`) against
     the model built, before any of them is loaded into it."""
     directory = resolve(name_or_path)
     config = read_config(directory)

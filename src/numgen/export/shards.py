@@ -28,7 +28,8 @@ from numgen.config import read_json
 from numgen.export.formats import disk_errors, write_shard_files
 from numgen.export.recipe import ExportConfig, plan
 from numgen.export.render import CHUNK, render_rows
-from numgen.hub import atomic_write, load, place
+from numgen.files import atomic_write
+from numgen.hub import load, place
 from numgen.models import build_model, config_from_dict
 from numgen.processes import die_with_parent
 
