@@ -16,7 +16,7 @@ from numgen import compose, generate, layout
 from numgen.cli.main import main
 from numgen.data import INK_LEVEL
 from numgen.errors import ConfigError, NumgenError
-from numgen.hub import load, place, save_pretrained
+from numgen.hub import load, save_pretrained
 from numgen.models import FlowConfig, build_model, config_from_dict
 from numgen.models.flow import SPECK_INK, despeckle
 from numgen.models.sampling import Sampling, integrate
@@ -228,9 +228,8 @@ def test_a_flow_exports_the_same_bytes_whatever_the_workers(tmp_path, monkeypatc
     monkeypatch.setattr(export.shards, "POOL_MIN_IMAGES", 0)  # a pool even for this small export
     flow = tiny_flow("cvae", sigma=1.0)
     torch.nn.init.normal_(flow.velocity.out.weight)  # a flow that changes the cvae's digits
-    # in the layout load and the workers give a model (another layout's convolutions may differ
-    # in the last bit on some CPUs)
-    flow = place(flow, "cpu")
+    # not in the layout load and the workers give a model (placed, channels-last): export draws
+    # with a copy rebuilt as they rebuild it (see the next test)
     config = export.ExportConfig(count=30, shard_size=15, format="webdataset", seed=4, ode_steps=3)
     one = export.export_dataset(tmp_path / "one", config, flow, workers=1)
     export.export_dataset(tmp_path / "two", config, flow, workers=2)
@@ -251,6 +250,29 @@ def test_a_flow_exports_the_same_bytes_whatever_the_workers(tmp_path, monkeypatc
         for name in shards
     )
     assert "--ode-steps=3" in (tmp_path / "one" / "README.md").read_text()
+
+
+def test_export_draws_an_unplaced_model_as_its_workers_do() -> None:
+    """A model passed to export unplaced (not channels-last, as ``numgen.load`` and the worker
+    processes give it) is drawn with a copy rebuilt as each worker rebuilds it: the same floats
+    in this process as in any worker, so the bytes never depend on the worker count; the
+    caller's model keeps its layout. (Drawn unplaced, the convolutions differ from the workers'
+    by ~1e-7 on this CPU: too little to change these pixels, not on every CPU.)"""
+    from numgen import export
+
+    flow = tiny_flow("cvae", sigma=1.0)
+    torch.nn.init.normal_(flow.velocity.out.weight)
+    strides = [p.stride() for p in flow.parameters()]
+    config = export.ExportConfig(count=4, ode_steps=3)
+    drawing = export.shards.drawing_model(config, flow)
+    worker = export.shards.rebuild(*export.shards.model_parts(flow))
+    styles = generate.draw_styles(flow, 16, 0)
+    labels, seeds = np.arange(16) % 10, np.arange(16)
+    sampling = config.sampling(flow)
+    with export.shards.one_thread():
+        drawn = generate.draw(drawing, styles, labels, seeds, sampling)
+        assert np.array_equal(drawn, generate.draw(worker, styles, labels, seeds, sampling))
+    assert drawing is not flow and [p.stride() for p in flow.parameters()] == strides
 
 
 def test_dataset_sampler_options_on_a_cvae_are_one_line(tmp_path, capsys) -> None:
