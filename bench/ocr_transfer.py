@@ -14,6 +14,9 @@ set: 1-6 blank columns).
 Readers, each trained with the same recipe and seed:
 - *real*, the reference: numbers of real MNIST *training* digits laid out by :func:`real_number`
   (half the numbers touching, half spaced);
+- *real digits, numgen's layout*: real MNIST *training* digits laid out by numgen's own layout
+  (:func:`real_numbers_numgen_layout`), which tells what the layout costs a reader apart from
+  what numgen's drawn digits cost;
 - *numgen* (one per ``--model`` and ``--touching``, numgen's defaults when none is given): the
   rows of ``numgen dataset --length 4-8`` at its defaults otherwise, through
   :class:`numgen.export.NumberStream`.
@@ -42,14 +45,15 @@ from torch.utils.data import DataLoader
 from common import command, load_average, machine, machine_line, write_results
 from numgen.compose import DEFAULT_WRITER
 from numgen.data import load_digits
-from numgen.evaluate_folder import evaluate_folder
+from numgen.evaluate_folder import RealDigits, evaluate_folder
 from numgen.export import ExportConfig, NumberStream, export_dataset
-from numgen.layout import TOUCHING
+from numgen.layout import TOUCHING, draw_layout, hands, lay_out, resize_about_centre
 
 LENGTHS = (4, 8)  # digits per number, both ends included
 MAX_WIDTH = 256  # the widest number the reader takes: wider ones (rare) are squeezed to it
 BLANK = 10  # CTC's blank label, after the ten digits
 TOUCH, SPACED = "touching", "spaced"  # the two test sets
+LAYOUT_ONLY = "real digits, numgen's layout"  # the reader that tells layout from drawing
 
 
 # --- real numbers, laid out independently of numgen ---------------------------------------------
@@ -104,6 +108,28 @@ def real_numbers(
     rng = np.random.default_rng(seed)
     pairs = [real_number(rng, digits.images, digits.labels, spacing) for _ in range(count)]
     return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+def real_numbers_numgen_layout(
+    count: int, touching: float, seed: int
+) -> tuple[list[np.ndarray], list[str], float]:
+    """``count`` numbers of 4-8 real MNIST *training* digits laid out by numgen's own layout (a
+    hand per number, :func:`numgen.layout.lay_out`, as ``numgen write`` lays out its digits):
+    a reader trained on these, beside the *real* reference and numgen's own numbers, tells what
+    numgen's layout costs apart from what its drawn digits cost."""
+    real = RealDigits(load_digits("mnist", "train"), seed)
+    rng = np.random.default_rng(seed)
+    images, texts = [], []
+    for _ in range(count):
+        n = int(rng.integers(LENGTHS[0], LENGTHS[1] + 1))
+        text = "".join(str(d) for d in rng.integers(10, size=n))
+        layout = draw_layout(rng, text, hands(rng.integers(2**62, size=1), touching))
+        canvas, _ = lay_out(
+            resize_about_centre(real.take(text) / np.float32(255), layout.scales), layout
+        )
+        images.append((canvas * 255).round().astype(np.uint8))
+        texts.append(text)
+    return images, texts, 0.0
 
 
 # --- numgen's numbers ----------------------------------------------------------------------------
@@ -330,7 +356,10 @@ def main() -> None:
         spacing: real_numbers("test", args.test, spacing, seed=1_000 + k)
         for k, spacing in enumerate((TOUCH, SPACED))
     }
-    sources = {"real": lambda: (*real_numbers("train", args.train, "mixed", args.seed), 0.0)}
+    sources = {
+        "real": lambda: (*real_numbers("train", args.train, "mixed", args.seed), 0.0),
+        LAYOUT_ONLY: lambda: real_numbers_numgen_layout(args.train, TOUCHING, args.seed),
+    }
     for model in models:
         for touching in args.touching or [TOUCHING]:
             sources[f"numgen {model}, touching {touching:g}"] = lambda m=model, t=touching: (
@@ -383,7 +412,9 @@ def report(figures: dict) -> str:
             ratio = row[spacing]["exact"] / max(real[spacing]["exact"], 1e-9)
             cells += [f"{row[spacing]['exact']:.1%}", f"{row[spacing]['characters']:.1%}",
                       f"{ratio:.2f}"]  # fmt: skip
-        label = "real MNIST training digits (reference)" if name == "real" else f"`{name}`"
+        label = {"real": "real MNIST training digits (reference)",
+                 LAYOUT_ONLY: f"real MNIST training digits in numgen's layout (touching {TOUCHING:g})"
+                 }.get(name, f"`{name}`")  # fmt: skip
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines += [
         "",

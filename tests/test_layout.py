@@ -35,13 +35,26 @@ def test_touching_neighbours_overlap_and_keep_their_own_boxes() -> None:
     assert canvas.max() == pytest.approx(0.8)  # overlapping ink is the stronger one, not a sum
 
 
+def test_a_number_written_high_or_low_keeps_its_ink_whole() -> None:
+    cells = np.stack([bar(5), bar(5)])  # ink on rows 6-21
+    for rise, row in ((9, 0), (-9, 27 - 15), (2, 4), (0, 6)):  # up by 6 at most, down by 6
+        placed = layout.Layout(np.ones(2, np.float32), np.array([rise, rise]), np.array([3]))
+        canvas, _ = layout.lay_out(cells, placed)
+        assert canvas.sum() == pytest.approx(cells.sum())  # nothing cut at the edges
+        assert np.flatnonzero(canvas.max(axis=1))[0] == row  # the bar's top row
+
+
 def test_a_hand_comes_with_its_seed() -> None:
     a, b = layout.hands(np.array([7, 8])), layout.hands(np.array([7]))
     assert a.size[0] == b.size[0] and a.spacing[0] == b.spacing[0] and a.drift[0] == b.drift[0]
+    assert a.lift[0] == b.lift[0] and a.lift[0] != a.lift[1]
     assert a.spacing[0] != a.spacing[1]
     many = layout.hands(np.arange(4000), touching=0.2)
     assert many.size.min() >= layout.SIZES[0] and many.size.max() <= layout.SIZES[1]
     assert np.abs(many.drift).max() <= layout.DRIFT
+    # where on the line a hand writes: all over ±LIFT rows, a third of hands beyond ±LIFT / 1.5
+    assert np.abs(many.lift).max() <= layout.LIFT
+    assert (np.abs(many.lift) > layout.LIFT / 1.5).mean() == pytest.approx(1 / 3, abs=0.03)
     assert many.touching.mean() == pytest.approx(0.2, abs=0.01)
     assert many.touching.max() <= 0.4
 
@@ -56,7 +69,8 @@ def jitter_of(texts: list[str], touching: float) -> tuple[np.ndarray, np.ndarray
     may_touch[first] = False  # a number's first character has no neighbour before it
     hand = layout.hands(np.arange(len(texts)), touching)
     _, rises, gaps = layout.jitter(u, hand, number, layout.positions(lengths), may_touch)
-    assert np.abs(rises).max() <= layout.MAX_RISE
+    longest = max(lengths) / 2
+    assert np.abs(rises).max() <= round(layout.LIFT + layout.DRIFT * longest + layout.RISE)
     return gaps, may_touch
 
 

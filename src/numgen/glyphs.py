@@ -35,9 +35,10 @@ SPACE_WIDTH = 8  # blank columns of a space, besides the gaps on both sides (dig
 JITTER_SLOTS = 6  # uniform numbers per glyph: position, length, angle, width, bend, spare
 GLYPH_KEY = 21  # keys the hash of a glyph's jitter apart from other uses of the same seeds
 # A digit's pen width (:func:`pen_widths`) over its capsule width (:func:`stroke_widths`, 50
-# times cheaper): the median over 100 of the bundled flow's digits is 0.91 (5-95 %: 0.76-1.05),
-# as varying thickness narrows the typical stroke below its mean.
-PEN_PER_CAPSULE = 0.85
+# times cheaper), as varying thickness narrows the typical stroke below its mean: the median over
+# 400 of the bundled flow's digits, scaled as the layout scales them (a hand's size 0.88-1.04),
+# is 0.83 (5-95 %: 0.65-0.99); unscaled, 0.89 (scaling down blurs the edges).
+PEN_PER_CAPSULE = 0.83
 HAND_DIGITS = 4  # digits of a number its hand is measured from (the median of 4 is steady)
 HALF_INK = 0.5  # the level at which a stroke's width is measured and its edge drawn
 _ROWS, _COLS = np.mgrid[0:28, 0:28].astype(np.float32)

@@ -1,7 +1,8 @@
 """How the characters of a number sit side by side, as one writer sets them down: each cut to its
 inked columns, at its hand's size, spacing and baseline (a :class:`Hand`, drawn from the style's
-seed), with seeded jitter of size, height and gap about them; neighbouring digits touch or
-overlap in a share of pairs; a margin as MNIST's border on both ends.
+seed: where on the line it writes, too), with seeded jitter of size, height and gap about them;
+neighbouring digits touch or overlap in a share of pairs; a margin as MNIST's border on both
+ends.
 
 Cells are float arrays ``(N, 28, 28)`` in [0, 1] (ink = 1); a canvas is ``(28, W)``.
 """
@@ -14,6 +15,7 @@ import numpy as np
 import torch
 
 from numgen import glyphs
+from numgen.data import INK_LEVEL
 from numgen.errors import ComposeError
 from numgen.generate import uniforms
 
@@ -28,9 +30,9 @@ TOUCHING = 0.2  # the default share of neighbouring digits that touch or overlap
 MAX_OVERLAP = 3  # touching neighbours' ink columns overlap by 0 to this many columns
 SIZE_JITTER = 0.04  # each character is scaled by a further factor within 1 ± this
 SPACING_JITTER = 1.5  # each gap lies within the hand's spacing ± this (at least 1 column)
+LIFT = 3  # a hand writes its numbers up to this many rows above or below the middle of the line
 RISE = 1  # each character moves up or down by up to this many rows about the baseline
-MAX_RISE = 3  # and never more than this in all: the cells' 4-pixel border keeps its ink whole
-HAND_SLOTS = 4  # uniform numbers per hand: size, spacing, drift, touching
+HAND_SLOTS = 5  # uniform numbers per hand: size, spacing, drift, touching, lift
 HAND_KEY = 37  # keys the hash of a hand apart from other uses of the same seeds
 
 
@@ -51,6 +53,7 @@ class Hand:
     spacing: np.ndarray  # (N,) usual blank columns between neighbours
     drift: np.ndarray  # (N,) rows the baseline climbs per character (negative: falls)
     touching: np.ndarray  # (N,) share of neighbouring digit pairs that touch or overlap
+    lift: np.ndarray  # (N,) rows the number sits above the middle of the line (negative: below)
 
 
 def check_touching(touching: float) -> float:
@@ -63,12 +66,13 @@ def check_touching(touching: float) -> float:
 def hands(seeds: np.ndarray, touching: float = TOUCHING) -> Hand:
     """The hands of the numbers whose styles were drawn with ``seeds`` ``(N,)`` (a hash of each
     seed, so a style seed always brings the same habits), around the mean ``touching`` share."""
-    u = uniforms(HAND_KEY, np.asarray(seeds, np.int64), HAND_SLOTS).T  # (4, N)
+    u = uniforms(HAND_KEY, np.asarray(seeds, np.int64), HAND_SLOTS).T  # (5, N)
     return Hand(
         size=(SIZES[0] + (SIZES[1] - SIZES[0]) * u[0]).astype(np.float32),
         spacing=SPACINGS[0] + (SPACINGS[1] - SPACINGS[0]) * u[1],
         drift=DRIFT * (2 * u[2] - 1),
         touching=2 * check_touching(touching) * u[3],
+        lift=LIFT * (2 * u[4] - 1),
     )
 
 
@@ -77,7 +81,7 @@ class Layout:
     """The jitter of one number of ``n`` characters, drawn by :func:`draw_layout`."""
 
     scales: np.ndarray  # (n,) size factor of each character
-    rises: np.ndarray  # (n,) int: pixels each character moves up (negative: down)
+    rises: np.ndarray  # (n,) int: rows each character moves up (negative: down), before seat()
     gaps: np.ndarray  # (n - 1,) int: blank columns between neighbours (negative: overlap)
 
 
@@ -118,14 +122,14 @@ def jitter(
     spacing ± ``SPACING_JITTER``, at least 1."""
     size, spacing = hand.size[number], hand.spacing[number]
     drift, share = hand.drift[number], hand.touching[number]
-    baseline = drift * position + RISE * (2 * u[1] - 1)
+    baseline = hand.lift[number] + drift * position + RISE * (2 * u[1] - 1)
     touch = may_touch & (u[2] < share)
     overlap = np.floor(u[2] / np.maximum(share, 1e-9) * (MAX_OVERLAP + 1)).astype(int)
     apart = (u[2] - share) / np.maximum(1 - share, 1e-9)  # uniform again, given no touch
     spaced = np.maximum(1, np.rint(spacing + SPACING_JITTER * (2 * apart - 1))).astype(int)
     return (
         (size * (1 + SIZE_JITTER * (2 * u[0] - 1))).astype(np.float32),
-        np.clip(np.rint(baseline), -MAX_RISE, MAX_RISE).astype(int),
+        np.rint(baseline).astype(int),
         np.where(touch, -np.minimum(overlap, MAX_OVERLAP), spaced),
     )
 
@@ -139,6 +143,22 @@ def starts(widths: np.ndarray, gaps: np.ndarray) -> tuple[np.ndarray, int]:
     gaps = np.maximum(np.asarray(gaps, int), -(np.minimum(widths[:-1], widths[1:]) // 3))
     left = MARGIN + np.concatenate([[0], np.cumsum(widths[:-1] + gaps)]).astype(int)
     return left, int((left + widths).max()) + MARGIN
+
+
+def ink_rows(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The first and last rows of each cell ``(N, 28, 28)`` that hold ink (above ``INK_LEVEL``),
+    ``(N,)`` each; 0 and 27 for a blank cell."""
+    inked = (np.asarray(cells) > INK_LEVEL).any(axis=2)  # (N, 28)
+    blank = ~inked.any(axis=1)
+    top, bottom = inked.argmax(axis=1), 27 - inked[:, ::-1].argmax(axis=1)
+    return np.where(blank, 0, top), np.where(blank, 27, bottom)
+
+
+def seat(rises: np.ndarray, top: np.ndarray, bottom: np.ndarray) -> np.ndarray:
+    """Each character's rise, held where its ink (rows ``top`` to ``bottom`` of its cell) stays
+    whole on the 28-row line: a hand writing near the top or bottom of the line keeps its
+    characters on it, squeezed against that edge rather than cut."""
+    return np.clip(rises, np.asarray(bottom) - 27, top)
 
 
 def resize_about_centre(images: np.ndarray, scales: np.ndarray) -> np.ndarray:
@@ -168,7 +188,7 @@ def lay_out(
     cells: np.ndarray, layout: Layout, text: str | None = None
 ) -> tuple[np.ndarray, list[tuple[int, int]]]:
     """Place the characters' cells ``(n, 28, 28)`` side by side: each is cut to its inked columns,
-    raised by its rise, and set its gap after the previous (:func:`starts`; where neighbours
+    raised by its rise (:func:`seat`), and set its gap after the previous (:func:`starts`; where neighbours
     overlap, the stronger ink wins), within a ``MARGIN`` on both ends; a space of ``text`` (digits
     alone when None) is ``glyphs.SPACE_WIDTH`` blank columns.
 
@@ -178,10 +198,11 @@ def lay_out(
     text = glyphs.DIGITS[0] * len(cells) if text is None else text
     first, widths = glyphs.inked_columns(cells, text)
     left, width = starts(widths, layout.gaps)
+    rises = seat(layout.rises, *ink_rows(cells))
     canvas = np.zeros((28, width), dtype=np.float32)
     boxes = []
     for i, cell in enumerate(cells):
-        r, x, w = int(layout.rises[i]), int(left[i]), int(widths[i])  # rows move up by r
+        r, x, w = int(rises[i]), int(left[i]), int(widths[i])  # rows move up by r
         if text[i] != glyphs.SPACE:
             src = cell[max(r, 0) : 28 + min(r, 0), first[i] : first[i] + w]
             region = canvas[max(-r, 0) : 28 + min(-r, 0), x : x + w]

@@ -16,9 +16,8 @@ import numpy as np
 
 from numgen import glyphs, legibility
 from numgen.compose import to_pixels
-from numgen.data import INK_LEVEL
 from numgen.export.recipe import Batch, ExportConfig, split_of
-from numgen.layout import resize_about_centre, starts
+from numgen.layout import ink_rows, resize_about_centre, seat, starts
 from numgen.plots import to_uint8
 
 CHUNK = 256  # images drawn together; part of the recipe, so it never depends on the workers
@@ -55,16 +54,6 @@ def with_filter_column(pixels: np.ndarray) -> np.ndarray:
     return rows
 
 
-def first_and_last(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For boolean rows ``(N, L)``: the first and last True positions ``(N,)`` each (0 and L - 1
-    in a row without any)."""
-    length = mask.shape[1]
-    first = mask.argmax(axis=1)
-    last = length - 1 - mask[:, ::-1].argmax(axis=1)
-    empty = ~mask.any(axis=1)
-    return np.where(empty, 0, first), np.where(empty, length - 1, last)
-
-
 def render_rows(model, config: ExportConfig, batch: Batch) -> list[tuple[bytes, dict]]:
     """PNG bytes and metadata of each image of ``batch``, drawn in ONE ``model.draw`` call (and
     one for each round of the legibility check, see :mod:`numgen.legibility`).
@@ -72,7 +61,7 @@ def render_rows(model, config: ExportConfig, batch: Batch) -> list[tuple[bytes, 
     Metadata: ``index``, ``text`` (a string: "007" stays "007"), ``length`` (its characters),
     ``boxes`` (one ``[x0, y0, x1, y1]`` per character other than a space, in text order, pixels
     of the image, right and bottom edges exclusive, around every pixel of that character brighter
-    than ``INK_LEVEL``), ``style_seed``, ``width``, ``height``, ``ink``, ``model``, ``split``.
+    than ``numgen.data.INK_LEVEL``), ``style_seed``, ``width``, ``height``, ``ink``, ``model``, ``split``.
     """
     chars = "".join(batch.texts)
     codes = np.frombuffer(chars.encode(), dtype=np.uint8)
@@ -89,8 +78,8 @@ def render_rows(model, config: ExportConfig, batch: Batch) -> list[tuple[bytes, 
         batch.texts, resize_about_centre(drawn, batch.scales[is_digit]), batch.scales, batch.seeds
     )
     first, widths = glyphs.inked_columns(cells, chars)  # (C,) inked columns of each character
-    top, bottom = first_and_last((cells > INK_LEVEL).any(axis=2))  # (C,) inked rows
-    grey, rises = to_uint8(cells), batch.rises
+    top, bottom = ink_rows(cells)  # (C,) inked rows
+    grey, rises = to_uint8(cells), seat(batch.rises, top, bottom)
     rows, d = [], 0
     for index, text, style_seed in zip(
         batch.indices, batch.texts, batch.style_seeds.tolist(), strict=True
