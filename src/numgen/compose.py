@@ -97,12 +97,12 @@ def style_latent(model: Generator, seed: int, temperature: float | None = None) 
 
 def digits(
     model: Generator, digit: int, n: int, seed: int = 0, sampling: Sampling | None = None,
-    stats: dict[str, int] | None = None,
+    stats: dict[str, int] | None = None, checker: legibility.Checker | None = None,
 ) -> np.ndarray:  # fmt: skip
     """``n`` drawings of ``digit`` in ``n`` styles drawn with ``seed`` (as :func:`style_latent`
     draws them, at ``sampling``'s temperature; a style whose drawing fails its legibility check
-    is redrawn, see :mod:`numgen.legibility`, which counts its redraws into ``stats``):
-    ``(n, 28, 28)`` in [0, 1]."""
+    by ``checker`` is redrawn, see :mod:`numgen.legibility`, which counts its redraws into
+    ``stats``): ``(n, 28, 28)`` in [0, 1]."""
     check_model(model)
     if digit not in range(10):
         raise ComposeError(f"digit={digit}: choose a digit from 0 to 9")
@@ -112,7 +112,7 @@ def digits(
     styles = legibility.stream(model, n, seed, sampling.temperature)
     return legibility.draw_checked(
         model, styles, np.full(n, digit), np.ones(n, int), generate.digit_seeds(seed, n),
-        stats=stats, sampling=sampling,
+        stats=stats, sampling=sampling, checker=checker,
     )  # fmt: skip
 
 
@@ -177,6 +177,7 @@ def to_picture(canvas: np.ndarray, height: int = 28, ink: str = "light") -> Imag
 def render(
     model: Generator, texts: list[str], styles: legibility.StyleRounds, layouts: list[Layout],
     seeds: np.ndarray, rounds: int = legibility.ROUNDS, sampling: Sampling | None = None,
+    checker: legibility.Checker | None = None,
 ) -> list[tuple[np.ndarray, list[tuple[int, int]]]]:  # fmt: skip
     """Canvases of many numbers with ONE draw call for all their digits (and one for each round
     of the legibility check).
@@ -185,8 +186,7 @@ def render(
     every digit of a number shares its number's style, redrawn as a whole if any digit is
     misread) with jitter ``layouts[i]``; ``seeds`` holds one int64 per character of all texts,
     in order (a digit's seed for the model, another character's for its jitter), drawn with
-    ``sampling`` (default: the model's). Characters
-    other than digits are drawn in their number's hand (:func:`glyphs.cells`). Returns
+    ``sampling`` (default: the model's) and checked by ``checker``. Characters other than digits are drawn in their number's hand (:func:`glyphs.cells`). Returns
     :func:`lay_out`'s ``(canvas, boxes)`` for each number.
     """
     chars = "".join(texts)
@@ -196,7 +196,7 @@ def render(
     scales = np.concatenate([layout.scales for layout in layouts])
     drawn = legibility.draw_checked(
         model, styles, codes[is_digit] - ord("0"), np.array(counts), seeds[is_digit], rounds,
-        sampling=sampling,
+        sampling=sampling, checker=checker,
     )  # fmt: skip
     cells = glyphs.cells(texts, resize_about_centre(drawn, scales[is_digit]), scales, seeds)
     ends = np.cumsum([len(t) for t in texts])
@@ -209,11 +209,11 @@ def render(
 def write(
     model: Generator, text: str, style: np.ndarray | None = None, style_seed: int = 0, seed: int = 0,
     height: int = 28, ink: str = "light", touching: float = TOUCHING,
-    sampling: Sampling | None = None,
+    sampling: Sampling | None = None, checker: legibility.Checker | None = None,
 ) -> Image.Image:  # fmt: skip
     """The number ``text`` written in one handwriting style, as an "L" image ``height`` tall;
     its characters other than digits (``CHARACTERS``) drawn in that hand, with ``sampling``
-    (default: the model's).
+    (default: the model's), checked by ``checker`` (default: the bundled checker).
 
     The style is ``style`` (``(style_dim,)``, e.g. from :func:`style_from_image`), kept as given,
     or else the one drawn with ``style_seed`` (redrawn from that seed's stream if the model's
@@ -234,7 +234,7 @@ def write(
     hand = hands(np.array([seed if style is not None else style_seed]), touching)
     layout = draw_layout(np.random.default_rng(seed), text, hand)
     seeds = generate.digit_seeds(seed, len(text))
-    [(canvas, _)] = render(model, [text], styles, [layout], seeds, rounds, sampling)
+    [(canvas, _)] = render(model, [text], styles, [layout], seeds, rounds, sampling, checker)
     return to_picture(canvas, height, ink)
 
 
@@ -267,14 +267,16 @@ def style_from_image(
 
 class Writer:
     """A conditional model ready to write: ``Writer.from_pretrained().write("2026")``. It draws
-    with ``sampling``, the model's own unless given (the model itself is never changed)."""
+    with ``sampling``, the model's own unless given (the model itself is never changed), and
+    checks its digits' legibility with ``checker`` (default: the bundled checker)."""
 
     def __init__(
         self, model: Generator, recognizer: Recognizer | None = None,
-        sampling: Sampling | None = None,
+        sampling: Sampling | None = None, checker: legibility.Checker | None = None,
     ) -> None:  # fmt: skip
         self.model = check_model(model)
         self.sampling = model.sampling if sampling is None else sampling
+        self.checker = checker
         self._recognizer = recognizer  # loaded on first use by style_from_image
 
     @classmethod
@@ -289,7 +291,7 @@ class Writer:
 
     def digits(self, digit: int, n: int = 16, seed: int = 0) -> np.ndarray:
         """``n`` drawings of ``digit`` in varied styles: ``(n, 28, 28)`` in [0, 1]."""
-        return digits(self.model, digit, n, seed, self.sampling)
+        return digits(self.model, digit, n, seed, self.sampling, checker=self.checker)
 
     def write(
         self, text: str, style: np.ndarray | None = None, style_seed: int = 0, seed: int = 0,
@@ -297,8 +299,9 @@ class Writer:
     ) -> Image.Image:  # fmt: skip
         """The number ``text`` in one style, as an "L" image (see :func:`write`)."""
         return write(
-            self.model, text, style, style_seed, seed, height, ink, touching, self.sampling
-        )
+            self.model, text, style, style_seed, seed, height, ink, touching,
+            self.sampling, self.checker,
+        )  # fmt: skip
 
     def style_from_image(self, image: Image.Image | np.ndarray) -> np.ndarray:
         """The style of a picture of one digit: ``(style_dim,)`` (see :func:`style_from_image`)."""

@@ -27,7 +27,7 @@ temperature it was chosen with); ``None`` draws without.
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import cache
+from functools import cache, partial
 
 import numpy as np
 import torch
@@ -43,6 +43,8 @@ ROUNDS = 8  # redraws of a failed style (at the bundled flow's defaults 3.4 % of
 
 # round -> styles (len(which), style_dim) of the styles numbered ``which`` in that round
 StyleRounds = Callable[[int, np.ndarray], np.ndarray]
+# (images (N, 28, 28), asked digits (N,)) -> the checker's probability of each asked digit (N,)
+Checker = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 @cache
@@ -92,14 +94,20 @@ def asked_probability(checker: Recognizer, images: np.ndarray, labels: np.ndarra
     return probs[np.arange(len(labels)), labels]
 
 
+def reader(checker: Recognizer) -> Checker:
+    """The :data:`Checker` that reads with ``checker`` where it is called."""
+    return partial(asked_probability, checker)
+
+
 def draw_checked(
     model: Generator, styles: StyleRounds, labels: np.ndarray, lengths: np.ndarray,
     seeds: np.ndarray, rounds: int = ROUNDS, stats: dict[str, int] | None = None,
-    sampling: Sampling | None = None,
+    sampling: Sampling | None = None, checker: Checker | None = None,
 ) -> np.ndarray:  # fmt: skip
     """Digits ``(D, 28, 28)``: style ``g`` drawn for the ``lengths[g]`` consecutive digits of
     ``labels`` (``(D,)`` ints) with their ``seeds`` and ``sampling`` (default: the model's);
-    checked where its ``check`` is set.
+    checked where its ``check`` is set, by ``checker`` (default: the bundled checker, read here;
+    a server passes its own, batched with its model's calls).
 
     ``styles(r, which)`` gives round ``r``'s candidate styles of the styles numbered ``which``;
     ``rounds`` = 0 draws round 0 only (a style given by the caller). ``stats``, if given, counts
@@ -119,9 +127,9 @@ def draw_checked(
     threshold = sampling.check
     if threshold is None or rounds == 0:
         return images
-    checker = bundled_checker(str(model.device))
+    read = reader(bundled_checker(str(model.device))) if checker is None else checker
     worst = np.full(len(lengths), np.inf)
-    np.minimum.at(worst, owner, asked_probability(checker, images, labels))
+    np.minimum.at(worst, owner, read(images, labels))
     for round_ in range(1, rounds + 1):
         failed = np.flatnonzero(worst < threshold)
         if len(failed) == 0:
@@ -133,7 +141,7 @@ def draw_checked(
         candidate = styles(round_, failed)[slot]
         drawn = generate.draw(model, candidate, labels[redrawn], seeds[redrawn], sampling)
         score = np.full(len(failed), np.inf)
-        np.minimum.at(score, slot, asked_probability(checker, drawn, labels[redrawn]))
+        np.minimum.at(score, slot, read(drawn, labels[redrawn]))
         better = score > worst[failed]
         worst[failed[better]] = score[better]
         take = better[slot]

@@ -41,11 +41,12 @@ from fastapi_offline import FastAPIOffline
 from PIL import Image
 from pydantic import Field
 
-from numgen import __version__, compose, generate, hub, plots
+from numgen import __version__, compose, generate, hub, legibility, plots
 from numgen.config import MAX_SEED
 from numgen.data import load_digits
 from numgen.errors import NonFiniteImage
-from numgen.web.batching import BATCH_SECONDS, WAIT, BatchedModel, Batcher, run
+from numgen.recognizer import Recognizer
+from numgen.web.batching import BATCH_SECONDS, WAIT, BatchedChecker, BatchedModel, Batcher, run
 from numgen.web.guard import Guard, HttpCache, LimitBody, Load
 from numgen.web.served import (
     Served,
@@ -111,7 +112,7 @@ async def image_response(image: np.ndarray | Image.Image, format: str, **values)
 def create_app(
     models: dict[str, str] | None = None, max_pending: int = MAX_PENDING,
     timeout: float = TIMEOUT, batch_wait: float = WAIT, max_wait: float = MAX_WAIT,
-    batch_seconds: float = BATCH_SECONDS,
+    batch_seconds: float = BATCH_SECONDS, checker: Recognizer | None = None,
 ) -> FastAPI:  # fmt: skip
     """The app serving ``models`` (served name -> bundled name or model directory; default: the
     bundled generators). Every model is loaded, and every 2-D one encodes the test digits, here.
@@ -119,8 +120,10 @@ def create_app(
     At most ``max_pending`` API requests run at once, and none is let in that would take longer
     than ``max_wait`` seconds (:class:`~numgen.web.guard.Load`); each runs for at most
     ``timeout`` seconds; model calls wait up to ``batch_wait`` seconds to be batched with other
-    requests', in batches of up to ``batch_seconds`` of model time. It changes nothing of the
-    process: a server sets that up where it starts (:mod:`numgen.web.served`)."""
+    requests', in batches of up to ``batch_seconds`` of model time. The models that check their
+    digits' legibility read them with ``checker`` (default: the bundled checker, loaded here),
+    batched with the models' calls. It changes nothing of the process: a server sets that up
+    where it starts (:mod:`numgen.web.served`)."""
     sources = {name: name for name in hub.generator_names()} if models is None else models
     if not sources:
         raise hub.ModelError(
@@ -129,14 +132,17 @@ def create_app(
     test = load_digits("embedded", "test")  # 1,000 real MNIST digits that ship with numgen
     load = Load(max_pending, timeout, max_wait)
     batcher = Batcher(batch_wait, in_progress=lambda: load.pending, batch_seconds=batch_seconds)
+    loaded = {name: hub.load(source) for name, source in sources.items()}
+    if checker is None and any(m.sampling.check is not None for m in loaded.values()):
+        checker = Recognizer.from_pretrained(legibility.BUNDLED_CHECKER)
+    reads = None if checker is None else BatchedChecker(checker, batcher)
     served = {}
-    for name, source in sources.items():
-        model = hub.load(source)
+    for name, model in loaded.items():
         batched = BatchedModel(model, batcher)
         served[name] = Served(
             name, model, batched,
             scatter(name, model, test) if model.has_latent_plane else None,
-            compose.Writer(batched) if model.conditional else None,
+            compose.Writer(batched, checker=reads) if model.conditional else None,
         )  # fmt: skip
     # The explorer prefers a plain 2-D VAE (its latent holds the digit), the writer the default
     # writer (the bundled flow) when it is served, else the first conditional model.
@@ -148,7 +154,7 @@ def create_app(
         (s.name for s in served.values() if s.writer and s.name == compose.DEFAULT_WRITER),
         next((s.name for s in served.values() if s.writer), None),
     )
-    warm_up(served.values())
+    warm_up(served.values(), None if checker is None else legibility.reader(checker))
     batcher.sizes.clear()
     batcher.model_seconds = 0.0
 

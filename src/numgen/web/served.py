@@ -19,6 +19,7 @@ from PIL import Image
 
 from numgen import compose, generate, plots
 from numgen.data import Digits, to_tensor
+from numgen.legibility import Checker
 from numgen.models import Generator
 from numgen.version import __version__
 from numgen.web.batching import CHUNK_ROWS, BatchedModel
@@ -77,15 +78,15 @@ def weights_digest(models: dict[str, Generator]) -> str:
     return digest.hexdigest()
 
 
-def warm_up(served: Iterable[Served]) -> None:
-    """Run each model (on the batcher's chunk of rows) and writer once, and encode a PNG: the
-    first call of each loads code (Pillow's plugins, PyTorch's kernels), which would otherwise
-    stall the first requests."""
+def warm_up(served: Iterable[Served], checker: Checker | None = None) -> None:
+    """Run each model (on the batcher's chunk of rows) and writer once (checked by ``checker``
+    where the model checks), and encode a PNG: the first call of each loads code (Pillow's
+    plugins, PyTorch's kernels), which would otherwise stall the first requests."""
     for chosen in served:
         digit = 0 if chosen.model.conditional else None
         generate.draw(chosen.model, np.zeros((CHUNK_ROWS, chosen.model.style_dim)), digit)
         if chosen.writer is not None:
-            png_bytes(compose.write(chosen.model, "0", height=56))
+            png_bytes(compose.write(chosen.model, "0", height=56, checker=checker))
 
 
 def png_bytes(image: np.ndarray | Image.Image) -> bytes:
