@@ -29,9 +29,9 @@ def drawn_per_digit(model, draw_all) -> float:
     counted = []
     plain = legibility.generate.draw
 
-    def counting(model, styles, labels=None, seeds=None):
+    def counting(model, styles, labels=None, seeds=None, sampling=None):
         counted.append(len(styles))
-        return plain(model, styles, labels, seeds)
+        return plain(model, styles, labels, seeds, sampling)
 
     legibility.generate.draw = counting
     try:
@@ -48,7 +48,7 @@ def main() -> None:
     args = parser.parse_args()
     load_at_start = load_average()
     model = load(args.model)
-    if model.check is None:
+    if model.sampling.check is None:
         parser.error(f"{args.model} has no legibility check")
     rng = np.random.default_rng(2026)
     texts = ["".join(map(str, rng.integers(0, 10, 4))) for _ in range(1000)]
@@ -64,22 +64,19 @@ def main() -> None:
         return 4 * len(texts)
 
     figures = {"model": args.model, "date": time.strftime("%Y-%m-%d"), "machine": machine(),
-               "command": command(), "check": model.check,
+               "command": command(), "check": model.sampling.check,
                "drawn_per_digit": drawn_per_digit(model, digits),
                "drawn_per_number_digit": drawn_per_digit(model, numbers), "rates": []}  # fmt: skip
-    check = model.check
+    unchecked = model.sampling_with(check=False)
     for _ in range(2):
-        model.check = check
         with_check = digits_per_s(model, seconds=6)
-        model.check = None
         figures["rates"].append(
-            {"with_check": with_check, "without": digits_per_s(model, seconds=6)}
+            {"with_check": with_check, "without": digits_per_s(model, 6, unchecked)}
         )
-    model.check = check
     figures["load_average"] = [load_at_start, load_average()]
     shares = [1 - r["with_check"] / r["without"] for r in figures["rates"]]
     lines = [
-        f"# What the `{args.model}` model's legibility check costs (threshold {check})",
+        f"# What the `{args.model}` model's legibility check costs (threshold {model.sampling.check})",
         "",
         f"Measured {figures['date']}.",
         machine_line(figures),

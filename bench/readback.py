@@ -16,6 +16,7 @@ Writes ``bench/results/compose_readback.json`` and ``.md``. Run it under the sha
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 
 import numpy as np
@@ -33,7 +34,8 @@ def digit_figures(model, recognizer, per_digit: int, temperature: float) -> tupl
     """Recognition of ``per_digit`` drawings of each digit; returns figures and the images."""
     images, rows = [], []
     for digit in range(10):
-        drawn = compose.digits(model, digit, per_digit, seed=digit, temperature=temperature)
+        sampling = dataclasses.replace(model.sampling, temperature=temperature)
+        drawn = compose.digits(model, digit, per_digit, seed=digit, sampling=sampling)
         labels, probs = predict(recognizer, torch.from_numpy(drawn).unsqueeze(1))
         rows.append(
             {
@@ -140,7 +142,7 @@ def main() -> None:
     load_at_start = load_average()
     started = time.perf_counter()
     model, recognizer = load(args.model), Recognizer.from_pretrained()
-    args.temperature = model.temperature if args.temperature is None else args.temperature
+    args.temperature = model.sampling.temperature if args.temperature is None else args.temperature
     digits, images = digit_figures(model, recognizer, args.per_digit, args.temperature)
     digits["per_digit_n"] = args.per_digit
     figures = {

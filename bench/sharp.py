@@ -46,6 +46,7 @@ from numgen.evaluate_samples import tstr_accuracy
 from numgen.hub import load
 from numgen.layout import draw_layout, hands, lay_out, resize_about_centre
 from numgen.metrics import frechet_distance, precision_recall
+from numgen.models.sampling import Sampling
 from numgen.recognizer import (
     Recognizer,
     RecognizerConfig,
@@ -67,10 +68,12 @@ def gemm_rate(size: int = 1024, repeats: int = 20) -> float:
     return repeats * 2 * size**3 / (time.perf_counter() - started)
 
 
-def drawings(model, per_digit: int, offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """``per_digit`` drawings of each digit at the model's defaults (seed = digit + ``offset``):
-    images and labels."""
-    images = [compose.digits(model, d, per_digit, seed=d + offset) for d in range(10)]
+def drawings(
+    model, per_digit: int, offset: int = 0, sampling: Sampling | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``per_digit`` drawings of each digit with ``sampling`` (default: the model's; seed =
+    digit + ``offset``): images and labels."""
+    images = [compose.digits(model, d, per_digit, d + offset, sampling) for d in range(10)]
     return np.concatenate(images), np.repeat(np.arange(10), per_digit)
 
 
@@ -88,10 +91,13 @@ def real_numbers(test: Digits, count: int, length: int) -> list[tuple[str, Image
     return numbers
 
 
-def drawn_numbers(model, count: int, length: int) -> list[tuple[str, Image.Image]]:
+def drawn_numbers(
+    model, count: int, length: int, sampling: Sampling | None = None
+) -> list[tuple[str, Image.Image]]:
     rng = np.random.default_rng(2026)
     texts = ["".join(map(str, rng.integers(0, 10, length))) for _ in range(count)]
-    return [(t, compose.write(model, t, style_seed=i, seed=i)) for i, t in enumerate(texts)]
+    return [(t, compose.write(model, t, style_seed=i, seed=i, sampling=sampling))
+            for i, t in enumerate(texts)]  # fmt: skip
 
 
 def read_back(recognizer, numbers: list[tuple[str, Image.Image]]) -> float:
@@ -150,13 +156,13 @@ def flops_per_digit(model, per_digit: int = 50) -> float:
     return counter.get_total_flops() / (10 * per_digit)
 
 
-def digits_per_s(model, seconds: float = 5.0) -> float:
-    """Digits/s at the model's defaults: ``compose.digits`` in batches of 1,000, the digits 0-9 in
-    turn, for ``seconds`` after a warm-up batch."""
-    compose.digits(model, 3, 1000, seed=0)
+def digits_per_s(model, seconds: float = 5.0, sampling: Sampling | None = None) -> float:
+    """Digits/s with ``sampling`` (default: the model's): ``compose.digits`` in batches of 1,000,
+    the digits 0-9 in turn, for ``seconds`` after a warm-up batch."""
+    compose.digits(model, 3, 1000, 0, sampling)
     started, done = time.perf_counter(), 0
     while time.perf_counter() - started < seconds:
-        compose.digits(model, done // 1000 % 10, 1000, seed=done)
+        compose.digits(model, done // 1000 % 10, 1000, done, sampling)
         done += 1000
     return done / (time.perf_counter() - started)
 
@@ -288,20 +294,20 @@ def main() -> None:
     for name, model in models.items():
         images, labels = drawings(model, args.per_digit)
         if name in args.unchecked:  # first the model's raw draws, for the quality columns only
-            check, model.check = model.check, None
-            raw = drawings(model, args.per_digit)
+            unchecked = model.sampling_with(check=False)
+            raw = drawings(model, args.per_digit, sampling=unchecked)
+            numbers = drawn_numbers(model, args.numbers, 4, unchecked)
             rows[f"{name}, no check"] = {
                 **judged(recognizer, *raw, test_feats),
-                "numbers_read_back": read_back(recognizer, drawn_numbers(model, args.numbers, 4)),
+                "numbers_read_back": read_back(recognizer, numbers),
                 **second_judged(second, *raw),
             }
-            model.check = check
         row = {
             "kind": model.config.kind,
             "defaults": {k: v for k, v in model.config.to_dict().items()
                          if k in ("start", "steps", "solver", "guidance", "sigma", "channels")},
-            "temperature": model.temperature,
-            "check": model.check,
+            "temperature": model.sampling.temperature,
+            "check": model.sampling.check,
             **judged(recognizer, images, labels, test_feats),
             **second_judged(second, images, labels),
             "numbers_read_back": read_back(recognizer, drawn_numbers(model, args.numbers, 4)),

@@ -24,6 +24,7 @@ import time
 from common import RESULTS, command, load_average, machine, machine_line, write_results
 from numgen.data import load_digits, to_tensor
 from numgen.hub import load
+from numgen.models.sampling import Sampling
 from numgen.recognizer import Recognizer, extract_features
 from sharp import drawings, gemm_rate, judged
 
@@ -44,8 +45,8 @@ def main() -> None:
     model, recognizer = load(args.model), Recognizer.from_pretrained()
     test = load_digits("mnist", "test", args.data_dir)
     test_feats = extract_features(recognizer, to_tensor(test.images))
-    defaults = {"guidance": model.config.guidance, "solver": model.config.solver,
-                "check": model.check}  # fmt: skip
+    defaults = {"guidance": model.sampling.guidance, "solver": model.sampling.solver,
+                "check": model.sampling.check}  # fmt: skip
     rows = []
     for setting, offset in itertools.product(args.setting, map(int, args.offsets.split(","))):
         values = dict(zip(["temperature", "steps", "guidance", "solver", "check"],
@@ -54,14 +55,17 @@ def main() -> None:
         guidance = float(given.get("guidance", defaults["guidance"]))
         solver = given.get("solver", defaults["solver"])
         check = given.get("check", defaults["check"])
-        model.temperature, steps = float(values["temperature"]), int(values["steps"])
-        model.set_sampling(steps=steps, guidance=guidance, solver=solver)
-        model.check = None if check in (None, "none") else float(check)
+        sampling = Sampling(
+            temperature=float(values["temperature"]), steps=int(values["steps"]),
+            guidance=guidance, solver=solver,
+            check=None if check in (None, "none") else float(check),
+        )  # fmt: skip
         started = time.perf_counter()
-        images, labels = drawings(model, args.per_digit, offset)
+        images, labels = drawings(model, args.per_digit, offset, sampling)
         seconds = time.perf_counter() - started
-        rows.append({"temperature": model.temperature, "steps": steps, "guidance": guidance,
-                     "solver": solver, "check": model.check, "seed_offset": offset,
+        rows.append({"temperature": sampling.temperature, "steps": sampling.steps,
+                     "guidance": guidance, "solver": solver, "check": sampling.check,
+                     "seed_offset": offset,
                      **judged(recognizer, images, labels, test_feats),
                      "digits_per_s": len(images) / seconds})  # fmt: skip
         print(rows[-1])

@@ -24,6 +24,7 @@ Writes ``bench/results/style_limits.{json,md}``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 
 import numpy as np
@@ -76,21 +77,21 @@ def main() -> None:
     model, recognizer = load(args.model), Recognizer.from_pretrained()
     if not model.can_encode_style:
         parser.error(f"{args.model} cannot read a style from a picture")
-    model.check = None  # the raw model, both ways
+    raw = model.sampling_with(check=False)  # the raw model, both ways
     test = load_digits("mnist", "test", args.data_dir)
     train = load_digits("mnist", "train", args.data_dir)
     test_feats = extract_features(recognizer, to_tensor(test.images))
     labels = np.repeat(np.arange(10), args.per_digit)
     real_styles = training_styles(model, train, args.per_digit)
     seeds = np.concatenate([generate.digit_seeds(d, args.per_digit) for d in range(10)])
-    default_steps = model.config.steps
+    default_steps = raw.steps
     rows, by_size = [], []
     for steps in sorted({default_steps, *(int(s) for s in args.steps.split(","))}):
-        model.set_sampling(steps=steps)
-        sampled, _ = drawings(model, args.per_digit)  # compose.digits, seed = digit
+        sampling = dataclasses.replace(raw, steps=steps)
+        sampled, _ = drawings(model, args.per_digit, sampling=sampling)  # seed = digit
         if steps == default_steps:
             by_size = errors_by_style_size(recognizer, model, sampled, labels, args.per_digit)
-        drawn = generate.draw(model, real_styles, labels, seeds)
+        drawn = generate.draw(model, real_styles, labels, seeds, sampling)
         for source, images in (("sampled styles", sampled), ("training styles", drawn)):
             rows.append({"steps": steps, "styles": source,
                          **judged(recognizer, images, labels, test_feats)})  # fmt: skip
@@ -98,7 +99,7 @@ def main() -> None:
     figures = {"model": args.model, "date": time.strftime("%Y-%m-%d"), "machine": machine(),
                "command": command(), "load_average": [load_at_start, load_average()],
                "seconds": time.perf_counter() - started, "default_steps": default_steps,
-               "solver": model.config.solver, "temperature": model.temperature,
+               "solver": raw.solver, "temperature": raw.temperature,
                "rows": rows, "unrecognised_by_style_size": by_size}  # fmt: skip
     lines = [
         f"# Where the `{args.model}` model's gaps lie: style sampler or refiner",

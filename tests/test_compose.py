@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -39,9 +40,9 @@ def test_one_style_is_shared_by_every_digit_of_a_number(cvae, monkeypatch) -> No
     calls = []
     draw = generate.draw
 
-    def spy(model, z, labels=None, seeds=None):
+    def spy(model, z, labels=None, seeds=None, sampling=None):
         calls.append((np.array(z), np.array(labels)))
-        return draw(model, z, labels, seeds)
+        return draw(model, z, labels, seeds, sampling)
 
     monkeypatch.setattr(generate, "draw", spy)
     compose.write(cvae, "2026", style_seed=3)
@@ -306,3 +307,33 @@ def test_dataset_rows_of_digit_strings_keep_their_bytes(name, digest) -> None:
     rows = export.render_rows(load(name), config, export.plan(config, range(4)))
     assert [m["text"] for _, m in rows] == ["09131729", "4925413", "3759", "4867572"]
     assert hashlib.sha256(b"".join(png for png, _ in rows)).hexdigest()[:16] == digest
+
+
+# Pixels of the commands' output with sampler options (which build a Sampling from the CLI),
+# as main gave them before sampling settings became a value (commit 76362f1, with issue 20's
+# layout and its lift) and since.
+COMMANDS = [
+    (["write", "2026", "--model", "cvae", "--style-seed", "4", "--seed", "2"], "9937934f27c47d50"),
+    (["write", "31415", "--model", "flow", "--ode-steps", "2", "--guidance", "1.5", "--no-check"],
+     "5138de6c68af59a5"),
+    (["digits", "7", "-n", "4", "--model", "flow", "--seed", "3"], "d438f6a961183fd1"),
+]  # fmt: skip
+
+
+def pixel_digest(paths: list[Path]) -> str:
+    pixels = b"".join(np.asarray(Image.open(path)).tobytes() for path in sorted(paths))
+    return hashlib.sha256(pixels).hexdigest()[:16]
+
+
+@pytest.mark.parametrize(("args", "digest"), COMMANDS)
+def test_commands_keep_their_bytes_with_sampler_options(tmp_path, args, digest) -> None:
+    assert main([*args, "--out", str(tmp_path / "out.png")]) == 0
+    assert pixel_digest([tmp_path / "out.png"]) == digest
+
+
+def test_a_dataset_with_sampler_options_keeps_its_bytes(tmp_path) -> None:
+    args = ["dataset", "--out", str(tmp_path), "--count", "6", "--model", "flow",
+            "--ode-steps", "2", "--no-check", "--seed", "7", "--format", "png"]  # fmt: skip
+    assert main(args) == 0
+    pictures = list(tmp_path.rglob("*.png"))
+    assert len(pictures) == 7 and pixel_digest(pictures) == "bb41e91005b2f066"

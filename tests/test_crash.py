@@ -21,20 +21,20 @@ TRAIN = ["--arch", "mlp", "--hidden", "16", "--epochs", "2", "--dataset", "embed
 # Runs numgen's CLI with a kill planted at POINT in EPOCH (the first argv entries).
 KILLER = """
 import os, signal, sys
-import numgen.hub as hub, numgen.checkpoints as checkpoints, numgen.export.formats as formats
+import numgen.files as files, numgen.checkpoints as checkpoints, numgen.export.formats as formats
 from numgen.models import VAE
 point, at = sys.argv[1], int(sys.argv[2])
 die = lambda: os.kill(os.getpid(), signal.SIGKILL)
 calls = {"loss": 0, "model": 0, "png": 0}
 
-real_save_file = hub.save_file
+real_save_file = files.save_file
 def save_file(tensors, path, metadata=None):
     real_save_file(tensors, path, metadata=metadata)
     if point == "state-write" and (metadata or {}).get("epoch") == str(at):
         with open(path, "r+b") as f:  # the temporary file half written, never renamed
             f.truncate(os.path.getsize(path) // 2)
         die()
-hub.save_file = save_file
+files.save_file = save_file
 
 real_save_pretrained = checkpoints.save_pretrained
 def save_pretrained(model, run_dir):
@@ -209,7 +209,7 @@ def test_the_next_run_removes_temporary_files_a_killed_write_left(
 ) -> None:
     run = tmp_path / "run"
     copy_run(straight, run)
-    # safetensors' own temporary name (numgen 0.1.0 let it write one), and hub.atomic_write's
+    # safetensors' own temporary name (numgen 0.1.0 let it write one), and files.atomic_write's
     (run / ".tmpAb12Cd").write_bytes(b"\0" * 1000)
     (run / ".model.safetensors.x1y2.tmp").write_bytes(b"\0" * 1000)
     assert main(["train", str(run), "--resume", "--epochs", "3", "--device", "cpu"]) == 0

@@ -18,7 +18,8 @@ from numgen import compose, export, legibility
 from numgen.cli.main import main
 from numgen.compose import ComposeError
 from numgen.export import formats, recipe
-from numgen.hub import atomic_write, save_pretrained
+from numgen.files import atomic_write
+from numgen.hub import save_pretrained
 from numgen.layout import Layout
 from numgen.models import VAEConfig, build_model
 
@@ -67,7 +68,7 @@ def test_pixels_are_composes_and_the_style_seed_draws_the_style(cvae) -> None:
     for i, (png, meta) in enumerate(rows):
         digits = slice(ends[i] - len(batch.texts[i]), ends[i])
         layout = Layout(batch.scales[digits], batch.rises[digits], batch.gaps[digits][1:])
-        style = compose.style_latent(cvae, meta["style_seed"], cvae.temperature)
+        style = compose.style_latent(cvae, meta["style_seed"])
         [(canvas, _)] = compose.render(
             cvae, [meta["text"]], legibility.given(style[None]), [layout], batch.seeds[digits]
         )

@@ -18,7 +18,7 @@ from numgen.hub import load, save_pretrained
 from numgen.layout import Layout
 from numgen.models import FlowConfig
 from numgen.recognizer import SECOND_JUDGE, Recognizer
-from test_flow import tiny_flow
+from tiny_models import tiny_flow
 
 THRESHOLD = 0.5
 
@@ -93,7 +93,7 @@ def test_a_failed_style_is_redrawn_whole_and_the_rest_stays(checked) -> None:
 def test_without_a_threshold_nothing_is_read_or_redrawn(monkeypatch) -> None:
     torch.manual_seed(0)
     model = tiny_flow("cvae")
-    assert model.check is None
+    assert model.sampling.check is None
     monkeypatch.setattr(legibility, "asked_probability", lambda *a: pytest.fail("read"))
     styles = legibility.stream(model, 6, seed=3)
     got = legibility.draw_checked(model, styles, np.full(6, 4), np.ones(6, int), np.arange(6))
@@ -150,12 +150,11 @@ def test_the_bundled_flow_passes_the_bundled_checker() -> None:
     """The real weights: every drawn 4 reads as a 4 to the checker at the flow's threshold
     (or is the best of its rounds), where some raw draws do not."""
     flow = load("flow")
-    assert flow.check == 0.8
+    assert flow.sampling.check == 0.8
     fours = compose.digits(flow, 4, 300, seed=0)
     checker = Recognizer.from_pretrained(legibility.BUNDLED_CHECKER)
-    passed = legibility.asked_probability(checker, fours, np.full(300, 4)) >= flow.check
-    flow.check = None
-    raw = compose.digits(flow, 4, 300, seed=0)
+    passed = legibility.asked_probability(checker, fours, np.full(300, 4)) >= 0.8
+    raw = compose.digits(flow, 4, 300, seed=0, sampling=flow.sampling_with(check=False))
     raw_passed = legibility.asked_probability(checker, raw, np.full(300, 4)) >= 0.8
     assert passed.mean() >= 0.995 and raw_passed.mean() < passed.mean()
     kept = raw_passed  # a style that passed in round 0 is kept as it was
@@ -168,7 +167,7 @@ def test_bad_thresholds_are_refused_and_the_cli_can_turn_the_check_off(tmp_path,
             FlowConfig(base=tiny_flow("cvae").config.base, check=bad)
     model = tiny_flow("cvae", check=0.9)
     save_pretrained(model, tmp_path / "m")
-    assert load(tmp_path / "m").check == 0.9
+    assert load(tmp_path / "m").sampling.check == 0.9
     pictures = []
     for flag in ("--check", "--no-check"):
         out = tmp_path / f"w{flag}.png"

@@ -15,12 +15,12 @@ from numgen import compose, export, generate
 from numgen.cli.main import main
 from numgen.errors import ConfigError
 from numgen.hub import load, place, save_pretrained
-from numgen.models import FlowConfig, OneStepConfig, VAEConfig, build_model, config_from_dict
+from numgen.models import FlowConfig, OneStepConfig, build_model, config_from_dict
 from numgen.models.onestep import StylePrior
+from numgen.models.sampling import Sampling
 from numgen.train import TrainConfig
 from resume import assert_resume_equals_an_uninterrupted_run
-
-BASE = VAEConfig(kind="cvae", arch="mlp", hidden=16, latent_dim=4)
+from tiny_models import BASE
 
 
 def tiny_teacher():
@@ -70,7 +70,7 @@ def test_config_round_trips_and_refuses_bad_values() -> None:
 def test_a_fresh_student_is_the_teachers_single_euler_step() -> None:
     model, teacher = tiny_onestep()
     styles, labels, seeds = torch.randn(6, 4), torch.arange(6), torch.arange(6) + 7
-    one_euler_step = teacher.draw(labels, styles, seeds, steps=1, solver="euler")
+    one_euler_step = teacher.draw(labels, styles, seeds, Sampling(steps=1, solver="euler"))
     # the prior starts as the identity and the student as the teacher's field
     torch.testing.assert_close(model.draw(labels, styles, seeds), one_euler_step)
 

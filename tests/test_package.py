@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import ast
+import graphlib
+import os
 import subprocess
 import sys
 import tomllib
+from pathlib import Path
+
+import pytest
 
 from conftest import REPO
 
@@ -84,3 +90,75 @@ def test_dependencies_are_the_core_ones_and_the_web_stack_is_an_extra() -> None:
     assert names(extras["web"]) == {
         "fastapi", "uvicorn", "python-multipart", "fastapi-offline", "greenback",
     }  # fmt: skip
+
+
+def import_graph(root: Path) -> dict[str, set[str]]:
+    """{module: the numgen modules it imports} for every module under ``root`` (the folder that
+    holds the ``numgen`` package), read from the source: imports inside functions and under
+    ``TYPE_CHECKING`` count too. ``from numgen import x`` imports the module ``numgen.x`` where
+    there is one, else the package."""
+    files = {}
+    for path in (root / "numgen").rglob("*.py"):
+        parts = path.relative_to(root).with_suffix("").parts
+        files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph: dict[str, set[str]] = {}
+    for module, path in files.items():
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        imported = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:  # relative: from the package, one level up per extra dot
+                    up = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join([*up, base] if base else up)
+                imported |= {
+                    f"{base}.{a.name}" if f"{base}.{a.name}" in files else base for a in node.names
+                }
+        graph[module] = {name for name in imported if name in files and name != module}
+    return graph
+
+
+def test_the_package_has_no_import_cycle(tmp_path) -> None:
+    graph = import_graph(REPO / "src")
+    assert "numgen.models.base" in graph and "numgen.hub" in graph["numgen.compose"]
+    graphlib.TopologicalSorter(graph).prepare()  # raises CycleError naming the modules of a cycle
+    # the check itself sees a cycle, even one through a lazy import inside a function
+    (tmp_path / "numgen").mkdir()
+    (tmp_path / "numgen" / "__init__.py").write_text("")
+    (tmp_path / "numgen" / "low.py").write_text("def f():\n    from numgen import high\n")
+    (tmp_path / "numgen" / "high.py").write_text("from numgen.low import f\n")
+    with pytest.raises(graphlib.CycleError):
+        graphlib.TopologicalSorter(import_graph(tmp_path)).prepare()
+
+
+def test_the_file_layer_sits_under_the_models_and_the_loader_above_them() -> None:
+    """numgen.files (atomic writes, weights read once and checked) reaches nothing of the models
+    or the loader, even through what it imports; the loader and the training-state checks build
+    on it."""
+    graph = import_graph(REPO / "src")
+
+    def reached(module: str) -> set[str]:
+        seen, todo = set(), [module]
+        while todo:
+            for name in graph[todo.pop()] - seen:
+                seen.add(name)
+                todo.append(name)
+        return seen
+
+    assert reached("numgen.files") == {"numgen.config", "numgen.errors"}
+    assert {"numgen.files", "numgen.models"} <= graph["numgen.hub"]
+    assert {"numgen.files", "numgen.models"} <= graph["numgen.checkpoint_checks"]
+
+
+def test_the_help_and_the_page_name_every_model_family() -> None:
+    """`numgen --help` and the web page describe numgen in the same words, which name the
+    families it has (not the VAEs alone, as they once did)."""
+    run = subprocess.run([sys.executable, "-m", "numgen", "--help"], capture_output=True,
+                         text=True, timeout=120, env={**os.environ, "COLUMNS": "300"})  # fmt: skip
+    words = " ".join(run.stdout.split())
+    page = " ".join((REPO / "src/numgen/web/static/index.html").read_text().split())
+    line = ("Handwritten digits and numbers from generative models trained on MNIST: variational "
+            "autoencoders, flow matching and a one-step flow.")  # fmt: skip
+    assert line in words and line in page

@@ -124,7 +124,10 @@ def test_requests_waiting_for_the_model_hold_no_thread_each(models, slow_draws) 
             async with httpx.AsyncClient(base_url=url, timeout=60) as client:  # no threads
                 urls = [f"/api/decode?z={i / 10}&z=0" for i in range(20)]
                 answers = asyncio.gather(*(client.get(u) for u in urls))
-                await asyncio.sleep(0.3)  # all 20 are in the server, the model is busy
+                deadline = time.monotonic() + 60
+                while (await client.get("/healthz")).json()["pending"] < 20:  # all 20 are in
+                    assert time.monotonic() < deadline, "the 20 requests never all arrived"
+                    await asyncio.sleep(0.01)
                 during = threading.active_count()
                 return [a.status_code for a in await answers], during
 
@@ -199,30 +202,51 @@ def test_every_request_is_logged_with_its_status_and_time(models, caplog) -> Non
     assert '"GET /api/digits?digit=12" 422' in lines[1]
 
 
+def test_serve_prints_each_access_log_line_once() -> None:
+    """`numgen serve`'s logging set-up under the CLI's (a root handler): a request's line goes to
+    stderr once, not also through the root logger."""
+    code = (
+        "import logging, logging.config\n"
+        "from numgen.cli.main import main  # sets up the CLI's logging on first use\n"
+        "from numgen.cli.serve import log_config\n"
+        "logging.basicConfig(level=logging.WARNING, format='%(name)s: %(message)s')\n"
+        "logging.config.dictConfig(log_config(access_log=True))\n"
+        "logging.getLogger('numgen.web.access').info('GET /api/digits 200')\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert [line for line in run.stderr.splitlines() if "GET /api/digits" in line] == [
+        line for line in run.stderr.splitlines() if line.endswith(" GET /api/digits 200")
+    ] and run.stderr.count("GET /api/digits 200") == 1
+
+
 # --- stopping ------------------------------------------------------------------------------------
 
-# `numgen serve` whose decoding of the point (1.5, 0) takes a second longer
+# `numgen serve` whose decoding of the point (1.5, 0) waits until the file sys.argv[1] exists
 SLOW_SERVE = """
-import sys, time
+import os, sys, time
 from numgen.web import batching
 real = batching.draw_in_chunks
 def slow(model, labels, styles, *args):
-    if float(styles[0, 0]) == 1.5:
-        time.sleep(1.0)
+    deadline = time.monotonic() + 300
+    while float(styles[0, 0]) == 1.5 and not os.path.exists(sys.argv[1]):
+        assert time.monotonic() < deadline, "never released"
+        time.sleep(0.01)
     return real(model, labels, styles, *args)
 batching.draw_in_chunks = slow
 from numgen.cli.main import main
-sys.exit(main(sys.argv[1:]))
+sys.exit(main(sys.argv[2:]))
 """
 
 
-def test_sigterm_lets_the_requests_in_flight_finish(models) -> None:
+def test_sigterm_lets_the_requests_in_flight_finish(models, tmp_path) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
+    release = tmp_path / "release"  # the request in flight stays there until this file exists
     args = ["serve", "--port", str(port)] + [f"--model={n}={s}" for n, s in models.items()]
-    server = subprocess.Popen([sys.executable, "-c", SLOW_SERVE, *args], stderr=subprocess.PIPE,
-                              stdout=subprocess.DEVNULL, text=True)  # fmt: skip
+    server = subprocess.Popen([sys.executable, "-c", SLOW_SERVE, str(release), *args],
+                              stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 300  # a busy shared machine starts it slowly
@@ -235,12 +259,24 @@ def test_sigterm_lets_the_requests_in_flight_finish(models) -> None:
                 time.sleep(0.2)
         answers = []
         request = threading.Thread(
-            target=lambda: answers.append(httpx.get(f"{url}/api/decode?z=1.5&z=0", timeout=120))
+            target=lambda: answers.append(httpx.get(f"{url}/api/decode?z=1.5&z=0", timeout=300))
         )
         request.start()
-        time.sleep(0.4)  # the request is in the model now
+        deadline = time.monotonic() + 300
+        while httpx.get(f"{url}/healthz").json()["pending"] < 1:  # the request is in the server
+            assert time.monotonic() < deadline, "the request never arrived"
+            time.sleep(0.01)
         os.kill(server.pid, signal.SIGTERM)
-        request.join(timeout=120)
+        while True:  # until the server stops listening: it is stopping, the request still in it
+            assert time.monotonic() < deadline, "the server did not begin to stop"
+            try:
+                httpx.get(f"{url}/healthz")
+            except httpx.TransportError:
+                break
+            time.sleep(0.01)
+        time.sleep(1.0)  # the request stays a second into the stop (a shorter grace would cut it)
+        release.touch()
+        request.join(timeout=300)
         assert answers and answers[0].status_code == 200  # finished, not cut off
         assert answers[0].headers["content-type"] == "image/png"
         # uvicorn stops, then raises the signal again so that the exit status tells why

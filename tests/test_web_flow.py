@@ -5,15 +5,19 @@ alone as among concurrent requests."""
 from __future__ import annotations
 
 import io
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from numgen.hub import save_pretrained
+from numgen import compose, legibility
+from numgen.hub import load, save_pretrained
 from numgen.models import FlowConfig, VAEConfig, build_model
+from numgen.recognizer import Recognizer, RecognizerConfig
 from numgen.web import create_app
 
 
@@ -68,3 +72,28 @@ def test_a_write_is_the_same_alone_and_among_concurrent_ones(client) -> None:
     with ThreadPoolExecutor(6) as pool:
         together = list(pool.map(write, range(6)))
     assert together == alone
+
+
+def test_the_legibility_check_is_passed_in_and_read_in_the_model_thread(
+    tmp_path, monkeypatch
+) -> None:
+    """A model that checks its digits is checked by the checker the app was given (never the
+    bundled one, loaded beside it), read in the batcher's model thread with the models' calls,
+    and the answer is the one drawn with that checker outside the server."""
+    base = build_model(VAEConfig(kind="cvae", arch="mlp", hidden=16, latent_dim=4))
+    flow = build_model(FlowConfig(base=base.config.to_dict(), channels=4, steps=2, check=0.5))
+    flow.adopt(base)
+    directory = save_pretrained(flow, tmp_path / "flow")
+    torch.manual_seed(0)
+    checker = Recognizer(RecognizerConfig(channels=2, features=8)).eval()
+    threads = []
+    checker.register_forward_hook(lambda *_: threads.append(threading.current_thread().name))
+    monkeypatch.setattr(legibility, "bundled_checker", lambda device: pytest.fail("bundled"))
+    with TestClient(create_app({"flow": str(directory)}, checker=checker)) as client:
+        threads.clear()  # the warm-up's reading, before any request
+        answer = png(client.get("/api/write", params={"text": "2026", "style_seed": 3}))
+    assert threads and all(name.startswith("numgen-model") for name in threads)
+    expected = compose.write(
+        load(directory), "2026", style_seed=3, checker=legibility.reader(checker)
+    )
+    assert np.array_equal(answer, np.asarray(expected))

@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 
 from numgen.web import create_app
+from numgen.web.served import prepare_process
 from web_models import served_models
 
 schemathesis = pytest.importorskip("schemathesis", reason="schemathesis is in numgen[test]")
@@ -17,7 +18,8 @@ EXAMPLES = 10  # per endpoint
 
 
 def test_no_generated_request_gets_a_server_error(tmp_path_factory) -> None:
-    app = create_app(served_models(tmp_path_factory), threads=1)
+    prepare_process(threads=1)  # as `numgen serve` sets up its process
+    app = create_app(served_models(tmp_path_factory))
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert {op.path for op in operations} >= {"/api/decode", "/api/write", "/api/style"}

@@ -164,7 +164,7 @@ def test_the_guard_counts_other_paths_under_api_as_one_endpoint() -> None:
 class Blank(torch.nn.Module):
     """A model drawing blank digits."""
 
-    def draw(self, labels, styles, seeds):
+    def draw(self, labels, styles, seeds, sampling=None):
         return torch.zeros(len(styles), 1, 28, 28)
 
 
@@ -175,9 +175,9 @@ def batches(monkeypatch, rows: dict[int, int], chunk_seconds: float | None) -> l
     model, drawn = Blank(), []
     real = batching.draw_in_chunks
 
-    def noting(model, labels, styles, seeds, chunk):
+    def noting(model, labels, styles, seeds, chunk, sampling):
         drawn.append(list(dict.fromkeys(int(v) for v in styles[:, 0])))
-        return real(model, labels, styles, seeds, chunk)
+        return real(model, labels, styles, seeds, chunk, sampling)
 
     monkeypatch.setattr(batching, "draw_in_chunks", noting)
     # all calls are queued before the first batch; the rest wait 0.01 s for company, in vain

@@ -21,6 +21,7 @@ from PIL import Image
 from numgen import pictures
 from numgen.data import load_digits
 from numgen.web import create_app, uploads
+from numgen.web.served import prepare_process
 from web_models import served_models
 
 FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
@@ -29,7 +30,8 @@ FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
 @pytest.fixture(scope="module")
 def client(tmp_path_factory) -> TestClient:
     # one PyTorch thread, as `numgen serve` runs: two spin against each other on a busy machine
-    return TestClient(create_app(served_models(tmp_path_factory), threads=1))
+    prepare_process(threads=1)
+    return TestClient(create_app(served_models(tmp_path_factory)))
 
 
 @functools.cache
@@ -146,6 +148,7 @@ import numpy as np
 from fastapi.testclient import TestClient
 from PIL import Image
 from numgen.web import create_app, uploads
+from numgen.web.served import prepare_process
 
 def rss_mb():
     return int(Path("/proc/self/statm").read_text().split()[1]) * 4096 / 2**20
@@ -155,8 +158,9 @@ def png(pixels):
     Image.fromarray(pixels).save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()
 
+prepare_process(threads=1)  # as `numgen serve` sets up its process: one thread, few arenas
 # all 16 let in, however slow the machine: the test is about memory, not admission
-client = TestClient(create_app(json.loads(sys.argv[1]), timeout=120, threads=1, max_wait=1e9))
+client = TestClient(create_app(json.loads(sys.argv[1]), timeout=120, max_wait=1e9))
 noise = np.random.default_rng(0).integers(0, 256, (1200, 1200), dtype=np.uint8)
 noise[400:800, 400:800] = 255  # a "digit" that stands out; the noise does not compress
 data = png(noise)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+from numgen.version import __version__
+
 __all__ = ["Writer", "__version__", "load"]
 
 if TYPE_CHECKING:

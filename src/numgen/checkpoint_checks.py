@@ -1,41 +1,33 @@
-"""Checking weight files before trusting them: the safetensors header against the config, then
-the values.
+"""Checking a run's training state before trusting it, and the memory a training needs: the
+registry-aware checks above :mod:`numgen.files` (which reads and checks any weights file).
 
-A safetensors file begins with an 8-byte length and a JSON header naming every tensor's dtype,
-shape and byte range. Reading only that header (:func:`read_header`) and comparing it with the
-shapes a config implies — built on PyTorch's ``meta`` device, which allocates nothing — refuses
-a damaged, truncated or mismatched file before any large allocation; :func:`check_finite` then
-refuses NaN or infinite weights. Errors name the file and the kind of damage.
+A training state's header is compared with the model and optimiser its own config implies —
+built on PyTorch's ``meta`` device, which allocates nothing — before any tensor is made from the
+bytes; then its checksum and values. Errors name the file and the kind of damage.
 """
 
 from __future__ import annotations
 
-import json
-import struct
-import zlib
-from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from numgen.config import ConfigError, check_memory, gigabytes, parse_json, read_json
-from numgen.errors import NumgenError
+from numgen.config import check_memory, gigabytes
+from numgen.files import (
+    DamagedFile,
+    Spec,
+    checksum,
+    describe,
+    json_field,
+    mismatches,
+    read_weights,
+    specs_of,
+    tensors_of,
+)
 from numgen.models import Generator, build_model, config_from_dict
 
-MAX_HEADER_BYTES = 100 << 20  # safetensors' own cap on the header
-DTYPE_BYTES = {
-    "BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2,
-    "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8,
-}  # fmt: skip
-TORCH_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
-                torch.float64: "F64", torch.int64: "I64", torch.int32: "I32", torch.uint8: "U8",
-                torch.bool: "BOOL"}  # fmt: skip
-
-Spec = tuple[str, tuple[int, ...]]
 # what a training state's metadata holds ("checksum" and "metrics" since numgen 0.1.1)
 STATE_METADATA = {
     "epoch",
@@ -44,74 +36,7 @@ STATE_METADATA = {
     "param_groups",
     "checksum",
     "metrics",
-}  # (safetensors dtype, shape)
-
-
-class DamagedFile(NumgenError):
-    """A weights file that is damaged or does not fit its config; ``kind`` says how."""
-
-    def __init__(self, path: str | Path, kind: str) -> None:
-        super().__init__(f"{path}: {kind}")
-        self.path, self.kind = Path(path), kind
-
-
-def read_header(path: str | Path) -> tuple[dict[str, Spec], dict[str, str]]:
-    """({tensor name: (dtype, shape)}, metadata) of a safetensors file, reading only its header;
-    :class:`DamagedFile` for a truncated file, a broken header or byte ranges that do not add
-    up."""
-    path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            size = f.seek(0, 2)
-            f.seek(0)
-            if size < 8:
-                raise DamagedFile(path, f"truncated to {size} bytes (no safetensors header)")
-            (length,) = struct.unpack("<Q", f.read(8))
-            if length > min(MAX_HEADER_BYTES, size - 8):
-                raise DamagedFile(
-                    path, f"truncated or damaged: its header claims {length:,} bytes in a file of "
-                    f"{size:,}",
-                )  # fmt: skip
-            raw = f.read(length)
-    except OSError as err:
-        raise DamagedFile(path, f"cannot be read ({err.strerror or err})") from None
-    try:
-        header = parse_json(raw.rstrip(b" "), "header")
-    except ConfigError as err:
-        raise DamagedFile(path, f"damaged header ({err})") from None
-    if not isinstance(header, dict):
-        raise DamagedFile(path, "damaged header (not a JSON object)")
-    metadata = header.pop("__metadata__", None) or {}
-    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
-        raise DamagedFile(path, "damaged header (its metadata is not text)")
-    specs, end = {}, 0
-    for name, entry in header.items():
-        spec, (start, stop) = _entry(path, name, entry)
-        specs[name] = spec
-        end = max(end, stop)
-    data = size - 8 - length
-    if end != data:
-        what = "truncated" if end > data else "damaged"
-        raise DamagedFile(path, f"{what}: the tensors take {end:,} bytes, the file holds {data:,}")
-    return specs, metadata
-
-
-def _entry(path: Path, name: str, entry: object) -> tuple[Spec, tuple[int, int]]:
-    """One header entry -> ((dtype, shape), (start, stop)), checked for sense."""
-    bad = DamagedFile(path, f"damaged header (entry {name[:60]!r})")
-    if not isinstance(entry, dict):
-        raise bad
-    dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
-    if dtype not in DTYPE_BYTES or not isinstance(shape, list) or not isinstance(offsets, list):
-        raise bad
-    if not all(type(n) is int and n >= 0 for n in [*shape, *offsets]) or len(offsets) != 2:
-        raise bad
-    numel = 1
-    for n in shape:
-        numel *= n
-    if offsets[1] - offsets[0] != numel * DTYPE_BYTES[dtype]:
-        raise bad
-    return (dtype, tuple(shape)), (offsets[0], offsets[1])
+}
 
 
 def expected_specs(model_config: object) -> tuple[dict[str, Spec], list[tuple[int, ...]]]:
@@ -120,14 +45,6 @@ def expected_specs(model_config: object) -> tuple[dict[str, Spec], list[tuple[in
     with torch.device("meta"):
         model: Generator = build_model(model_config)
     return specs_of(model), [tuple(p.shape) for p in model.parameters() if p.requires_grad]
-
-
-def specs_of(model: torch.nn.Module) -> dict[str, Spec]:
-    """{weight name: (safetensors dtype, shape)} of a module's state dict."""
-    return {
-        name: (TORCH_DTYPES.get(t.dtype, str(t.dtype)), tuple(t.shape))
-        for name, t in model.state_dict().items()
-    }
 
 
 class _CountOutputs(TorchDispatchMode):
@@ -178,64 +95,6 @@ def _produced(model: Generator, n: int, classes: int, soft: bool) -> int:
     return counter.bytes
 
 
-def mismatches(found: Mapping[str, Spec], expected: Mapping[str, Spec]) -> list[str]:
-    """What differs between a file's tensors and the expected ones, the model's first layer first."""
-    problems = []
-    for name, (dtype, shape) in expected.items():
-        if name not in found:
-            problems.append(f"{name} is missing")
-        elif found[name] != (dtype, shape):
-            problems.append(
-                f"{name} has shape {found[name][1]} ({found[name][0]}), where the config "
-                f"expects {shape} ({dtype})"
-            )
-    problems += [f"{name} is not part of this model" for name in found if name not in expected]
-    return problems
-
-
-def describe(problems: list[str], most: int = 3) -> str:
-    more = f" and {len(problems) - most} more" if len(problems) > most else ""
-    return "; ".join(problems[:most]) + more
-
-
-def check_model_files(
-    config_path: str | Path, weights_path: str | Path,
-    build: Callable[[dict], torch.nn.Module], error: type[Exception] = DamagedFile,
-) -> None:  # fmt: skip
-    """Check a model directory's ``config.json`` and ``model.safetensors`` before loading them:
-    the config file, the weights' names, shapes and dtypes (from the header) against the model
-    ``build(config)`` makes on the ``meta`` device (nothing allocated), the memory they need,
-    then each tensor's values for NaN or infinity, one at a time. Raises ``error`` with a
-    one-line message naming the file. Missing files, and configs ``build`` refuses, are left to
-    the caller to report."""
-    config_path, weights_path = Path(config_path), Path(weights_path)
-    if not (config_path.is_file() and weights_path.is_file()):
-        return
-    try:
-        values = read_json(config_path)
-        values.pop("numgen_version", None)
-        try:
-            found, metadata = read_header(weights_path)
-        except DamagedFile as err:
-            raise DamagedFile(weights_path, f"unreadable weights: {err.kind}") from None
-        try:
-            with torch.device("meta"):
-                expected = specs_of(build(values))
-        except (TypeError, ValueError, NumgenError):
-            return  # the caller builds it again and names what is wrong with the config
-        problems = mismatches(found, expected)
-        if problems:
-            raise DamagedFile(
-                weights_path,
-                f"the weights do not fit the config in {config_path.name}: {describe(problems)} "
-                "(weights made for another image size than 28×28, or a config changed after training?)",
-            )
-        check_memory(f"loading {weights_path}", weights_path.stat().st_size)
-        check_finite(weights_path, found, metadata)
-    except NumgenError as err:
-        raise error(str(err)) from None
-
-
 @dataclass
 class Checkpoint:
     """A run's training state, checked: everything :func:`restore` needs, and the metrics line
@@ -253,7 +112,7 @@ def read_train_state(path: Path, train_config_class: type) -> Checkpoint:
     """A training state file, checked whole before anything is trusted: its header against its
     own model config (names, shapes, the optimiser's entries), its metadata, the memory it
     needs, its checksum and its values. :class:`DamagedFile` says what is wrong."""
-    specs, metadata = read_header(path)
+    specs, metadata, data = read_weights(path, f"resuming from {path}")
     unknown = set(metadata) - STATE_METADATA
     if unknown:
         raise DamagedFile(path, f"unknown metadata {sorted(unknown)[0][:40]!r}")
@@ -294,11 +153,7 @@ def read_train_state(path: Path, train_config_class: type) -> Checkpoint:
         problems.append("the optimiser state misses parameters")
     if problems:
         raise DamagedFile(path, f"it does not fit its model_config: {describe(problems)}")
-    check_memory(f"resuming from {path}", path.stat().st_size)
-    try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError) as err:
-        raise DamagedFile(path, f"unreadable ({err})") from None
+    tensors = tensors_of(path, data)
     if "checksum" in metadata and checksum(tensors, metadata) != metadata["checksum"]:
         raise DamagedFile(path, "its bytes changed on disk (the checksum differs)")
     for name, tensor in tensors.items():
@@ -318,65 +173,6 @@ def check_training_memory(model_config: object, batch_size: int) -> None:
     )  # fmt: skip
 
 
-def check_finite(
-    path: str | Path, names: Iterable[str], metadata: Mapping[str, str] | None = None
-) -> None:
-    """Refuse (:class:`DamagedFile`) a weights file where a floating-point tensor holds NaN or
-    infinity, reading one tensor at a time; where ``metadata`` (the file's) holds a checksum,
-    the bytes read must match it too."""
-    crc = _metadata_crc(metadata or {})
-    try:
-        with safe_open(str(path), "pt") as f:
-            for name in sorted(names):
-                tensor = f.get_tensor(name)
-                if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-                    raise DamagedFile(
-                        path, f"{name} holds NaN or infinite values; the weights are damaged "
-                        "(or training diverged): restore the file or train the model again",
-                    )  # fmt: skip
-                crc = _tensor_crc(name, tensor, crc)
-    except SafetensorError as err:
-        raise DamagedFile(path, f"unreadable weights ({err})") from None
-    if metadata and "checksum" in metadata and f"{crc:08x}" != metadata["checksum"]:
-        raise DamagedFile(
-            path, "its bytes changed on disk (the checksum differs): restore the file or train "
-            "the model again",
-        )  # fmt: skip
-
-
-def checksum(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> str:
-    """CRC-32 of the metadata (but its "checksum") and the tensors' bytes in name order: stored
-    with a checkpoint and a model, it catches bytes changed on disk that leave the file
-    well-formed (a flipped exponent bit that makes a weight huge but finite)."""
-    crc = _metadata_crc(metadata)
-    for name in sorted(tensors):
-        crc = _tensor_crc(name, tensors[name], crc)
-    return f"{crc:08x}"
-
-
-def _metadata_crc(metadata: Mapping[str, str]) -> int:
-    text = json.dumps(sorted((k, v) for k, v in metadata.items() if k != "checksum"))
-    return zlib.crc32(text.encode())
-
-
-def _tensor_crc(name: str, tensor: torch.Tensor, crc: int) -> int:
-    tensor = tensor.detach().cpu().contiguous()
-    crc = zlib.crc32(name.encode(), crc)
-    return zlib.crc32(tensor.reshape(-1).view(torch.uint8).numpy().tobytes(), crc)
-
-
-def json_field(path: Path, metadata: Mapping[str, str], key: str) -> object:
-    """``metadata[key]`` parsed as JSON, or a DamagedFile naming the key."""
-    if key not in metadata:
-        raise DamagedFile(path, f"its metadata has no {key!r}")
-    try:
-        return parse_json(metadata[key], key)
-    except ConfigError as err:
-        raise DamagedFile(path, f"damaged metadata ({err})") from None
-
-
 __all__ = [
-    "DamagedFile", "check_finite", "check_model_files", "checksum", "describe", "expected_specs",
-    "Checkpoint", "check_training_memory", "json_field", "mismatches", "read_header",
-    "read_train_state", "training_bytes",
+    "Checkpoint", "check_training_memory", "expected_specs", "read_train_state", "training_bytes",
 ]  # fmt: skip

@@ -18,7 +18,8 @@ import torch
 from numgen import checkpoint_checks as checks
 from numgen.config import ConfigError, parse_json
 from numgen.errors import NumgenError, TrainingError
-from numgen.hub import CONFIG_FILE, WEIGHTS_FILE, atomic_write, load, save_pretrained, save_weights
+from numgen.files import DamagedFile, atomic_write, checksum, json_field, read_header, save_weights
+from numgen.hub import CONFIG_FILE, WEIGHTS_FILE, load, save_pretrained
 from numgen.models import Generator, config_from_dict
 
 log = logging.getLogger(__name__)
@@ -77,10 +78,10 @@ def saved_configs(run_dir: Path, train_config_class: type) -> tuple[object, obje
     None where there is none or it is damaged (resuming then says what is wrong)."""
     path = run_dir / STATE_FILE
     try:
-        _, metadata = checks.read_header(path)
+        _, metadata = read_header(path)
         return (
-            config_from_dict(checks.json_field(path, metadata, "model_config")),
-            train_config_class.from_dict(checks.json_field(path, metadata, "train_config")),
+            config_from_dict(json_field(path, metadata, "model_config")),
+            train_config_class.from_dict(json_field(path, metadata, "train_config")),
         )
     except (NumgenError, OSError):
         return None
@@ -124,7 +125,7 @@ def save_checkpoint(
         "param_groups": json.dumps(opt["param_groups"]),
         **({"metrics": json.dumps(record)} if record else {}),
     }
-    metadata["checksum"] = checks.checksum(tensors, metadata)
+    metadata["checksum"] = checksum(tensors, metadata)
     save_weights(run_dir / STATE_FILE, tensors, metadata)
     save_pretrained(model, run_dir)
 
@@ -140,7 +141,7 @@ def read_checkpoint(run_dir: Path, config_class: type) -> checks.Checkpoint | No
     try:
         return checks.read_train_state(path, config_class)
     except NumgenError as err:
-        kind = err.kind if isinstance(err, checks.DamagedFile) else str(err)
+        kind = err.kind if isinstance(err, DamagedFile) else str(err)
         model = run_dir / WEIGHTS_FILE
         last = (
             f"{model} still holds the last good model; use it as it is, or"
@@ -186,7 +187,7 @@ def prepare_run(run_dir: Path, checkpoint: checks.Checkpoint | None) -> None:
     kill may have kept out of metrics.jsonl); on a fresh start begin an empty log."""
     run_dir.mkdir(parents=True, exist_ok=True)
     for name in (STATE_FILE, WEIGHTS_FILE, CONFIG_FILE, METRICS_FILE):
-        for tmp in run_dir.glob(f".{name}.*.tmp"):  # hub.atomic_write's temporary names
+        for tmp in run_dir.glob(f".{name}.*.tmp"):  # files.atomic_write's temporary names
             tmp.unlink(missing_ok=True)
     for tmp in run_dir.glob(".tmp??????"):  # safetensors' own, written by numgen 0.1.0's saves
         if tmp.is_file():

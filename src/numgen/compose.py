@@ -8,7 +8,9 @@ written by drawing each of its digits in the SAME style with that digit's label,
 digits out left to right with natural gaps and a little seeded jitter of size, height and spacing.
 
 Images are float arrays ``(N, 28, 28)`` in [0, 1] (ink = 1) or PIL images; a style is a vector
-``(style_dim,)``. Every random choice comes from a ``seed``. The layout of a number lives in
+``(style_dim,)``. Every random choice comes from a ``seed``; how the model draws (temperature,
+legibility check, sampler) is a :class:`~numgen.models.sampling.Sampling`, the model's own
+unless one is given. The layout of a number lives in
 :mod:`numgen.layout`, reading pictures in :mod:`numgen.pictures`.
 """
 
@@ -24,6 +26,7 @@ from numgen.errors import ComposeError
 from numgen.hub import load
 from numgen.layout import TOUCHING, Layout, draw_layout, hands, lay_out, resize_about_centre
 from numgen.models import Generator
+from numgen.models.sampling import Sampling
 from numgen.pictures import centre_like_mnist, image_to_ink, read_digits
 from numgen.recognizer import Recognizer
 
@@ -87,34 +90,36 @@ def check_style(model: Generator, style: np.ndarray) -> np.ndarray:
 
 
 def style_latent(model: Generator, seed: int, temperature: float | None = None) -> np.ndarray:
-    """One handwriting style drawn with ``seed`` from N(0, T² I), T the model's temperature unless
-    given: ``(style_dim,)``."""
+    """One handwriting style drawn with ``seed`` from N(0, T² I), T the model's temperature
+    (``model.sampling.temperature``) unless given: ``(style_dim,)``."""
     return generate.draw_styles(model, 1, seed, temperature)[0]
 
 
 def digits(
-    model: Generator, digit: int, n: int, seed: int = 0, temperature: float | None = None,
-    stats: dict[str, int] | None = None,
+    model: Generator, digit: int, n: int, seed: int = 0, sampling: Sampling | None = None,
+    stats: dict[str, int] | None = None, checker: legibility.Checker | None = None,
 ) -> np.ndarray:  # fmt: skip
     """``n`` drawings of ``digit`` in ``n`` styles drawn with ``seed`` (as :func:`style_latent`
-    draws them; a style whose drawing fails the model's legibility check is redrawn, see
-    :mod:`numgen.legibility`, which counts its redraws into ``stats``): ``(n, 28, 28)`` in
-    [0, 1]."""
+    draws them, at ``sampling``'s temperature; a style whose drawing fails its legibility check
+    by ``checker`` is redrawn, see :mod:`numgen.legibility`, which counts its redraws into
+    ``stats``): ``(n, 28, 28)`` in [0, 1]."""
     check_model(model)
     if digit not in range(10):
         raise ComposeError(f"digit={digit}: choose a digit from 0 to 9")
     if n < 1:
         raise ComposeError(f"n={n}: ask for at least one digit")
-    styles = legibility.stream(model, n, seed, temperature)
+    sampling = model.sampling if sampling is None else sampling
+    styles = legibility.stream(model, n, seed, sampling.temperature)
     return legibility.draw_checked(
         model, styles, np.full(n, digit), np.ones(n, int), generate.digit_seeds(seed, n),
-        stats=stats,
+        stats=stats, sampling=sampling, checker=checker,
     )  # fmt: skip
 
 
 def morph(
     model: Generator, start: int, end: int, steps: int = 10,
     style: np.ndarray | None = None, end_style: np.ndarray | None = None,
+    sampling: Sampling | None = None,
 ) -> np.ndarray:  # fmt: skip
     """``steps`` frames from digit ``start`` to digit ``end``, ``(steps, 28, 28)`` in [0, 1].
 
@@ -137,7 +142,7 @@ def morph(
     eye = np.eye(model.config.num_classes, dtype=np.float32)
     soft_labels = (1 - t) * eye[start] + t * eye[end]  # (steps, 10), rows sum to 1
     seeds = np.zeros(steps, dtype=np.int64)
-    return generate.draw(model, (1 - t) * a + t * b, soft_labels, seeds)
+    return generate.draw(model, (1 - t) * a + t * b, soft_labels, seeds, sampling)
 
 
 # --- writing a number ----------------------------------------------------------------------------
@@ -171,7 +176,8 @@ def to_picture(canvas: np.ndarray, height: int = 28, ink: str = "light") -> Imag
 
 def render(
     model: Generator, texts: list[str], styles: legibility.StyleRounds, layouts: list[Layout],
-    seeds: np.ndarray, rounds: int = legibility.ROUNDS,
+    seeds: np.ndarray, rounds: int = legibility.ROUNDS, sampling: Sampling | None = None,
+    checker: legibility.Checker | None = None,
 ) -> list[tuple[np.ndarray, list[tuple[int, int]]]]:  # fmt: skip
     """Canvases of many numbers with ONE draw call for all their digits (and one for each round
     of the legibility check).
@@ -179,8 +185,8 @@ def render(
     ``texts[i]`` is written in style ``styles(0, [i])`` (see :func:`legibility.draw_checked`:
     every digit of a number shares its number's style, redrawn as a whole if any digit is
     misread) with jitter ``layouts[i]``; ``seeds`` holds one int64 per character of all texts,
-    in order (a digit's seed for the model, another character's for its jitter). Characters
-    other than digits are drawn in their number's hand (:func:`glyphs.cells`). Returns
+    in order (a digit's seed for the model, another character's for its jitter), drawn with
+    ``sampling`` (default: the model's) and checked by ``checker``. Characters other than digits are drawn in their number's hand (:func:`glyphs.cells`). Returns
     :func:`lay_out`'s ``(canvas, boxes)`` for each number.
     """
     chars = "".join(texts)
@@ -189,8 +195,9 @@ def render(
     counts = [sum(c in DIGITS for c in text) for text in texts]
     scales = np.concatenate([layout.scales for layout in layouts])
     drawn = legibility.draw_checked(
-        model, styles, codes[is_digit] - ord("0"), np.array(counts), seeds[is_digit], rounds
-    )
+        model, styles, codes[is_digit] - ord("0"), np.array(counts), seeds[is_digit], rounds,
+        sampling=sampling, checker=checker,
+    )  # fmt: skip
     cells = glyphs.cells(texts, resize_about_centre(drawn, scales[is_digit]), scales, seeds)
     ends = np.cumsum([len(t) for t in texts])
     return [
@@ -202,9 +209,11 @@ def render(
 def write(
     model: Generator, text: str, style: np.ndarray | None = None, style_seed: int = 0, seed: int = 0,
     height: int = 28, ink: str = "light", touching: float = TOUCHING,
+    sampling: Sampling | None = None, checker: legibility.Checker | None = None,
 ) -> Image.Image:  # fmt: skip
     """The number ``text`` written in one handwriting style, as an "L" image ``height`` tall;
-    its characters other than digits (``CHARACTERS``) drawn in that hand.
+    its characters other than digits (``CHARACTERS``) drawn in that hand, with ``sampling``
+    (default: the model's), checked by ``checker`` (default: the bundled checker).
 
     The style is ``style`` (``(style_dim,)``, e.g. from :func:`style_from_image`), kept as given,
     or else the one drawn with ``style_seed`` (redrawn from that seed's stream if the model's
@@ -216,14 +225,16 @@ def write(
     """
     check_model(model)
     text = check_text(text)
+    sampling = model.sampling if sampling is None else sampling
     if style is None:
-        styles, rounds = legibility.seeded(model, np.array([style_seed])), legibility.ROUNDS
+        styles = legibility.seeded(model, np.array([style_seed]), sampling.temperature)
+        rounds = legibility.ROUNDS
     else:
         styles, rounds = legibility.given(check_style(model, style)[None]), 0
     hand = hands(np.array([seed if style is not None else style_seed]), touching)
     layout = draw_layout(np.random.default_rng(seed), text, hand)
     seeds = generate.digit_seeds(seed, len(text))
-    [(canvas, _)] = render(model, [text], styles, [layout], seeds, rounds)
+    [(canvas, _)] = render(model, [text], styles, [layout], seeds, rounds, sampling, checker)
     return to_picture(canvas, height, ink)
 
 
@@ -255,10 +266,17 @@ def style_from_image(
 
 
 class Writer:
-    """A conditional model ready to write: ``Writer.from_pretrained().write("2026")``."""
+    """A conditional model ready to write: ``Writer.from_pretrained().write("2026")``. It draws
+    with ``sampling``, the model's own unless given (the model itself is never changed), and
+    checks its digits' legibility with ``checker`` (default: the bundled checker)."""
 
-    def __init__(self, model: Generator, recognizer: Recognizer | None = None) -> None:
+    def __init__(
+        self, model: Generator, recognizer: Recognizer | None = None,
+        sampling: Sampling | None = None, checker: legibility.Checker | None = None,
+    ) -> None:  # fmt: skip
         self.model = check_model(model)
+        self.sampling = model.sampling if sampling is None else sampling
+        self.checker = checker
         self._recognizer = recognizer  # loaded on first use by style_from_image
 
     @classmethod
@@ -269,18 +287,21 @@ class Writer:
     def style(self, seed: int) -> np.ndarray:
         """The style drawn with ``seed``: ``(style_dim,)``. (``write(text, style_seed=seed)``
         starts from it, and redraws it if the model's legibility check misreads a digit.)"""
-        return style_latent(self.model, seed)
+        return style_latent(self.model, seed, self.sampling.temperature)
 
     def digits(self, digit: int, n: int = 16, seed: int = 0) -> np.ndarray:
         """``n`` drawings of ``digit`` in varied styles: ``(n, 28, 28)`` in [0, 1]."""
-        return digits(self.model, digit, n, seed)
+        return digits(self.model, digit, n, seed, self.sampling, checker=self.checker)
 
     def write(
         self, text: str, style: np.ndarray | None = None, style_seed: int = 0, seed: int = 0,
         height: int = 28, ink: str = "light", touching: float = TOUCHING,
     ) -> Image.Image:  # fmt: skip
         """The number ``text`` in one style, as an "L" image (see :func:`write`)."""
-        return write(self.model, text, style, style_seed, seed, height, ink, touching)
+        return write(
+            self.model, text, style, style_seed, seed, height, ink, touching,
+            self.sampling, self.checker,
+        )  # fmt: skip
 
     def style_from_image(self, image: Image.Image | np.ndarray) -> np.ndarray:
         """The style of a picture of one digit: ``(style_dim,)`` (see :func:`style_from_image`)."""
@@ -293,4 +314,4 @@ class Writer:
         style: np.ndarray | None = None, end_style: np.ndarray | None = None,
     ) -> np.ndarray:  # fmt: skip
         """Frames from digit ``start`` to ``end``: ``(steps, 28, 28)`` (see :func:`morph`)."""
-        return morph(self.model, start, end, steps, style, end_style)
+        return morph(self.model, start, end, steps, style, end_style, self.sampling)

@@ -1,10 +1,11 @@
 """Digits in, arrays out: MNIST from IDX files and the embedded offline default.
 
-Fetching the IDX files from the internet lives apart, in :mod:`numgen.download`.
+Fetching the IDX files from the internet lives apart, below this module, in
+:mod:`numgen.download`.
 
 Every loader returns a :class:`Digits` — ``images`` uint8 ``(N, 28, 28)`` in [0, 255] and
 ``labels`` int64 ``(N,)`` in [0, 9] — so the rest of numgen never cares where digits came from.
-This module imports nothing else of numgen.
+This module imports nothing else of numgen but the downloader and the errors.
 """
 
 from __future__ import annotations
@@ -23,11 +24,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from numgen.errors import NonFiniteImage, NumgenError
+from numgen.download import (
+    DATA_DIR_ENV,
+    MD5,
+    default_cache_dir,
+    download_mnist,
+    md5_of,
+    missing_error,
+    missing_files,
+)
+from numgen.errors import DataError, NonFiniteImage
 
 logger = logging.getLogger(__name__)
 
-DATA_DIR_ENV = "NUMGEN_DATA_DIR"
 
 # The four standard files: split -> (images file, labels file).
 MNIST_FILES = {
@@ -37,24 +46,14 @@ MNIST_FILES = {
 MNIST_COUNTS = {"train": 60_000, "test": 10_000}
 INK_LEVEL = 0.1  # a pixel of an image in [0, 1] holds ink above this; fainter is background
 
-# Canonical MD5s (the ones torchvision checks), of the .gz files and of their uncompressed content,
-# so a gunzipped copy passes too.
-MD5 = {
-    "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
-    "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
-    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
-    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
-}
+# Canonical MD5s (the ones torchvision checks) of the uncompressed files, so a gunzipped copy
+# passes too; those of the .gz files are numgen.download.MD5.
 MD5_UNCOMPRESSED = {
     "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
     "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
     "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
     "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
 }
-
-
-class DataError(NumgenError):
-    """A data file is missing or broken; the message names the file and what to do."""
 
 
 @dataclass(frozen=True)
@@ -159,15 +158,6 @@ def read_mnist_dir(data_dir: str | Path, split: str = "train") -> Digits:
 # --- checksums -----------------------------------------------------------------------------------
 
 
-def md5_of(path: Path) -> str:
-    """The MD5 hex digest of a file, read in 1 MiB chunks."""
-    digest = hashlib.md5()
-    with path.open("rb") as file:
-        while chunk := file.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def check_files(data_dir: str | Path) -> dict[str, dict]:
     """Size and MD5 status of the four MNIST files in ``data_dir``, keyed by file name.
 
@@ -196,7 +186,7 @@ def verify_checksums(data_dir: str | Path) -> dict[str, str]:
     if bad:
         raise DataError(
             f"{data_dir}: {', '.join(bad)}; replace them with the canonical MNIST files "
-            f"(numgen.data.MD5 lists them), or leave out --data-dir / {DATA_DIR_ENV} so that "
+            f"(numgen.download.MD5 lists them), or leave out --data-dir / {DATA_DIR_ENV} so that "
             "numgen downloads them"
         )
     return {name: entry["md5"] for name, entry in report.items()}
@@ -277,8 +267,6 @@ def _load_digits(
         return load_embedded(split)
     directory = resolve_data_dir(data_dir)
     if directory is None:
-        from numgen.download import default_cache_dir, download_mnist, missing_error, missing_files
-
         directory = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         if download:
             download_mnist(directory)

@@ -1,5 +1,6 @@
 """Fetching MNIST: the four IDX files from public mirrors into a cache, each kept only once its
-MD5 is the canonical one. Reading them is :mod:`numgen.data`'s job."""
+MD5 is the canonical one. Reading them is :mod:`numgen.data`'s job; this module imports no other
+of numgen's but its errors."""
 
 from __future__ import annotations
 
@@ -13,7 +14,26 @@ import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from numgen.data import DATA_DIR_ENV, MD5, DataError, md5_of
+from numgen.errors import DataError
+
+DATA_DIR_ENV = "NUMGEN_DATA_DIR"  # a folder that holds MNIST, read instead of the download cache
+# Canonical MD5s of the .gz files (the ones torchvision checks).
+MD5 = {
+    "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+    "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+}
+
+
+def md5_of(path: Path) -> str:
+    """The MD5 hex digest of a file, read in 1 MiB chunks."""
+    digest = hashlib.md5()
+    with path.open("rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
 
 logger = logging.getLogger(__name__)
 

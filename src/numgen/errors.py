@@ -11,6 +11,10 @@ class ConfigError(NumgenError, ValueError):
     """A setting out of range or of the wrong kind: a model or sampling option, a config field."""
 
 
+class DataError(NumgenError):
+    """A data file is missing or broken; the message names the file and what to do."""
+
+
 class ComposeError(NumgenError, ValueError):
     """Input that cannot be written or read (bad text, a blank image ...); says which and why."""
 

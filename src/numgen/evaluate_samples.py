@@ -10,39 +10,38 @@ temperature 1, no check) stands beside it on request, never instead.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from numgen import compose, generate, judging, metrics, plots
 from numgen import recognizer as judge
 from numgen.data import Digits, to_uint8
+from numgen.evaluate_config import EvalConfig
 from numgen.judging import Judges, Reading
 from numgen.models import Generator
-
-if TYPE_CHECKING:  # the protocol's sizes and seed; evaluate.py imports this module
-    from numgen.evaluate import EvalConfig
+from numgen.models.sampling import Sampling
 
 SAMPLER_KEYS = ("steps", "solver", "guidance")  # a model config's sampler settings, if any
 CONDITIONAL_KEYS = ("class_accuracy", "per_class_accuracy", "confusion")
 
 
 def draw_as_shipped(
-    model: Generator, n: int, seed: int, stats: dict[str, int]
+    model: Generator, n: int, seed: int, stats: dict[str, int], sampling: Sampling | None = None
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """``n`` digits as numgen's commands give them to users: a conditional model draws each digit
     ``d`` (0-9 in turn, n / 10 each) as ``numgen digits d --seed 10·seed + d`` does (its own
     temperature, sampler and legibility check, whose redraws are counted into ``stats``); an
-    unconditional one as ``numgen sample`` does. Returns images ``(n, 28, 28)`` in [0, 1] and
+    unconditional one as ``numgen sample`` does. ``sampling`` replaces the model's own. Returns images ``(n, 28, 28)`` in [0, 1] and
     the digits asked for ``(n,)`` (None for an unconditional model)."""
     if not model.conditional:
-        return generate.sample(model, n, seed), None
+        return generate.sample(model, n, seed, sampling=sampling), None
     classes = model.config.num_classes
     asked = np.arange(n) % classes
     images = np.empty((n, 28, 28), np.float32)
     for digit in range(min(n, classes)):
         count = int((asked == digit).sum())
-        drawn = compose.digits(model, digit, count, seed=classes * seed + digit, stats=stats)
+        seed_d = classes * seed + digit
+        drawn = compose.digits(model, digit, count, seed_d, sampling, stats)
         images[asked == digit] = drawn
     return images, asked
 
@@ -54,7 +53,8 @@ def drawing_settings(model: Generator) -> dict:
     if not model.conditional:  # numgen sample draws from the prior itself, unchecked
         return {"path": "numgen sample", "temperature": 1.0, "check": None, **sampler}
     path = "numgen digits (compose.digits)"
-    return {"path": path, "temperature": model.temperature, "check": model.check, **sampler}
+    sampling = model.sampling
+    return {"path": path, "temperature": sampling.temperature, "check": sampling.check, **sampler}
 
 
 def sample_section(

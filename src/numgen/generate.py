@@ -15,6 +15,7 @@ import torch
 from numgen.data import Digits, to_tensor
 from numgen.errors import ConfigError
 from numgen.models import VAE, Generator
+from numgen.models.sampling import Sampling
 
 BATCH = 2048
 
@@ -90,9 +91,9 @@ def draw_styles(
     model: Generator, n: int, seed: int = 0, temperature: float | None = None
 ) -> np.ndarray:
     """``n`` handwriting styles drawn from N(0, T² I) with a fixed seed: ``(n, style_dim)``.
-    T is the model family's own ``temperature`` unless given (1 = the prior itself)."""
+    T is the model's own (``model.sampling.temperature``) unless given (1 = the prior itself)."""
     generator = torch.Generator().manual_seed(seed)
-    t = model.temperature if temperature is None else temperature
+    t = model.sampling.temperature if temperature is None else temperature
     return torch.randn(n, model.style_dim, generator=generator).numpy() * np.float32(t)
 
 
@@ -107,7 +108,7 @@ def seeded_styles(
         torch.randn(
             1, model.style_dim, generator=generator.manual_seed(seed), out=out[row : row + 1]
         )
-    t = model.temperature if temperature is None else temperature
+    t = model.sampling.temperature if temperature is None else temperature
     return out.numpy() * np.float32(t)
 
 
@@ -134,11 +135,12 @@ def uniforms(seed: int, indices: np.ndarray, slots: int) -> np.ndarray:
 
 @torch.inference_mode()
 def draw(
-    model: Generator, styles: np.ndarray, labels=None, seeds: np.ndarray | None = None
-) -> np.ndarray:
+    model: Generator, styles: np.ndarray, labels=None, seeds: np.ndarray | None = None,
+    sampling: Sampling | None = None,
+) -> np.ndarray:  # fmt: skip
     """Digits in ``styles`` ``(N, style_dim)`` -> images ``(N, 28, 28)`` in [0, 1], in batches,
     by any model family. ``labels`` as in :func:`decode`; ``seeds`` ``(N,)`` int64 fix each digit's
-    own randomness (default: :func:`digit_seeds` of 0)."""
+    own randomness (default: :func:`digit_seeds` of 0); ``sampling``: the model's unless given."""
     styles = torch.as_tensor(np.asarray(styles, dtype=np.float32))
     if styles.ndim != 2 or styles.shape[1] != model.style_dim:
         raise ConfigError(
@@ -151,19 +153,23 @@ def draw(
             None if y is None else y[i : i + BATCH],
             styles[i : i + BATCH].to(model.device),
             seeds[i : i + BATCH],
+            sampling,
         )
         for i in range(0, len(styles), BATCH)
     ]
     return torch.cat(out).squeeze(1).float().cpu().numpy()
 
 
-def sample(model: Generator, n: int = 64, seed: int = 0, labels=None) -> np.ndarray:
-    """``n`` digits drawn from the prior (styles at temperature 1): ``(n, 28, 28)`` in [0, 1].
-    A conditional model draws ``labels`` (one digit or one per sample; default 0..9 in turn)."""
+def sample(
+    model: Generator, n: int = 64, seed: int = 0, labels=None, sampling: Sampling | None = None
+) -> np.ndarray:
+    """``n`` digits drawn from the prior (styles at temperature 1, whatever ``sampling`` says;
+    its sampler the model's unless given): ``(n, 28, 28)`` in [0, 1]. A conditional model draws
+    ``labels`` (one digit or one per sample; default 0..9 in turn)."""
     if model.conditional and labels is None:
         labels = np.arange(n) % model.config.num_classes
     styles = draw_styles(model, n, seed, temperature=1.0)
-    return draw(model, styles, labels, digit_seeds(seed, n))
+    return draw(model, styles, labels, digit_seeds(seed, n), sampling)
 
 
 def reconstruct(model: VAE, digits: Digits) -> np.ndarray:

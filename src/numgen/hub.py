@@ -6,34 +6,28 @@ A model directory holds
     model.safetensors    the weights
     README.md            (bundled models) the model card, with YAML metadata for model hubs
 
-Every model class loads and saves through this one module, as in the Hugging Face libraries:
-``VAE.from_pretrained(name_or_path)`` / ``model.save_pretrained(directory)`` for any generator
-family, ``Recognizer.from_pretrained()`` for the judge, and ``numgen.load(name_or_path)`` as the
-short form for generators. A name or path is looked up as a local directory first, then as the
-name of a model bundled in ``numgen/pretrained/<name>/``. :func:`read_module` is the one place
-that reads the files, once.
-
-Every file is written atomically — to a temporary file in the same directory, then renamed — so
-a crash mid-write leaves the previous file intact.
+Every model loads and saves through this one module: :func:`load` (``numgen.load``) and
+:func:`save_pretrained` for any generator family (the models themselves never import this
+module: it sits above them), ``Recognizer.from_pretrained()`` for the judge. A name or path is looked up as a local directory first, then as the
+name of a model bundled in ``numgen/pretrained/<name>/``. :func:`load_pretrained` is the one
+place that reads the files, each once, through :mod:`numgen.files` (atomic writes, weights
+read once and checked), which knows nothing of models.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save
 
-from numgen import __version__
-from numgen.checkpoint_checks import check_model_files, checksum
-from numgen.errors import NumgenError
+from numgen.config import read_json
+from numgen.errors import ConfigError, NumgenError
+from numgen.files import checksum, read_model_weights, save_weights, specs_of, write_json
 from numgen.models import MODEL_KINDS, Generator, build_model, config_from_dict
+from numgen.version import __version__
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -42,47 +36,6 @@ PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 
 class ModelError(NumgenError):
     """A path or name that is not a loadable model; the message says what is wrong."""
-
-
-def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp_path)`` then rename the temporary file onto ``path`` in one step."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes files private (0600); use the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def write_json(path: str | Path, data: dict) -> None:
-    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))
-
-
-def save_file(tensors: dict[str, torch.Tensor], path: str, metadata: dict | None = None) -> None:
-    """Write ``tensors`` as a safetensors file at ``path``. Serialized in memory and written
-    here, not by ``safetensors.torch.save_file``: that writes to a temporary file of its own
-    (``.tmpXXXXXX``), which a kill would leave behind, and reports a full disk as a
-    ``SafetensorError`` where this raises the operating system's error (one line, exit 2)."""
-    Path(path).write_bytes(save(tensors, metadata=metadata))
-
-
-def save_weights(
-    path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict | None = None
-) -> None:
-    """Write tensors (moved to CPU, made contiguous) as safetensors, atomically."""
-    cpu = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    atomic_write(path, lambda tmp: save_file(cpu, str(tmp), metadata=metadata))
 
 
 def save_pretrained(model: torch.nn.Module, directory: str | Path) -> Path:
@@ -96,8 +49,9 @@ def save_pretrained(model: torch.nn.Module, directory: str | Path) -> Path:
     return directory
 
 
-def read_module(directory: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
-    """Read ``config.json`` and ``model.safetensors`` from ``directory`` (no unpickling)."""
+def read_config(directory: str | Path) -> dict:
+    """The config dict in ``directory``'s ``config.json`` (without ``numgen_version``), once the
+    directory is found to hold both model files; a :class:`ModelError` naming what is wrong."""
     directory = Path(directory)
     config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
     if not directory.is_dir():
@@ -106,17 +60,11 @@ def read_module(directory: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
         if not path.is_file():
             raise ModelError(f"{directory}: not a model directory (missing {path.name})")
     try:
-        config = json.loads(config_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
-        raise ModelError(f"{config_path}: not valid JSON ({err})") from None
-    if not isinstance(config, dict):
-        raise ModelError(f"{config_path}: expected a JSON object")
+        config = read_json(config_path)  # bounded in size and depth, UTF-8, an object
+    except ConfigError as err:
+        raise ModelError(str(err)) from None
     config.pop("numgen_version", None)
-    try:
-        weights = load_file(str(weights_path))
-    except (SafetensorError, OSError) as err:
-        raise ModelError(f"{weights_path}: unreadable weights ({err})") from None
-    return config, weights
+    return config
 
 
 def pretrained_names(kind: str | None = None) -> list[str]:
@@ -170,25 +118,18 @@ def load_pretrained(
     """The model in ``name_or_path`` (a directory, else a bundled name), in eval mode on
     ``device``: ``build(config dict)`` makes it, then the weights are loaded into it. Every wrong
     input is a :class:`ModelError` naming the file and what is wrong; ``build`` raises
-    ``TypeError``/``ValueError`` (or ModelError) for a config it cannot take."""
+    ``TypeError``/``ValueError`` (or ModelError) for a config it cannot take. Each file is read
+    once; the weights are checked (:func:`numgen.files.read_model_weights`) against
+    the model built, before any of them is loaded into it."""
     directory = resolve(name_or_path)
-    check_model_files(directory / CONFIG_FILE, directory / WEIGHTS_FILE, build, ModelError)
-    config, weights = read_module(directory)
+    config = read_config(directory)
     try:
         model = build(config)
     except (TypeError, ValueError) as err:
         raise ModelError(f"{directory / CONFIG_FILE}: not a numgen model config ({err})") from None
     except ModelError as err:  # a config of another kind of model than was asked for
         raise ModelError(f"{directory / CONFIG_FILE}: {err}") from None
-    expected = model.state_dict()
-    for name, tensor in expected.items():  # in the model's order: the first layer first
-        if name in weights and weights[name].shape != tensor.shape:
-            raise ModelError(
-                f"{directory / WEIGHTS_FILE}: weights do not fit the config: {name} has shape "
-                f"{tuple(weights[name].shape)}, where this model of 28×28 digits needs "
-                f"{tuple(tensor.shape)} (weights made for another image size, or a config "
-                "changed after training?)"
-            )
+    weights = read_model_weights(directory / WEIGHTS_FILE, specs_of(model), CONFIG_FILE, ModelError)
     try:
         model.load_state_dict(weights)
     except RuntimeError as err:  # missing or unexpected tensors
@@ -213,5 +154,5 @@ def build_generator(config: dict) -> Generator:
 
 def load(name_or_path: str | Path, device: str | torch.device = "cpu") -> Generator:
     """A ready generator (eval mode) of any family from a model/run directory or a bundled name:
-    the short form of ``Generator.from_pretrained``. In the memory layout of :func:`place`."""
+    in the memory layout of :func:`place`."""
     return place(load_pretrained(name_or_path, build_generator, device), device)

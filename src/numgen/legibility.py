@@ -7,7 +7,7 @@ filters synthetic data. The check is rejection sampling in style space:
 
 1. draw every digit in its style (round 0: the style its seed gives, as without the check);
 2. the *checker* reads each digit; a style fails when, for any digit drawn in it, the checker's
-   probability of the asked digit is below the model's ``check`` threshold (every digit of a
+   probability of the asked digit is below the sampling's ``check`` threshold (every digit of a
    number shares its number's style, so the whole number is redrawn);
 3. a failed style is replaced by the next style of its own seed's stream (round r draws from
    :func:`round_seed` ``(seed, r)``), its digits keeping their own seeds, up to ``ROUNDS``
@@ -19,20 +19,22 @@ user's hand and is never replaced.
 
 The checker is the bundled ``checker`` (numgen's recognizer recipe, 8 channels instead of 16,
 seed 1): a network apart from the judge that numgen's benches score digits with, so that the
-judge's figures are not the checker's own opinion. Models opt in through their ``check``
-threshold (a sampling default, like the temperature it was chosen with); ``None`` draws without.
+judge's figures are not the checker's own opinion. Models opt in through the ``check``
+threshold of their :class:`~numgen.models.sampling.Sampling` (saved with the weights, like the
+temperature it was chosen with); ``None`` draws without.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import cache
+from functools import cache, partial
 
 import numpy as np
 import torch
 
 from numgen import generate
 from numgen.models import Generator
+from numgen.models.sampling import Sampling
 from numgen.recognizer import Recognizer, predict
 
 BUNDLED_CHECKER = "checker"
@@ -41,6 +43,8 @@ ROUNDS = 8  # redraws of a failed style (at the bundled flow's defaults 3.4 % of
 
 # round -> styles (len(which), style_dim) of the styles numbered ``which`` in that round
 StyleRounds = Callable[[int, np.ndarray], np.ndarray]
+# (images (N, 28, 28), asked digits (N,)) -> the checker's probability of each asked digit (N,)
+Checker = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 @cache
@@ -57,13 +61,14 @@ def round_seed(seed: int, round_: int) -> int:
     return int(state[0]) << 31 | int(state[1]) >> 1  # < 2**63: any torch or NumPy seed
 
 
-def seeded(model: Generator, seeds: np.ndarray) -> StyleRounds:
-    """Styles each drawn from its own seed (a number's ``--style-seed``), at the model's
-    temperature; round r draws from ``round_seed(seed, r)``."""
+def seeded(model: Generator, seeds: np.ndarray, temperature: float | None = None) -> StyleRounds:
+    """Styles each drawn from its own seed (a number's ``--style-seed``), at ``temperature``
+    (default: the model's); round r draws from ``round_seed(seed, r)``."""
     seeds = np.asarray(seeds)
 
     def styles(round_: int, which: np.ndarray) -> np.ndarray:
-        return generate.seeded_styles(model, [round_seed(int(s), round_) for s in seeds[which]])
+        round_seeds = [round_seed(int(s), round_) for s in seeds[which]]
+        return generate.seeded_styles(model, round_seeds, temperature)
 
     return styles
 
@@ -89,12 +94,20 @@ def asked_probability(checker: Recognizer, images: np.ndarray, labels: np.ndarra
     return probs[np.arange(len(labels)), labels]
 
 
+def reader(checker: Recognizer) -> Checker:
+    """The :data:`Checker` that reads with ``checker`` where it is called."""
+    return partial(asked_probability, checker)
+
+
 def draw_checked(
     model: Generator, styles: StyleRounds, labels: np.ndarray, lengths: np.ndarray,
     seeds: np.ndarray, rounds: int = ROUNDS, stats: dict[str, int] | None = None,
+    sampling: Sampling | None = None, checker: Checker | None = None,
 ) -> np.ndarray:  # fmt: skip
     """Digits ``(D, 28, 28)``: style ``g`` drawn for the ``lengths[g]`` consecutive digits of
-    ``labels`` (``(D,)`` ints) with their ``seeds``; checked where ``model.check`` is set.
+    ``labels`` (``(D,)`` ints) with their ``seeds`` and ``sampling`` (default: the model's);
+    checked where its ``check`` is set, by ``checker`` (default: the bundled checker, read here;
+    a server passes its own, batched with its model's calls).
 
     ``styles(r, which)`` gives round ``r``'s candidate styles of the styles numbered ``which``;
     ``rounds`` = 0 draws round 0 only (a style given by the caller). ``stats``, if given, counts
@@ -107,13 +120,16 @@ def draw_checked(
     stats["digits"] += len(labels)
     labels, lengths = np.asarray(labels), np.asarray(lengths)
     owner = np.repeat(np.arange(len(lengths)), lengths)  # the style of each digit
-    images = generate.draw(model, styles(0, np.arange(len(lengths)))[owner], labels, seeds)
-    threshold = model.check
+    sampling = model.sampling if sampling is None else sampling
+    images = generate.draw(
+        model, styles(0, np.arange(len(lengths)))[owner], labels, seeds, sampling
+    )
+    threshold = sampling.check
     if threshold is None or rounds == 0:
         return images
-    checker = bundled_checker(str(model.device))
+    read = reader(bundled_checker(str(model.device))) if checker is None else checker
     worst = np.full(len(lengths), np.inf)
-    np.minimum.at(worst, owner, asked_probability(checker, images, labels))
+    np.minimum.at(worst, owner, read(images, labels))
     for round_ in range(1, rounds + 1):
         failed = np.flatnonzero(worst < threshold)
         if len(failed) == 0:
@@ -123,9 +139,9 @@ def draw_checked(
         stats["digits_redrawn"] += int(redrawn.sum())
         slot = np.searchsorted(failed, owner[redrawn])  # its style's row among the failed
         candidate = styles(round_, failed)[slot]
-        drawn = generate.draw(model, candidate, labels[redrawn], seeds[redrawn])
+        drawn = generate.draw(model, candidate, labels[redrawn], seeds[redrawn], sampling)
         score = np.full(len(failed), np.inf)
-        np.minimum.at(score, slot, asked_probability(checker, drawn, labels[redrawn]))
+        np.minimum.at(score, slot, read(drawn, labels[redrawn]))
         better = score > worst[failed]
         worst[failed[better]] = score[better]
         take = better[slot]

@@ -49,7 +49,8 @@ def set_verbosity(
 
 
 app = command_group(
-    "Handwritten digits and numbers from variational autoencoders trained on MNIST."
+    "Handwritten digits and numbers from generative models trained on MNIST: variational "
+    "autoencoders, flow matching and a one-step flow."
 )
 app.callback(invoke_without_command=True)(set_verbosity)
 data_app = command_group("Get and check MNIST.")

@@ -16,6 +16,8 @@ from numgen.compose import DEFAULT_WRITER
 from numgen.config import MAX_SEED, fits
 from numgen.hub import load
 from numgen.layout import TOUCHING
+from numgen.models import Generator
+from numgen.models.sampling import Sampling
 from numgen.pictures import open_image
 
 ModelOption = Annotated[
@@ -55,13 +57,12 @@ Check = Annotated[
 
 def load_for_drawing(
     model: str, ode_steps: int | None = None, guidance: float | None = None, check: bool = True
-):
-    """The model, with the sampler options a command was given (steps and guidance: flow
-    models only; ``check=False`` turns the legibility check off)."""
+) -> tuple[Generator, Sampling]:
+    """The model, and how to draw with it: its own sampling with the sampler options a command
+    was given (steps and guidance: flow models only; ``check=False`` turns the legibility check
+    off)."""
     generator = load(model)
-    generator.set_sampling(steps=ode_steps, guidance=guidance)
-    generator.check = generator.check if check else None
-    return generator
+    return generator, generator.sampling_with(steps=ode_steps, guidance=guidance, check=check)
 
 
 @app.command("digits")
@@ -77,7 +78,8 @@ def digits_command(
 ) -> None:
     """A grid of one digit in varied handwriting styles."""
     writable(out)
-    images = compose.digits(load_for_drawing(model, ode_steps, guidance, check), digit, n, seed)
+    generator, sampling = load_for_drawing(model, ode_steps, guidance, check)
+    images = compose.digits(generator, digit, n, seed, sampling)
     out_path(plots.save_grid(images, out, scale=3))
 
 
@@ -126,7 +128,8 @@ def write_command(
     out = writable(out or Path(f"{re.sub(r'[^0-9.,+-]', '_', text)}.png"))
     # each variant: about height x (1.3 height per digit) grey bytes, held a few times over
     fits("--variants", variants, lambda n: 4 * n * height * int(1.3 * height * len(text) + 8))
-    writer = compose.Writer(load_for_drawing(model, ode_steps, guidance, check))
+    generator, sampling = load_for_drawing(model, ode_steps, guidance, check)
+    writer = compose.Writer(generator, sampling=sampling)
     style = writer.style_from_image(open_image(style_from)) if style_from else None
     pictures = [
         writer.write(text, style, style_seed + i, seed + i, height, ink, touching)
@@ -163,10 +166,10 @@ def morph_command(
     """Morph one digit into another in one style (or, with the same digit twice and
     --to-style-seed, one handwriting into another)."""
     writable(out, suffixes=(".gif", ".png"))
-    generator = load_for_drawing(model, ode_steps, guidance)
+    generator, sampling = load_for_drawing(model, ode_steps, guidance)
     style = compose.style_latent(generator, style_seed)
     end_style = None if to_style_seed is None else compose.style_latent(generator, to_style_seed)
-    frames = compose.morph(generator, start, end, steps, style, end_style)
+    frames = compose.morph(generator, start, end, steps, style, end_style, sampling)
     if out.suffix.lower() == ".png":
         out_path(plots.save_grid(frames, out, ncols=steps, scale=3))
         return

@@ -24,7 +24,7 @@ from numgen.config import fits
 from numgen.data import load_digits, resolve_data_dir
 from numgen.evaluate import METRICS_FILE, REPORT_FILE, EvalConfig, evaluate
 from numgen.evaluate_folder import evaluate_folder
-from numgen.hub import write_json
+from numgen.files import write_json
 from numgen.recognizer import RecognizerConfig, train_recognizer
 from numgen.train import select_device
 

@@ -14,7 +14,7 @@ import re
 
 import typer
 
-from numgen.cli import compose, data, evaluate, model, serve  # noqa: F401  (importing registers the commands)
+from numgen.cli import compose, data, evaluate, latent, model, serve  # noqa: F401  (importing registers the commands)
 from numgen.cli.common import app, err_console, user_error_message
 
 

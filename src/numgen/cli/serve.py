@@ -63,7 +63,10 @@ def log_config(access_log: bool) -> dict:
         "class": "logging.StreamHandler", "formatter": "numgen", "stream": "ext://sys.stderr",
     }  # fmt: skip
     level = "INFO" if access_log else "WARNING"
-    config["loggers"]["numgen.web.access"] = {"handlers": ["numgen"], "level": level}
+    # not passed on to the root logger as well, where the CLI's handler would print it again
+    config["loggers"]["numgen.web.access"] = {
+        "handlers": ["numgen"], "level": level, "propagate": False,
+    }  # fmt: skip
     return config
 
 
@@ -166,13 +169,13 @@ def serve_command(
         TimedH11Protocol,
         default_max_connections,
     )
+    from numgen.web.served import freeze_survivors, prepare_process
 
     settings = {
         "models": model_sources(model) if model else None,
         "max_pending": max_pending,
         "timeout": timeout,
         "batch_wait": batch_wait_ms / 1000,
-        "threads": threads,
         "max_wait": max_wait,
     }
     # the connection protocol's limits, here and (from the environment) in worker processes
@@ -180,11 +183,13 @@ def serve_command(
     TimedH11Protocol.max_connections = max_connections or default_max_connections()
     os.environ[READ_TIMEOUT_ENV] = str(TimedH11Protocol.read_timeout)
     os.environ[MAX_CONNECTIONS_ENV] = str(TimedH11Protocol.max_connections)
-    if workers == 1:
-        target = create_app(**settings)  # built here, so a bad model is reported before serving
-    else:  # each worker process builds its app from the settings in its environment
+    if workers == 1:  # this process serves: set it up, build the app (reporting a bad model)
+        prepare_process(threads)
+        target = create_app(**settings)
+        freeze_survivors()
+    else:  # each worker process sets itself up and builds its app from its environment
         create_app(**settings)  # check the models once here, to report a bad one plainly
-        os.environ[SETTINGS_ENV] = json.dumps(settings)
+        os.environ[SETTINGS_ENV] = json.dumps({**settings, "threads": threads})
         target = "numgen.web.app:create_app_from_environment"
     address = f"[{host}]" if ":" in host else host  # an IPv6 address goes in brackets in a URL
     url = f"http://{address}:{port}"

@@ -35,7 +35,7 @@ from numgen.export.shards import (
     run_ray,
 )
 from numgen.export.stream import NumberStream
-from numgen.hub import write_json
+from numgen.files import write_json
 
 MANIFEST_FILE = "export.json"
 ENGINES = ("local", "ray")

@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw
 from numgen import __version__, glyphs, layout, patterns
 from numgen.export.formats import COLUMNS, STR_COLUMNS, data_patterns
 from numgen.export.recipe import ExportConfig
-from numgen.hub import atomic_write
+from numgen.files import atomic_write
 
 CARD_FILE = "README.md"
 PICTURE_FILE = "sample_rows.png"

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from numgen.compose import ComposeError
 from numgen.export.recipe import ExportConfig
-from numgen.hub import atomic_write
+from numgen.files import atomic_write
 
 IMAGES_DIR = "images"
 LABELS_FILE = "labels.csv"
@@ -79,7 +79,7 @@ def disk_errors(path: Path):
 def save_file(path: str, data: bytes) -> None:
     """Write ``data`` to a temporary name beside ``path``, then rename it onto ``path``.
 
-    The all-or-nothing write of :func:`numgen.hub.atomic_write` without its per-call ``mkdir``
+    The all-or-nothing write of :func:`numgen.files.atomic_write` without its per-call ``mkdir``
     and random name: an export owns its folder and writes each name once, and this costs 40 µs a
     file on a RAM disk where ``atomic_write`` costs 200 µs.
     """

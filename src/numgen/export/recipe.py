@@ -36,7 +36,8 @@ from numgen.compose import (
 from numgen.config import check_fields
 from numgen.generate import uniforms
 from numgen.layout import TOUCHING, check_touching, hands, jitter, positions, touchable
-from numgen.models.flow import check_sampling
+from numgen.models import Generator
+from numgen.models.sampling import Sampling, check_sampling
 
 FORMATS = ("webdataset", "parquet", "imagefolder", "png")
 KINDS = ("integer", *patterns.KINDS)  # integer: digit strings of --length from --alphabet
@@ -130,6 +131,11 @@ class ExportConfig:
     def texts(self) -> tuple[str, ...] | None:
         """The texts of ``texts_file`` (None without one)."""
         return None if self.texts_file is None else read_texts(self.texts_file, self.texts_sha256)
+
+    def sampling(self, model: Generator) -> Sampling:
+        """How ``model`` draws this export's digits: its own sampling with this config's
+        sampler options and check."""
+        return model.sampling_with(steps=self.ode_steps, guidance=self.guidance, check=self.check)
 
     def command(self) -> str:
         """The ``numgen dataset`` command that makes this export (its output folder aside)."""

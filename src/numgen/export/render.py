@@ -67,10 +67,13 @@ def render_rows(model, config: ExportConfig, batch: Batch) -> list[tuple[bytes, 
     codes = np.frombuffer(chars.encode(), dtype=np.uint8)
     is_digit = (codes >= ord("0")) & (codes <= ord("9"))
     counts = [sum(c in glyphs.DIGITS for c in text) for text in batch.texts]
-    styles = legibility.seeded(model, batch.style_seeds)  # checked as `numgen write` checks
+    sampling = config.sampling(model)
+    # checked as `numgen write` checks
+    styles = legibility.seeded(model, batch.style_seeds, sampling.temperature)
     drawn = legibility.draw_checked(
-        model, styles, codes[is_digit] - ord("0"), np.array(counts), batch.seeds[is_digit]
-    )
+        model, styles, codes[is_digit] - ord("0"), np.array(counts), batch.seeds[is_digit],
+        sampling=sampling,
+    )  # fmt: skip
     cells = glyphs.cells(  # (C, 28, 28): the digits, and the other characters in their hand
         batch.texts, resize_about_centre(drawn, batch.scales[is_digit]), batch.scales, batch.seeds
     )

@@ -9,7 +9,6 @@ and draws on one thread, so the bytes of a shard never depend on who made it.
 
 from __future__ import annotations
 
-import copy
 import json
 import multiprocessing
 import os
@@ -29,7 +28,8 @@ from numgen.config import read_json
 from numgen.export.formats import disk_errors, write_shard_files
 from numgen.export.recipe import ExportConfig, plan
 from numgen.export.render import CHUNK, render_rows
-from numgen.hub import atomic_write, load, place
+from numgen.files import atomic_write
+from numgen.hub import load, place
 from numgen.models import build_model, config_from_dict
 from numgen.processes import die_with_parent
 
@@ -50,13 +50,16 @@ def read_state(out_dir: Path, shard: int) -> dict | None:
 
 
 def drawing_model(config: ExportConfig, model=None):
-    """The model that draws ``config``'s images: ``model`` (default ``load(config.model)``), or a
-    copy with the config's sampler options, so that the caller's model keeps its own."""
-    model = check_model(model if model is not None else load(config.model))
-    if (config.ode_steps, config.guidance, config.check) != (None, None, True):
-        model = copy.deepcopy(model)
-        model.set_sampling(steps=config.ode_steps, guidance=config.guidance)  # workers copy it
-        model.check = model.check if config.check else None
+    """The model that draws ``config``'s images: ``load(config.model)``, or a copy of ``model``
+    rebuilt as every worker rebuilds it (:func:`rebuild`: on the CPU, in the layout of
+    :func:`numgen.hub.place`), so that no image depends on who drew it and the caller's model is
+    never changed. Refused unless conditional or unless it takes ``config``'s sampler options
+    (each row is drawn with ``config.sampling(model)``)."""
+    if model is None:
+        model = check_model(load(config.model))
+    else:
+        model = rebuild(*model_parts(check_model(model)))
+    config.sampling(model)
     return model
 
 
@@ -102,11 +105,18 @@ def model_parts(model) -> tuple[dict, dict[str, np.ndarray]]:
 
 
 def rebuild(config: dict, weights: dict[str, np.ndarray]):
-    """The model of any registered family, from :func:`model_parts`, on the CPU, one thread."""
-    torch.set_num_threads(1)  # one thread per worker: the workers share the cores
+    """The model of any registered family, from :func:`model_parts`, on the CPU (eval mode, in
+    the layout of :func:`numgen.hub.place`, as ``numgen.load`` gives it)."""
     model = build_model(config_from_dict(config))
     model.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
     return place(model, "cpu").eval()
+
+
+def worker_model(config: dict, weights: dict[str, np.ndarray]):
+    """A worker's model (a pool process's or a Ray actor's): :func:`rebuild`, drawing on one
+    thread (the workers share the cores)."""
+    torch.set_num_threads(1)
+    return rebuild(config, weights)
 
 
 _worker_model = None  # each worker process loads the model once
@@ -116,7 +126,7 @@ def _start_worker(parent: int, config: dict, weights: dict[str, np.ndarray]) -> 
     global _worker_model
     die_with_parent(parent)  # a killed export takes its workers along
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    _worker_model = rebuild(config, weights)
+    _worker_model = worker_model(config, weights)
 
 
 def _worker_shard(config: ExportConfig, shard: int, out_dir: Path) -> dict:
@@ -183,7 +193,7 @@ class ShardWriter:
     """A Ray actor: loads the model once, then writes the shards it is given."""
 
     def __init__(self, parts: tuple[dict, dict[str, np.ndarray]]) -> None:
-        self.model = rebuild(*parts)
+        self.model = worker_model(*parts)
 
     def write(self, config: ExportConfig, shard: int, out_dir: str) -> dict:
         return write_shard(self.model, config, shard, Path(out_dir))

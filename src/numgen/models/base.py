@@ -11,28 +11,28 @@ velocity field and an ODE sampler):
   space with ``encode``/``decode``: a VAE's, to decode points of, reconstruct and plot), and
   ``has_latent_plane`` (that latent is a 2-D plane to explore and tile: the seed's 2-D VAE).
 
-A *style* is a vector of ``style_dim`` numbers; styles are drawn from N(0, T² I) with the
-family's ``temperature`` T. A family may also name a ``check`` threshold, with which
-:mod:`numgen.legibility` redraws styles whose digits a second recognizer misreads. Every digit of
+A *style* is a vector of ``style_dim`` numbers. How to draw is a value, ``model.sampling``
+(:class:`numgen.models.sampling.Sampling`, saved with the weights) passed with each call: styles
+are drawn from N(0, T² I) with its ``temperature`` T, and its ``check`` threshold, if any, has
+:mod:`numgen.legibility` redraw styles whose digits a second recognizer misreads. Every digit of
 a number shares its number's style. ``seeds`` fix the rest of a digit's randomness one digit at
 a time, so a digit's pixels depend only on its (label, style, seed) — never on what else was
 drawn in the same batch.
 
+Models are maths: they never load or save themselves (``numgen.hub`` does, above them).
 Images are tensors ``(N, 1, 28, 28)`` with values in [0, 1]; labels are digits ``(N,)`` or
 ``(N, num_classes)`` float weights that blend digits (morphs).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TypeVar
+from dataclasses import replace
 
 import torch
 from torch import nn
 
 from numgen.errors import ConfigError
-
-G = TypeVar("G", bound="Generator")
+from numgen.models.sampling import Sampling
 
 
 class Generator(nn.Module):
@@ -42,36 +42,10 @@ class Generator(nn.Module):
     conditional: bool = False  # labels choose the digit
     can_encode_style: bool = False  # encode_style works (style from a picture)
     has_latent: bool = False  # encode(x, labels) -> (mu, logvar) and decode(z, labels) exist
-    temperature: float = 1.0  # styles are drawn from N(0, temperature² I)
-    check: float | None = None  # legibility check threshold (numgen.legibility); None: no check
 
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
-
-    @classmethod
-    def from_pretrained(
-        cls: type[G], name_or_path: str | Path, device: str | torch.device = "cpu"
-    ) -> G:
-        """The model saved in a run/model directory, else the bundled model of that name, in eval
-        mode (any family: the config's ``kind`` picks it). On a family's class it must be of that
-        family: ``CVAE.from_pretrained("vae2d")`` is a ModelError."""
-        from numgen import hub  # hub builds models: imported when used, not with the models
-
-        model = hub.load(name_or_path, device)
-        if not isinstance(model, cls):
-            raise hub.ModelError(
-                f"{name_or_path}: holds a {type(model).__name__} (kind {model.config.kind!r}), "
-                f"not a {cls.__name__}; use numgen.load() for a model of any family"
-            )
-        return model
-
-    def save_pretrained(self, directory: str | Path) -> Path:
-        """Write ``config.json`` + ``model.safetensors`` into ``directory`` (atomically), so that
-        ``from_pretrained(directory)`` rebuilds this model."""
-        from numgen import hub
-
-        return hub.save_pretrained(self, directory)
 
     @property
     def style_dim(self) -> int:
@@ -84,15 +58,24 @@ class Generator(nn.Module):
         manifold, scatter encodings)."""
         return False
 
-    def set_sampling(
-        self, steps: int | None = None, guidance: float | None = None, solver: str | None = None
-    ) -> None:
-        """Change the defaults of the family's sampler; families that draw in one pass have none."""
+    @property
+    def sampling(self) -> Sampling:
+        """How this model draws by default, as saved with its weights."""
+        return Sampling()
+
+    def sampling_with(
+        self, steps: int | None = None, guidance: float | None = None, solver: str | None = None,
+        check: bool = True,
+    ) -> Sampling:  # fmt: skip
+        """The model's :attr:`sampling` with the options a caller gave (None: the model's);
+        ``check=False`` turns the legibility check off. Steps, guidance and solver apply to the
+        families that integrate an ODE; one that draws in one pass refuses them."""
         if (steps, guidance, solver) != (None, None, None):
             raise ConfigError(
                 f"a {self.config.kind} model draws in one pass: steps, guidance and solver "
                 "apply to flow models"
             )
+        return self.sampling if check else replace(self.sampling, check=None)
 
     def adopt(self, base: Generator) -> None:
         """Take over the weights of a trained model this one builds on (see ``train(base=...)``)."""
@@ -108,10 +91,12 @@ class Generator(nn.Module):
         raise NotImplementedError
 
     def draw(
-        self, labels: torch.Tensor | None, styles: torch.Tensor, seeds: torch.Tensor | None = None
-    ) -> torch.Tensor:
+        self, labels: torch.Tensor | None, styles: torch.Tensor, seeds: torch.Tensor | None = None,
+        sampling: Sampling | None = None,
+    ) -> torch.Tensor:  # fmt: skip
         """Digits ``(N, 1, 28, 28)`` in [0, 1] for ``labels`` in ``styles`` ``(N, style_dim)``,
-        with ``seeds`` ``(N,)`` int64 fixing any further randomness digit by digit."""
+        with ``seeds`` ``(N,)`` int64 fixing any further randomness digit by digit, drawn with
+        ``sampling`` (default: :attr:`sampling`)."""
         raise NotImplementedError
 
     def encode_style(self, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
@@ -124,17 +109,21 @@ def label_weights(
 ) -> torch.Tensor:
     """Labels of ``n`` items as float weights ``(n, classes)`` on ``device``: one-hot rows for
     digits (one digit, or ``(n,)``), or ``(n, classes)`` float weights passed through (morphs);
-    a ValueError naming what is wrong otherwise."""
+    a ValueError naming what is wrong otherwise. Every conditional family reads its labels here."""
     if labels is None:
-        raise ValueError("this model needs labels: a (N,) tensor of digits 0-9")
+        raise ValueError("a conditional model needs labels: a (N,) tensor of digits 0-9")
     labels = torch.as_tensor(labels, device=device)
-    if labels.is_floating_point() and labels.ndim == 2:
+    if labels.is_floating_point() and labels.ndim == 2:  # (n, classes) blends, for morphs
         if labels.shape != (n, classes):
-            raise ValueError(f"soft labels must have shape ({n}, {classes})")
+            raise ValueError(
+                f"soft labels must have shape ({n}, {classes}), got {tuple(labels.shape)}"
+            )
         return labels.float()
     labels = labels.long().reshape(-1)
     if len(labels) == 1 and n > 1:
         labels = labels.expand(n)
-    if len(labels) != n or labels.min() < 0 or labels.max() >= classes:
-        raise ValueError(f"labels must be {n} digits in 0..{classes - 1}")
+    if len(labels) != n:
+        raise ValueError(f"got {len(labels)} labels for a batch of {n}")
+    if labels.min() < 0 or labels.max() >= classes:
+        raise ValueError(f"labels must lie in 0..{classes - 1}")
     return torch.nn.functional.one_hot(labels, classes).float()

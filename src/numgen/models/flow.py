@@ -8,7 +8,7 @@ Liu et al. 2022, https://arxiv.org/abs/2209.03003): for a pair (x0, x1) and t ~ 
     x_t = (1 - t) x0 + t x1,     loss = || v(x_t, t) - (x1 - x0) ||²,
 
 and sampling integrates the ODE in a few steps (Euler, Heun or two-step Adams-Bashforth: see
-``FlowModel._integrate``). The label enters through a learnt embedding and is dropped for 10 %
+:func:`numgen.models.sampling.integrate`). The label enters through a learnt embedding and is dropped for 10 %
 of training examples, so the same network also gives the unconditional velocity for
 classifier-free guidance (Ho & Salimans 2022, https://arxiv.org/abs/2207.12598):
 ``v = v_uncond + w (v_cond - v_uncond)``.
@@ -33,7 +33,7 @@ Images are ``(B, 1, 28, 28)`` in [0, 1]; labels ``(B,)`` digits or ``(B, 10)`` w
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 import torch
 import torch.nn.functional as F
@@ -43,10 +43,10 @@ from numgen.config import check_fields
 from numgen.data import INK_LEVEL
 from numgen.errors import ConfigError
 from numgen.models.base import Generator, label_weights
+from numgen.models.sampling import Sampling, check_sampling, check_style_settings, integrate
 from numgen.models.vae import CVAE, VAEConfig
 
 STARTS = ("cvae", "noise")
-SOLVERS = ("euler", "heun", "ab2")
 LABEL_DROPOUT = 0.1  # share of training examples shown without their label (for guidance)
 SPECK_INK = 1.0  # a detached bit of ink worth less than one full pixel is a speck (despeckle)
 
@@ -96,28 +96,6 @@ class FlowConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def check_style_settings(temperature: float, check: float | None) -> None:
-    """A ConfigError naming a bad style temperature (0-10) or legibility threshold (in (0, 1),
-    or None for no check)."""
-    if not (math.isfinite(temperature) and 0 <= temperature <= 10):
-        raise ConfigError(f"temperature={temperature}: must be a number between 0 and 10")
-    if check is not None and not (isinstance(check, float) and 0 < check < 1):
-        raise ConfigError(f"check={check}: the legibility threshold lies between 0 and 1")
-
-
-def check_sampling(steps: int | None, guidance: float | None, solver: str | None = "euler") -> None:
-    """A ConfigError naming the bad sampling option: steps 1-1000, finite guidance 0-20, a known
-    solver; ``None`` (keep the model's default) passes."""
-    bad_steps = isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= 1000
-    if steps is not None and bad_steps:
-        raise ConfigError(f"steps={steps}: choose a whole number of ODE steps from 1 to 1000")
-    finite = isinstance(guidance, int | float) and math.isfinite(guidance)
-    if guidance is not None and not (finite and 0 <= guidance <= 20):
-        raise ConfigError(f"guidance={guidance}: choose a finite guidance weight from 0 to 20")
-    if solver is not None and solver not in SOLVERS:
-        raise ConfigError(f"solver={solver!r}: choose one of {SOLVERS}")
 
 
 # --- the velocity field --------------------------------------------------------------------------
@@ -197,7 +175,6 @@ class FlowModel(Generator):
     def __init__(self, config: FlowConfig) -> None:
         super().__init__()
         self.config = config
-        self.temperature, self.check = config.temperature, config.check
         refine = config.start == "cvae"
         self.base = CVAE(VAEConfig.from_dict(config.base)) if refine else None
         if self.base is not None:
@@ -216,15 +193,19 @@ class FlowModel(Generator):
     def style_dim(self) -> int:
         return self.base.config.latent_dim if self.base is not None else 28 * 28
 
-    def set_sampling(
-        self, steps: int | None = None, guidance: float | None = None, solver: str | None = None
-    ) -> None:
-        """Change the sampler's defaults (ODE steps, guidance weight, solver), checked."""
-        steps = self.config.steps if steps is None else steps
-        guidance = self.config.guidance if guidance is None else guidance
-        solver = self.config.solver if solver is None else solver
+    @property
+    def sampling(self) -> Sampling:
+        c = self.config
+        return Sampling(c.temperature, c.check, c.steps, c.solver, c.guidance)
+
+    def sampling_with(
+        self, steps: int | None = None, guidance: float | None = None, solver: str | None = None,
+        check: bool = True,
+    ) -> Sampling:  # fmt: skip
         check_sampling(steps, guidance, solver)
-        self.config.steps, self.config.guidance, self.config.solver = steps, guidance, solver
+        changed = {"steps": steps, "guidance": guidance, "solver": solver}
+        given = {name: value for name, value in changed.items() if value is not None}
+        return replace(super().sampling_with(check=check), **given)
 
     def adopt(self, base: Generator) -> None:
         """Copy the weights of the trained CVAE this flow refines (before training)."""
@@ -254,23 +235,21 @@ class FlowModel(Generator):
     @torch.no_grad()
     def draw(
         self, labels: torch.Tensor | None, styles: torch.Tensor, seeds: torch.Tensor | None = None,
-        steps: int | None = None, guidance: float | None = None, solver: str | None = None,
+        sampling: Sampling | None = None,
     ) -> torch.Tensor:  # fmt: skip
-        """Integrate the ODE from each style's start: ``(N, 1, 28, 28)`` in [0, 1]. ``seeds``
-        ``(N,)`` fix each digit's start noise (design "cvae"; default: seed 0 for all)."""
-        steps = self.config.steps if steps is None else steps
-        guidance = self.config.guidance if guidance is None else guidance
-        solver = self.config.solver if solver is None else solver
-        check_sampling(steps, guidance, solver)
+        """Integrate the ODE from each style's start with ``sampling``'s steps, solver and
+        guidance (default: the model's): ``(N, 1, 28, 28)`` in [0, 1]. ``seeds`` ``(N,)`` fix
+        each digit's start noise (design "cvae"; default: seed 0 for all)."""
+        sampling = self.sampling if sampling is None else sampling
         n = len(styles)
         styles = styles.to(self.device, torch.float32)
         onehot = self._label_weights(labels, n)
         if self.base is not None:
-            extra = self.base.decode(self._latent(styles, onehot), onehot)
+            extra = self.base.decode(self.latent(styles, onehot), onehot)
             x = extra + self.config.sigma * digit_noise(seeds, n, self.device)
         else:
             extra, x = None, styles.view(n, 1, 28, 28)
-        return despeckle(self._integrate(x, extra, onehot, 0.0, 1.0, steps, guidance, solver))
+        return despeckle(self.integrate(x, extra, onehot, 0.0, 1.0, sampling))
 
     @torch.no_grad()
     def encode_style(self, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
@@ -280,9 +259,7 @@ class FlowModel(Generator):
         onehot = self._label_weights(labels, len(images))
         if self.base is not None:
             return self.whiten(self.base.encode(images, onehot)[0], onehot)
-        steps, guidance = self.config.steps, self.config.guidance
-        x0 = self._integrate(images, None, onehot, 1.0, 0.0, steps, guidance, self.config.solver)
-        return x0.flatten(1)
+        return self.integrate(images, None, onehot, 1.0, 0.0, self.sampling).flatten(1)
 
     # -- the pieces -------------------------------------------------------------------------------
 
@@ -304,7 +281,7 @@ class FlowModel(Generator):
 
     def whiten(self, latents: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
         """CVAE latents (N, d) -> styles: their coordinates in their class's Gaussian, the
-        inverse of :meth:`_latent`; in float32 even under autocast (a triangular solve has no
+        inverse of :meth:`latent`; in float32 even under autocast (a triangular solve has no
         bfloat16 kernel)."""
         with torch.autocast(latents.device.type, enabled=False):
             latents, onehot = latents.float(), onehot.float()
@@ -312,7 +289,7 @@ class FlowModel(Generator):
             centred = (latents - mean)[:, :, None]
             return torch.linalg.solve_triangular(chol, centred, upper=False)[..., 0]
 
-    def _latent(self, styles: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
+    def latent(self, styles: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
         """Styles (N, d) ~ N(0, T² I) -> CVAE latents mean_d + L_d · style."""
         mean, chol = self._class_gaussians(onehot)
         return mean + torch.einsum("nij,nj->ni", chol, styles)
@@ -342,10 +319,12 @@ class FlowModel(Generator):
     def _input(x: torch.Tensor, extra: torch.Tensor | None) -> torch.Tensor:
         return x if extra is None else torch.cat([x, extra], dim=1)
 
-    def _velocity(
+    def guided_velocity(
         self, x: torch.Tensor, extra: torch.Tensor | None, t: float, onehot: torch.Tensor,
         guidance: float,
     ) -> torch.Tensor:  # fmt: skip
+        """The velocity at ``x`` ``(N, 1, 28, 28)`` and time ``t``, for labels ``onehot``, with
+        classifier-free ``guidance`` (1: the conditional field alone)."""
         inp = self._input(x, extra)
         tt = torch.full((len(x),), t, device=x.device)
         if guidance == 1.0:
@@ -355,38 +334,17 @@ class FlowModel(Generator):
         cond, uncond = both.chunk(2)
         return uncond + guidance * (cond - uncond)
 
-    def _integrate(
+    def integrate(
         self, x: torch.Tensor, extra: torch.Tensor | None, onehot: torch.Tensor,
-        t0: float, t1: float, steps: int, guidance: float, solver: str,
+        t0: float, t1: float, sampling: Sampling,
     ) -> torch.Tensor:  # fmt: skip
-        """Steps of dx/dt = v from t0 to t1 (backwards when t1 < t0), evenly spaced.
+        """The ODE from ``x`` at t0 to t1 (:func:`numgen.models.sampling.integrate`), with
+        ``sampling``'s steps, solver and guidance; ``extra``: the CVAE decode, or None."""
 
-        - ``euler``: x += h v(x, a); first order, one evaluation a step.
-        - ``heun``: Euler's guess, then the average of the velocities at both ends; second order,
-          two evaluations a step. Its correction is skipped on a step that ends at t = 1, as EDM
-          does at its last step (Karras et al. 2022, https://arxiv.org/abs/2206.00364): at t = 1
-          the point is the digit itself, and the velocity must be read from a vanishing trace of
-          the start, so the field there is unreliable (evaluating it drew 11-40 % legible digits
-          from the bundled flow).
-        - ``ab2``: two-step Adams-Bashforth, second order at Euler's cost: each step extrapolates
-          the velocity from this step's and the previous step's evaluations,
-          x += h (v_k + (v_k - v_{k-1}) / 2), after one Euler step to start; the multistep idea
-          of DPM-Solver++(2M) (Lu et al. 2022, https://arxiv.org/abs/2211.01095). It never
-          evaluates at t1.
-        """
-        times = torch.linspace(t0, t1, steps + 1).tolist()
-        previous = None
-        for a, b in zip(times[:-1], times[1:], strict=True):
-            v = self._velocity(x, extra, a, onehot, guidance)
-            step = v
-            if solver == "heun" and b < 1.0:
-                guess = x + (b - a) * v
-                step = 0.5 * (v + self._velocity(guess, extra, b, onehot, guidance))
-            elif solver == "ab2" and previous is not None:
-                step = v + 0.5 * (v - previous)  # evenly spaced steps: (3 v_k - v_{k-1}) / 2
-            x = x + (b - a) * step
-            previous = v
-        return x
+        def velocity(x: torch.Tensor, t: float) -> torch.Tensor:
+            return self.guided_velocity(x, extra, t, onehot, sampling.guidance)
+
+        return integrate(velocity, x, t0, t1, sampling.steps, sampling.solver)
 
 
 def despeckle(images: torch.Tensor) -> torch.Tensor:

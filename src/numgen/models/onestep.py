@@ -45,14 +45,8 @@ from torch.func import functional_call
 from numgen.config import check_fields, from_dict
 from numgen.errors import ConfigError
 from numgen.models.base import Generator, label_weights
-from numgen.models.flow import (
-    FlowConfig,
-    FlowModel,
-    VelocityUNet,
-    check_style_settings,
-    despeckle,
-    digit_noise,
-)
+from numgen.models.flow import FlowConfig, FlowModel, VelocityUNet, despeckle, digit_noise
+from numgen.models.sampling import Sampling, check_style_settings
 
 
 @dataclass
@@ -199,7 +193,6 @@ class OneStepModel(Generator):
     def __init__(self, config: OneStepConfig) -> None:
         super().__init__()
         self.config = config
-        self.temperature, self.check = config.temperature, config.check
         self.teacher = FlowModel(FlowConfig.from_dict(config.teacher))
         self.teacher.requires_grad_(False)  # frozen: its base, its style Gaussians, its field
         classes = config.num_classes
@@ -211,6 +204,10 @@ class OneStepModel(Generator):
     @property
     def style_dim(self) -> int:
         return self.teacher.style_dim
+
+    @property
+    def sampling(self) -> Sampling:
+        return Sampling(temperature=self.config.temperature, check=self.config.check)
 
     def adopt(self, base: Generator) -> None:
         """Take over the trained flow to distil (before training): the teacher's weights, and the
@@ -247,10 +244,7 @@ class OneStepModel(Generator):
         with torch.no_grad():
             latents = teacher.base.encode(x, onehot)[0]
             x0, decoded = self._start(latents, onehot, noise)
-            c = teacher.config
-            target = teacher._integrate(
-                x0, decoded, onehot, 0.0, 1.0, c.steps, c.guidance, c.solver
-            )
+            target = teacher.integrate(x0, decoded, onehot, 0.0, 1.0, teacher.sampling)
             whitened = teacher.whiten(latents, onehot)
         drawn = self._one_step(x0, decoded, onehot)
         distill = F.mse_loss(drawn, target, reduction="none").flatten(1).sum(1).mean()
@@ -272,14 +266,15 @@ class OneStepModel(Generator):
 
     @torch.no_grad()
     def draw(
-        self, labels: torch.Tensor | None, styles: torch.Tensor, seeds: torch.Tensor | None = None
-    ) -> torch.Tensor:
+        self, labels: torch.Tensor | None, styles: torch.Tensor, seeds: torch.Tensor | None = None,
+        sampling: Sampling | None = None,
+    ) -> torch.Tensor:  # fmt: skip
         """Digits ``(N, 1, 28, 28)`` in [0, 1]: the style through the prior to a CVAE latent, its
         decode plus each digit's seeded noise, one student step."""
         n = len(styles)
         onehot = self._onehot(labels, n)
         whitened = self.prior(styles.to(self.device, torch.float32), onehot)
-        latents = self.teacher._latent(whitened, onehot)
+        latents = self.teacher.latent(whitened, onehot)
         x0, decoded = self._start(latents, onehot, digit_noise(seeds, n, self.device))
         return despeckle(self._one_step(x0, decoded, onehot))
 

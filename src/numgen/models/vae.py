@@ -23,7 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from numgen.config import ConfigError, Limit, check_fields, from_dict
-from numgen.models.base import Generator
+from numgen.models.base import Generator, label_weights
+from numgen.models.sampling import Sampling
 
 KINDS = ("vae", "cvae")
 ARCHITECTURES = ("conv", "mlp")
@@ -165,12 +166,6 @@ class VAE(Generator):
     conditional = False
     can_encode_style = True
     has_latent = True
-    # Styles are drawn from N(0, T² I) with this "temperature" T rather than from the prior
-    # N(0, I): the prior's outer shell decodes to blurred or ambiguous digits more often than its
-    # centre. For the bundled cvae, T = 0.6 keeps slant, width and thickness varied while the
-    # recognizer reads 99.9 % of digits and ~99 % of 4-digit numbers back
-    # (bench/results/compose_readback.md).
-    temperature = 0.6
 
     def __init__(self, config: VAEConfig) -> None:
         super().__init__()
@@ -233,9 +228,19 @@ class VAE(Generator):
         beta = self.config.beta if kl_weight is None else kl_weight
         return vae_loss(x, logits, mu, logvar, self.config.likelihood, beta)
 
+    @property
+    def sampling(self) -> Sampling:
+        # Styles are drawn from N(0, T² I) with T = 0.6 rather than from the prior N(0, I): the
+        # prior's outer shell decodes to blurred or ambiguous digits more often than its centre.
+        # For the bundled cvae, T = 0.6 keeps slant, width and thickness varied while the
+        # recognizer reads 99.9 % of digits and ~99 % of 4-digit numbers back
+        # (bench/results/compose_readback.md).
+        return Sampling(temperature=0.6)
+
     def draw(
-        self, labels: torch.Tensor | None, styles: torch.Tensor, seeds: torch.Tensor | None = None
-    ) -> torch.Tensor:
+        self, labels: torch.Tensor | None, styles: torch.Tensor, seeds: torch.Tensor | None = None,
+        sampling: Sampling | None = None,
+    ) -> torch.Tensor:  # fmt: skip
         return self.decode(styles, labels)
 
     def encode_style(self, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
@@ -258,22 +263,7 @@ class CVAE(VAE):
     conditional = True
 
     def _condition(self, labels: torch.Tensor | None, batch: int) -> torch.Tensor:
-        if labels is None:
-            raise ValueError("a conditional model needs labels: a (B,) tensor of digits 0-9")
-        labels = torch.as_tensor(labels, device=self.device)
-        if labels.is_floating_point() and labels.ndim == 2:  # (B, classes) blends, for morphs
-            if labels.shape != (batch, self.config.num_classes):
-                raise ValueError(
-                    f"soft labels must have shape ({batch}, {self.config.num_classes}), "
-                    f"got {tuple(labels.shape)}"
-                )
-            return labels
-        labels = labels.long().reshape(-1)
-        if len(labels) != batch:
-            raise ValueError(f"got {len(labels)} labels for a batch of {batch}")
-        if labels.min() < 0 or labels.max() >= self.config.num_classes:
-            raise ValueError(f"labels must lie in 0..{self.config.num_classes - 1}")
-        return F.one_hot(labels, self.config.num_classes).float()
+        return label_weights(labels, batch, self.config.num_classes, self.device)
 
     @torch.no_grad()
     def sample(

@@ -28,18 +28,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import gc
-import hashlib
-import io
 import json
 import os
-from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
-import torch
 from fastapi import FastAPI, HTTPException, Query, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -47,17 +41,25 @@ from fastapi_offline import FastAPIOffline
 from PIL import Image
 from pydantic import Field
 
-from numgen import __version__, compose, generate, hub, plots
+from numgen import __version__, compose, generate, hub, legibility, plots
 from numgen.config import MAX_SEED
-from numgen.data import Digits, load_digits, to_tensor
+from numgen.data import load_digits
 from numgen.errors import NonFiniteImage
-from numgen.models import Generator
-from numgen.web.batching import BATCH_SECONDS, CHUNK_ROWS, WAIT, BatchedModel, Batcher, run
+from numgen.recognizer import Recognizer
+from numgen.web.batching import BATCH_SECONDS, WAIT, BatchedChecker, BatchedModel, Batcher, run
 from numgen.web.guard import Guard, HttpCache, LimitBody, Load
+from numgen.web.served import (
+    Served,
+    freeze_survivors,
+    png_bytes,
+    prepare_process,
+    scatter,
+    warm_up,
+    weights_digest,
+)
 from numgen.web.uploads import (
     MAX_UPLOAD_BYTES,
     UPLOAD_FORMATS,
-    keep_memory_returnable,
     with_upload,
 )
 
@@ -94,79 +96,6 @@ PNG_RESPONSE = {200: {"content": {"image/png": {}}, "description": "A grey PNG (
 LOOP_PNG_PIXELS = 64 * 1024
 
 
-@dataclass
-class Served:
-    """A loaded model and what the app keeps ready for it."""
-
-    name: str
-    model: Generator
-    batched: BatchedModel  # the model, its drawing batched with other requests'
-    scatter: dict | None  # the explorer's test-digit encodings, for models with a 2-D latent
-    writer: compose.Writer | None  # for conditional models; keeps the recognizer once loaded
-
-    def info(self) -> dict:
-        config = self.model.config
-        return {
-            "name": self.name,
-            "kind": config.kind,
-            "arch": getattr(config, "arch", None),
-            "latent_dim": self.model.style_dim,
-            "likelihood": getattr(config, "likelihood", None),
-            "conditional": self.model.conditional,
-            "explorer": self.scatter is not None,
-            "style_upload": self.model.can_encode_style,
-        }
-
-
-@torch.inference_mode()
-def scatter(name: str, model: Generator, test: Digits) -> dict:
-    """The test digits encoded by a model with a 2-D latent plane: points, labels, bounds."""
-    labels = torch.from_numpy(test.labels).long() if model.conditional else None
-    z = model.encode_style(to_tensor(test.images).to(model.device), labels).cpu().numpy()
-    return {
-        "model": name,
-        "points": np.round(z.astype(np.float64), 4).tolist(),  # float64: no float32 digits noise
-        "labels": test.labels.tolist(),
-        "bounds": {
-            "x_min": float(z[:, 0].min()), "x_max": float(z[:, 0].max()),
-            "y_min": float(z[:, 1].min()), "y_max": float(z[:, 1].max()),
-        },
-    }  # fmt: skip
-
-
-def weights_digest(models: dict[str, Generator]) -> str:
-    """A hash of the served models' names and weights (and numgen's version): the ETag's seed,
-    so a restart with other weights under the same name never answers 304 wrongly."""
-    digest = hashlib.blake2b(__version__.encode(), digest_size=16)
-    for name, model in models.items():
-        digest.update(name.encode())
-        for key, tensor in model.state_dict().items():
-            digest.update(key.encode())
-            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
-def warm_up(served: Iterable[Served]) -> None:
-    """Run each model (on the batcher's chunk of rows) and writer once, and encode a PNG: the
-    first call of each loads code (Pillow's plugins, PyTorch's kernels), which would otherwise
-    stall the first requests."""
-    for chosen in served:
-        digit = 0 if chosen.model.conditional else None
-        generate.draw(chosen.model, np.zeros((CHUNK_ROWS, chosen.model.style_dim)), digit)
-        if chosen.writer is not None:
-            png_bytes(compose.write(chosen.model, "0", height=56))
-
-
-def png_bytes(image: np.ndarray | Image.Image) -> bytes:
-    """A grey PNG of a 2-D array (floats in [0, 1] or uint8) or of a PIL image."""
-    if isinstance(image, np.ndarray):
-        image = Image.fromarray(plots.to_uint8(image), mode="L")
-    buffer = io.BytesIO()
-    # zlib level 1: ~7 % larger than the default 6 for these pictures, and half the time
-    image.save(buffer, format="PNG", compress_level=1)
-    return buffer.getvalue()
-
-
 async def image_response(image: np.ndarray | Image.Image, format: str, **values) -> Response:
     """The image as PNG, or as JSON ``{**values, width, height, png: base64}``."""
     height, width = image.shape if isinstance(image, np.ndarray) else (image.height, image.width)
@@ -182,8 +111,8 @@ async def image_response(image: np.ndarray | Image.Image, format: str, **values)
 
 def create_app(
     models: dict[str, str] | None = None, max_pending: int = MAX_PENDING,
-    timeout: float = TIMEOUT, batch_wait: float = WAIT, threads: int | None = None,
-    max_wait: float = MAX_WAIT, batch_seconds: float = BATCH_SECONDS,
+    timeout: float = TIMEOUT, batch_wait: float = WAIT, max_wait: float = MAX_WAIT,
+    batch_seconds: float = BATCH_SECONDS, checker: Recognizer | None = None,
 ) -> FastAPI:  # fmt: skip
     """The app serving ``models`` (served name -> bundled name or model directory; default: the
     bundled generators). Every model is loaded, and every 2-D one encodes the test digits, here.
@@ -191,12 +120,10 @@ def create_app(
     At most ``max_pending`` API requests run at once, and none is let in that would take longer
     than ``max_wait`` seconds (:class:`~numgen.web.guard.Load`); each runs for at most
     ``timeout`` seconds; model calls wait up to ``batch_wait`` seconds to be batched with other
-    requests', in batches of up to ``batch_seconds`` of model time. ``threads`` sets PyTorch's
-    threads for the process (a server's choice: its batches are small, and a second thread
-    spinning for work costs more than it saves while requests need the cores)."""
-    if threads is not None:
-        torch.set_num_threads(threads)
-    keep_memory_returnable()
+    requests', in batches of up to ``batch_seconds`` of model time. The models that check their
+    digits' legibility read them with ``checker`` (default: the bundled checker, loaded here),
+    batched with the models' calls. It changes nothing of the process: a server sets that up
+    where it starts (:mod:`numgen.web.served`)."""
     sources = {name: name for name in hub.generator_names()} if models is None else models
     if not sources:
         raise hub.ModelError(
@@ -205,14 +132,17 @@ def create_app(
     test = load_digits("embedded", "test")  # 1,000 real MNIST digits that ship with numgen
     load = Load(max_pending, timeout, max_wait)
     batcher = Batcher(batch_wait, in_progress=lambda: load.pending, batch_seconds=batch_seconds)
+    loaded = {name: hub.load(source) for name, source in sources.items()}
+    if checker is None and any(m.sampling.check is not None for m in loaded.values()):
+        checker = Recognizer.from_pretrained(legibility.BUNDLED_CHECKER)
+    reads = None if checker is None else BatchedChecker(checker, batcher)
     served = {}
-    for name, source in sources.items():
-        model = hub.load(source)
+    for name, model in loaded.items():
         batched = BatchedModel(model, batcher)
         served[name] = Served(
             name, model, batched,
             scatter(name, model, test) if model.has_latent_plane else None,
-            compose.Writer(batched) if model.conditional else None,
+            compose.Writer(batched, checker=reads) if model.conditional else None,
         )  # fmt: skip
     # The explorer prefers a plain 2-D VAE (its latent holds the digit), the writer the default
     # writer (the bundled flow) when it is served, else the first conditional model.
@@ -224,15 +154,9 @@ def create_app(
         (s.name for s in served.values() if s.writer and s.name == compose.DEFAULT_WRITER),
         next((s.name for s in served.values() if s.writer), None),
     )
-    warm_up(served.values())
+    warm_up(served.values(), None if checker is None else legibility.reader(checker))
     batcher.sizes.clear()
     batcher.model_seconds = 0.0
-    # A full garbage collection walks every object the process holds: ~360,000 with the models,
-    # PyTorch and the web stack, 170 ms on this 2-core machine, a stall of every request in
-    # flight. They live as long as the server, so they leave the collector's sight (gc.freeze):
-    # it then walks only what requests create.
-    gc.collect()
-    gc.freeze()
 
     app = FastAPIOffline(  # FastAPI whose /docs page ships Swagger UI instead of using a CDN
         title="numgen",
@@ -444,6 +368,10 @@ def create_app(
 
 
 def create_app_from_environment() -> FastAPI:
-    """:func:`create_app` with the arguments in ``$NUMGEN_SERVE_SETTINGS`` (JSON), as
-    ``numgen serve --workers N`` leaves them for uvicorn's worker processes."""
-    return create_app(**json.loads(os.environ[SETTINGS_ENV]))
+    """A worker process of ``numgen serve --workers N`` starting: the process settings, then
+    :func:`create_app`, with the arguments in ``$NUMGEN_SERVE_SETTINGS`` (JSON)."""
+    settings = json.loads(os.environ[SETTINGS_ENV])
+    prepare_process(settings.pop("threads"))
+    app = create_app(**settings)
+    freeze_survivors()
+    return app

@@ -7,7 +7,8 @@ model's ``draw(labels, styles, seeds)`` on a :class:`BatchedModel`, the call is 
 :class:`Batcher` and the request *awaits* its rows — the event loop goes on with other requests,
 no thread is held. The batcher concatenates the waiting calls, model by model, and runs them in
 its one model thread, so the event loop never runs a forward pass and the model never runs two
-batches at once; then each caller gets its rows and carries on where it stopped.
+batches at once; then each caller gets its rows and carries on where it stopped. The legibility
+checker's readings (:class:`BatchedChecker`) go through the same batcher, with the models' calls.
 
 Why not a thread per request (FastAPI's plain ``def`` handlers): 50 threads handing work to each
 other through locks. In short runs of 50 clients decoding on the shared 2 cores, awaiting instead
@@ -35,9 +36,13 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import greenback
+import numpy as np
 import torch
 
+from numgen.legibility import asked_probability
 from numgen.models import Generator
+from numgen.models.sampling import Sampling
+from numgen.recognizer import Recognizer
 from numgen.web.guard import request_started
 
 CHUNK_ROWS = 8  # rows of every model call (see the module docstring)
@@ -58,10 +63,11 @@ async def run(function: Callable[..., T], *args, **kwargs) -> T:
 class Call:
     """One ``draw`` call waiting for its batch."""
 
-    model: Generator
+    model: Generator | BatchedChecker
     labels: torch.Tensor | None
     styles: torch.Tensor
     seeds: torch.Tensor | None
+    sampling: Sampling | None
     result: asyncio.Future
     arrived: float  # the event loop's time
     started: float  # when its request entered the app (time.perf_counter()): oldest first
@@ -73,7 +79,7 @@ class Call:
     def group(self) -> tuple:
         """Calls with the same key can be concatenated into one ``draw``."""
         labels = None if self.labels is None else (self.labels.dtype, self.labels.ndim)
-        return id(self.model), labels, self.seeds is None
+        return id(self.model), labels, self.seeds is None, self.sampling
 
 
 def _cat(tensors: list[torch.Tensor | None]) -> torch.Tensor | None:
@@ -89,16 +95,17 @@ def _pad(tensor: torch.Tensor | None, rows: int) -> torch.Tensor | None:
 
 @torch.inference_mode()
 def draw_in_chunks(
-    model: Generator, labels: torch.Tensor | None, styles: torch.Tensor,
-    seeds: torch.Tensor | None, chunk: int = CHUNK_ROWS,
+    model: Generator | BatchedChecker, labels: torch.Tensor | None, styles: torch.Tensor,
+    seeds: torch.Tensor | None, chunk: int = CHUNK_ROWS, sampling: Sampling | None = None,
 ) -> torch.Tensor:  # fmt: skip
-    """``model.draw`` over ``len(styles)`` rows, always ``chunk`` rows at a time: ``(N, 1, 28, 28)``."""
+    """``model.draw`` over ``len(styles)`` rows with ``sampling``, always ``chunk`` rows at a
+    time: ``(N, 1, 28, 28)``."""
     out = []
     for start in range(0, len(styles), chunk):
         part = slice(start, start + chunk)
         rows = len(styles[part])
         pieces = [None if t is None else _pad(t[part], chunk) for t in (labels, styles, seeds)]
-        out.append(model.draw(*pieces)[:rows])
+        out.append(model.draw(*pieces, sampling)[:rows])
     return torch.cat(out)
 
 
@@ -142,13 +149,15 @@ class Batcher:
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="numgen-model")
 
     async def draw(
-        self, model: Generator, labels: torch.Tensor | None, styles: torch.Tensor,
-        seeds: torch.Tensor | None = None,
+        self, model: Generator | BatchedChecker, labels: torch.Tensor | None, styles: torch.Tensor,
+        seeds: torch.Tensor | None = None, sampling: Sampling | None = None,
     ) -> torch.Tensor:  # fmt: skip
-        """``model.draw(labels, styles, seeds)``, run in the next batch."""
+        """``model.draw(labels, styles, seeds, sampling)``, run in the next batch."""
         loop = asyncio.get_running_loop()
         started = request_started.get(time.perf_counter())
-        call = Call(model, labels, styles, seeds, loop.create_future(), loop.time(), started)
+        call = Call(
+            model, labels, styles, seeds, sampling, loop.create_future(), loop.time(), started
+        )
         self._queue.append(call)
         self._queued[model] += call.rows
         if self._joined is not None and self._ready(call.arrived):
@@ -158,7 +167,7 @@ class Batcher:
             self._runner = loop.create_task(self._run())
         return await call.result
 
-    def _seconds(self, model: Generator, rows: int) -> float:
+    def _seconds(self, model: Generator | BatchedChecker, rows: int) -> float:
         """The model time a call of ``rows`` rows of ``model`` is expected to take: its chunks
         (the last one padded) at the model's measured time per chunk (0 before any)."""
         return -(-rows // self.chunk) * self.chunk_seconds.get(id(model), 0.0)
@@ -257,6 +266,7 @@ class Batcher:
                 torch.cat([c.styles for c in calls]),
                 _cat([c.seeds for c in calls]),
                 self.chunk,
+                calls[0].sampling,
             )
         except Exception as err:  # one bad call must not fail its neighbours
             if len(calls) == 1:
@@ -283,6 +293,28 @@ class BatchedModel:
         return getattr(self.model, name)
 
     def draw(
-        self, labels: torch.Tensor | None, styles: torch.Tensor, seeds: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        return greenback.await_(self.batcher.draw(self.model, labels, styles, seeds))
+        self, labels: torch.Tensor | None, styles: torch.Tensor, seeds: torch.Tensor | None = None,
+        sampling: Sampling | None = None,
+    ) -> torch.Tensor:  # fmt: skip
+        return greenback.await_(self.batcher.draw(self.model, labels, styles, seeds, sampling))
+
+
+class BatchedChecker:
+    """The legibility checker of the served models (a :data:`numgen.legibility.Checker`): its
+    readings run in the model thread, batched with the models' calls and each other's, so a
+    request's check waits its turn as its drawing does instead of running beside the batcher."""
+
+    def __init__(self, checker: Recognizer, batcher: Batcher) -> None:
+        self.checker, self.batcher = checker.eval(), batcher
+
+    def draw(
+        self, labels: torch.Tensor, images: torch.Tensor, seeds: None = None,
+        sampling: None = None,
+    ) -> torch.Tensor:  # fmt: skip
+        """In the model thread, as the batcher calls a model: the checker's probability of each
+        asked digit ``labels`` ``(N,)`` for ``images`` ``(N, 28, 28)``."""
+        return torch.from_numpy(asked_probability(self.checker, images.numpy(), labels.numpy()))
+
+    def __call__(self, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        read = self.batcher.draw(self, torch.as_tensor(labels), torch.as_tensor(images))
+        return greenback.await_(read).numpy()
