@@ -57,6 +57,7 @@ def test_config_round_trips_and_refuses_bad_values() -> None:
         ({"channels": 0}, "channels=0"),
         ({"prior_layers": -1}, "prior_layers=-1"),
         ({"adversarial": math.inf}, "adversarial=inf"),
+        ({"legible": -1.0}, "legible=-1.0"),
         ({"temperature": -0.5}, "temperature=-0.5"),
         ({"check": 1.5}, "check=1.5"),
     ]
@@ -112,6 +113,41 @@ def test_loss_parts_and_which_weights_each_part_trains() -> None:
     for got, want in zip(critic_grads, (p.grad for p in model.critic.parameters()), strict=True):
         torch.testing.assert_close(got, want)
     assert all(p.grad is None or not p.grad.any() for p in model.student.parameters())
+
+
+class InkReader(torch.nn.Module):
+    """A toy reader: it reads a digit's amount of ink (digit d: a mean of 0.2 + d / 20)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return -500 * (x.mean((1, 2, 3))[:, None] - torch.arange(10) / 20 - 0.2) ** 2
+
+
+def test_the_legible_term_teaches_the_student_to_draw_what_the_reader_reads() -> None:
+    model, _ = tiny_onestep(prior_layers=0, legible=1.0)
+    x, y = torch.rand(32, 1, 28, 28), torch.arange(32) % 10
+    with pytest.raises(ValueError, match="use_reader"):
+        model.loss(x, y, torch.Generator().manual_seed(0))
+    model.use_reader(InkReader())
+    assert not any(name.startswith("reader") for name in model.state_dict())  # never saved
+    styles, labels, seeds = torch.randn(200, 4), torch.arange(200) % 10, torch.arange(200)
+
+    def read_as_asked() -> float:  # digits drawn from sampled styles, as they are used
+        model.eval()
+        return (InkReader()(model.draw(labels, styles, seeds)).argmax(1) == labels).float().mean()
+
+    before = read_as_asked()
+    model.train()
+    optimiser = torch.optim.Adam(model.student.parameters(), lr=1e-2)
+    losses = []
+    for step in range(30):
+        parts = model.loss(x, y, torch.Generator().manual_seed(step))
+        optimiser.zero_grad()
+        parts["legible"].backward()
+        optimiser.step()
+        losses.append(parts["legible"].item())
+    assert all(p.grad is None for p in model.teacher.parameters())
+    assert losses[-1] < 0.2 * losses[0]
+    assert before < 0.3 and read_as_asked() > 0.8
 
 
 def test_distillation_brings_the_student_to_the_teachers_digits() -> None:
@@ -207,9 +243,13 @@ def test_cli_trains_and_refuses_a_teacher_that_is_no_flow(tmp_path, capsys) -> N
     assert main([*args, "--base", str(tmp_path / "teacher"), "--channels", "0"]) == 2
     assert "channels=0" in capsys.readouterr().err
     assert not run.exists()
-    assert main([*args, "--base", str(tmp_path / "teacher")]) == 0
+    assert main([*args, "--base", str(tmp_path / "teacher"), "--legible", "0.5"]) == 0
     trained = load(run)
     assert trained.config.kind == "onestep" and trained.config.channels == 4  # the teacher's
+    assert trained.config.legible == 0.5  # and it draws as its teacher does:
+    assert trained.sampling.temperature == teacher.sampling.temperature
+    assert trained.sampling.check == teacher.sampling.check
+    assert "legible" in (run / "metrics.jsonl").read_text()  # trained with the checker's term
     assert main(["write", "2026", "--model", str(run), "--out", str(tmp_path / "n.png")]) == 0
     assert (tmp_path / "n.png").is_file()
 

@@ -16,6 +16,12 @@ distillation, Sauer et al. 2023, https://arxiv.org/abs/2311.17042): distillation
 student on the teacher's map, the critic pulls its digits towards real ones, where the teacher
 falls short.
 
+With ``legible`` > 0 the student also draws from *sampled* styles, as it will when used, and a
+frozen digit reader (numgen's bundled checker, given by training) scores them: its cross-entropy
+of the asked digit pulls the student's draws of ambiguous styles towards the digit asked — a
+classifier's guidance distilled into the one step (as Dhariwal & Nichol 2021 guide a sampler, but
+paid once, in training). The judges numgen's benches score with are other networks.
+
 The *style* is where the teacher's legibility is lost: it draws each digit's latent from one
 Gaussian per class, whose mass spreads between the classes (a 4 that closes like a 9). Here a
 style ``s ~ N(0, T² I)`` first passes a small conditional normalising flow (:class:`StylePrior`,
@@ -59,6 +65,7 @@ class OneStepConfig:
     prior_layers: int = 6  # coupling layers of the learnt style prior
     prior_hidden: int = 64  # width of each coupling's network
     adversarial: float = 0.0  # weight of the critic's term for the student; 0: distillation only
+    legible: float = 0.0  # weight of a reader's cross-entropy on digits of sampled styles; 0: none
     critic_channels: int = 16  # the critic's width at 14×14 (2× at 7×7, 4× at 4×4)
     temperature: float = 1.0  # styles ~ N(0, T² I)
     check: float | None = None  # numgen.legibility's threshold; None: no check
@@ -78,8 +85,11 @@ class OneStepConfig:
                                 ("prior_hidden", 1, 4096), ("critic_channels", 1, 256)):  # fmt: skip
             if not low <= getattr(self, name) <= high:
                 raise ConfigError(f"{name}={getattr(self, name)}: must be from {low} to {high}")
-        if not (math.isfinite(self.adversarial) and 0 <= self.adversarial <= 10):
-            raise ConfigError(f"adversarial={self.adversarial}: must be a number between 0 and 10")
+        for name in ("adversarial", "legible"):
+            if not (math.isfinite(getattr(self, name)) and 0 <= getattr(self, name) <= 10):
+                raise ConfigError(
+                    f"{name}={getattr(self, name)}: must be a number between 0 and 10"
+                )
         check_style_settings(self.temperature, self.check)
 
     @classmethod
@@ -200,6 +210,8 @@ class OneStepModel(Generator):
         dim = self.teacher.style_dim
         self.prior = StylePrior(dim, config.prior_layers, config.prior_hidden, classes)
         self.critic = Critic(config.critic_channels, classes) if config.adversarial > 0 else None
+        # the reader of the ``legible`` term: given by training (use_reader), never saved
+        object.__setattr__(self, "reader", None)
 
     @property
     def style_dim(self) -> int:
@@ -217,6 +229,17 @@ class OneStepModel(Generator):
         self.teacher.load_state_dict(base.state_dict())
         if base.config.channels == self.config.channels:
             self.student.load_state_dict(base.velocity.state_dict())
+
+    @property
+    def wants_reader(self) -> bool:
+        """Whether training must give this model a digit reader (:meth:`use_reader`)."""
+        return self.config.legible > 0
+
+    def use_reader(self, reader: nn.Module) -> None:
+        """The frozen digit classifier (images in [0, 1] -> logits) that the ``legible`` term
+        reads the student's digits with. It judges training, as the data does: it is kept out of
+        the model's modules, so it is never saved, moved, trained or put in training mode."""
+        object.__setattr__(self, "reader", reader.requires_grad_(False).eval())
 
     def _onehot(self, labels: torch.Tensor | None, n: int) -> torch.Tensor:
         return label_weights(labels, n, self.config.num_classes, self.device)
@@ -262,7 +285,32 @@ class OneStepModel(Generator):
             adversarial = -functional_call(self.critic, frozen, (drawn, onehot)).mean()
             total = total + critic + self.config.adversarial * adversarial
             parts |= {"critic": critic, "adversarial": adversarial}
+        if self.config.legible > 0:
+            legible = self._legibility(onehot, x.shape, generator)
+            total = total + self.config.legible * legible
+            parts["legible"] = legible
         return {"loss": total, **parts}
+
+    def _legibility(
+        self, onehot: torch.Tensor, shape: torch.Size, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        """The reader's cross-entropy of the asked digits on the student's digits of styles drawn
+        as :meth:`draw` draws them (N(0, T² I) through the prior): distillation only ever sees the
+        styles of real digits, but a sampler also draws between-class styles (a 4 that closes like
+        a 9), and this term teaches the student to draw even those as the digit asked."""
+        if self.reader is None:
+            raise ValueError("legible > 0: give the reader with use_reader() before training")
+        styles = torch.randn((shape[0], self.style_dim), generator=generator, device=self.device)
+        noise = torch.randn(shape, generator=generator, device=self.device)
+        with torch.no_grad():
+            whitened = self.prior(styles * self.config.temperature, onehot)
+            x0, decoded = self._start(self.teacher.latent(whitened, onehot), onehot, noise)
+        drawn = self._one_step(x0, decoded, onehot)
+        # the reader sees what draw() gives (clamped, despeckled); the gradient passes straight
+        # through, so that pixels pushed past the range are still pulled back
+        seen = drawn + (despeckle(drawn.detach()) - drawn).detach()
+        logits = self.reader(seen).float()
+        return -(onehot * F.log_softmax(logits, dim=1)).sum(1).mean()
 
     @torch.no_grad()
     def draw(
