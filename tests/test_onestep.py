@@ -150,6 +150,24 @@ def test_the_legible_term_teaches_the_student_to_draw_what_the_reader_reads() ->
     assert before < 0.3 and read_as_asked() > 0.8
 
 
+def test_a_onestep_trains_on_from_a_trained_one_of_the_same_teacher() -> None:
+    trained, teacher = tiny_onestep(adversarial=0.5)
+    torch.nn.init.normal_(trained.student.out.weight, std=0.2)  # as if trained
+    sizes = {"channels": 4, "prior_layers": 2, "prior_hidden": 8, "critic_channels": 4}
+    config = OneStepConfig(teacher=teacher.config.to_dict(), adversarial=0.5, legible=1.0, **sizes)
+    onwards = build_model(config)
+    onwards.adopt(trained)
+    for part in ("teacher", "student", "critic", "prior"):
+        want = getattr(trained, part).state_dict()
+        for name, value in getattr(onwards, part).state_dict().items():
+            torch.testing.assert_close(value, want[name], rtol=0, atol=0)
+    narrow = build_model(
+        OneStepConfig(teacher=teacher.config.to_dict(), **(sizes | {"channels": 2}))
+    )
+    with pytest.raises(ValueError, match="4 channels wide, not 2"):
+        narrow.adopt(trained)
+
+
 def test_distillation_brings_the_student_to_the_teachers_digits() -> None:
     model, teacher = tiny_onestep(prior_layers=0)
     model.train()
@@ -237,7 +255,8 @@ def test_cli_trains_and_refuses_a_teacher_that_is_no_flow(tmp_path, capsys) -> N
             "--epochs", "1", "--batch-size", "64", "--prior-layers", "2"]  # fmt: skip
     assert main([*args, "--base", str(tmp_path / "cvae")]) == 2
     err = capsys.readouterr().err
-    assert "onestep distils a flow, not a cvae" in err and len(err.strip().splitlines()) == 1
+    assert "onestep distils a flow (or trains on from a onestep), not a cvae" in err
+    assert len(err.strip().splitlines()) == 1
     assert main([*args, "--base", str(tmp_path / "teacher"), "--adversarial", "-1"]) == 2
     assert "adversarial=-1.0" in capsys.readouterr().err
     assert main([*args, "--base", str(tmp_path / "teacher"), "--channels", "0"]) == 2
@@ -250,6 +269,9 @@ def test_cli_trains_and_refuses_a_teacher_that_is_no_flow(tmp_path, capsys) -> N
     assert trained.sampling.temperature == teacher.sampling.temperature
     assert trained.sampling.check == teacher.sampling.check
     assert "legible" in (run / "metrics.jsonl").read_text()  # trained with the checker's term
+    onwards = ["train", str(tmp_path / "onwards"), *args[2:], "--base", str(run)]
+    assert main(onwards) == 0
+    assert load(tmp_path / "onwards").config.teacher == trained.config.teacher
     assert main(["write", "2026", "--model", str(run), "--out", str(tmp_path / "n.png")]) == 0
     assert (tmp_path / "n.png").is_file()
 

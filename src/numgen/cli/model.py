@@ -192,10 +192,13 @@ def train_command(
         base_model = load(base)
     elif model == "onestep":
         base_model = load(base)
-        if base_model.config.kind != "flow":
-            raise ModelError(f"--base {base}: onestep distils a flow, not a "
-                             f"{base_model.config.kind}")  # fmt: skip
-    teacher = base_model.config if model == "onestep" else None
+        if base_model.config.kind not in ("flow", "onestep"):
+            raise ModelError(f"--base {base}: onestep distils a flow (or trains on from a "
+                             f"onestep), not a {base_model.config.kind}")  # fmt: skip
+    teacher = None
+    if model == "onestep":  # the flow distilled: the base, or the base's own teacher
+        onestep_base = base_model.config.kind == "onestep"
+        teacher = base_model.teacher.config if onestep_base else base_model.config
     data_dir = resolve_data_dir(data_dir)
     options = {
         "kind": model, "arch": arch, "latent_dim": latent_dim, "likelihood": likelihood,

@@ -190,6 +190,11 @@ class Critic(nn.Module):
         return self.score(h)[:, 0] + (self.project(onehot) * h).sum(1)
 
 
+def shapes(module: nn.Module) -> dict[str, torch.Size]:
+    """The shape of each of a module's weights, by name."""
+    return {name: value.shape for name, value in module.state_dict().items()}
+
+
 # --- the family ----------------------------------------------------------------------------------
 
 
@@ -222,8 +227,23 @@ class OneStepModel(Generator):
         return Sampling(temperature=self.config.temperature, check=self.config.check)
 
     def adopt(self, base: Generator) -> None:
-        """Take over the trained flow to distil (before training): the teacher's weights, and the
-        student's too where the two have the same shape (distillation starts from the teacher)."""
+        """Take over the trained model this one builds on (before training): a flow to distil —
+        the teacher's weights, and the student's too where the two have the same shape
+        (distillation starts from the teacher) — or a one-step model of the same teacher, to
+        train on from (its student; its critic and style prior where this model has the same)."""
+        if isinstance(base, OneStepModel):
+            if base.config.teacher != self.config.teacher:
+                raise ValueError("the one-step model to train on from has another teacher")
+            if base.config.channels != self.config.channels:
+                raise ValueError(
+                    f"the one-step model to train on from is {base.config.channels} channels "
+                    f"wide, not {self.config.channels}"
+                )
+            for part in ("teacher", "student", "critic", "prior"):
+                mine, theirs = getattr(self, part), getattr(base, part)
+                if mine is not None and theirs is not None and shapes(mine) == shapes(theirs):
+                    mine.load_state_dict(theirs.state_dict())
+            return
         if not isinstance(base, FlowModel) or base.config.to_dict() != self.config.teacher:
             raise ValueError("the flow to distil differs from the config's teacher")
         self.teacher.load_state_dict(base.state_dict())
