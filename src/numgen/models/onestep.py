@@ -65,7 +65,7 @@ class OneStepConfig:
     prior_layers: int = 6  # coupling layers of the learnt style prior
     prior_hidden: int = 64  # width of each coupling's network
     adversarial: float = 0.0  # weight of the critic's term for the student; 0: distillation only
-    legible: float = 0.0  # weight of a reader's cross-entropy on digits of sampled styles; 0: none
+    legible: float = 0.0  # weight of a reader's (hinged) cross-entropy on digits of sampled styles
     critic_channels: int = 16  # the critic's width at 14×14 (2× at 7×7, 4× at 4×4)
     temperature: float = 1.0  # styles ~ N(0, T² I)
     check: float | None = None  # numgen.legibility's threshold; None: no check
@@ -98,6 +98,9 @@ class OneStepConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+LEGIBLE_ENOUGH = 0.9  # the legible term leaves alone digits the reader reads this surely
 
 
 # --- the style prior -----------------------------------------------------------------------------
@@ -314,8 +317,8 @@ class OneStepModel(Generator):
     def _legibility(
         self, onehot: torch.Tensor, shape: torch.Size, generator: torch.Generator | None
     ) -> torch.Tensor:
-        """The reader's cross-entropy of the asked digits on the student's digits of styles drawn
-        as :meth:`draw` draws them (N(0, T² I) through the prior): distillation only ever sees the
+        """The reader's cross-entropy of the asked digits, hinged at LEGIBLE_ENOUGH, on the
+        student's digits of styles drawn as :meth:`draw` draws them (N(0, T² I) through the prior): distillation only ever sees the
         styles of real digits, but a sampler also draws between-class styles (a 4 that closes like
         a 9), and this term teaches the student to draw even those as the digit asked."""
         if self.reader is None:
@@ -329,8 +332,10 @@ class OneStepModel(Generator):
         # the reader sees what draw() gives (clamped, despeckled); the gradient passes straight
         # through, so that pixels pushed past the range are still pulled back
         seen = drawn + (despeckle(drawn.detach()) - drawn).detach()
-        logits = self.reader(seen).float()
-        return -(onehot * F.log_softmax(logits, dim=1)).sum(1).mean()
+        asked = (onehot * F.log_softmax(self.reader(seen).float(), dim=1)).sum(1)
+        # only digits read as asked with probability under LEGIBLE_ENOUGH count: the term mends
+        # the misread ones and leaves well-read digits as varied as distillation made them
+        return F.relu(math.log(LEGIBLE_ENOUGH) - asked).mean()
 
     @torch.no_grad()
     def draw(
