@@ -57,6 +57,7 @@ def test_config_round_trips_and_refuses_bad_values() -> None:
         ({"channels": 0}, "channels=0"),
         ({"prior_layers": -1}, "prior_layers=-1"),
         ({"adversarial": math.inf}, "adversarial=inf"),
+        ({"legible": -1.0}, "legible=-1.0"),
         ({"temperature": -0.5}, "temperature=-0.5"),
         ({"check": 1.5}, "check=1.5"),
     ]
@@ -112,6 +113,59 @@ def test_loss_parts_and_which_weights_each_part_trains() -> None:
     for got, want in zip(critic_grads, (p.grad for p in model.critic.parameters()), strict=True):
         torch.testing.assert_close(got, want)
     assert all(p.grad is None or not p.grad.any() for p in model.student.parameters())
+
+
+class InkReader(torch.nn.Module):
+    """A toy reader: it reads a digit's amount of ink (digit d: a mean of 0.2 + d / 20)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return -500 * (x.mean((1, 2, 3))[:, None] - torch.arange(10) / 20 - 0.2) ** 2
+
+
+def test_the_legible_term_teaches_the_student_to_draw_what_the_reader_reads() -> None:
+    model, _ = tiny_onestep(prior_layers=0, legible=1.0)
+    x, y = torch.rand(32, 1, 28, 28), torch.arange(32) % 10
+    with pytest.raises(ValueError, match="use_reader"):
+        model.loss(x, y, torch.Generator().manual_seed(0))
+    model.use_reader(InkReader())
+    assert not any(name.startswith("reader") for name in model.state_dict())  # never saved
+    styles, labels, seeds = torch.randn(200, 4), torch.arange(200) % 10, torch.arange(200)
+
+    def read_as_asked() -> float:  # digits drawn from sampled styles, as they are used
+        model.eval()
+        return (InkReader()(model.draw(labels, styles, seeds)).argmax(1) == labels).float().mean()
+
+    before = read_as_asked()
+    model.train()
+    optimiser = torch.optim.Adam(model.student.parameters(), lr=1e-2)
+    losses = []
+    for step in range(30):
+        parts = model.loss(x, y, torch.Generator().manual_seed(step))
+        optimiser.zero_grad()
+        parts["legible"].backward()
+        optimiser.step()
+        losses.append(parts["legible"].item())
+    assert all(p.grad is None for p in model.teacher.parameters())
+    assert losses[-1] < 0.2 * losses[0]
+    assert before < 0.3 and read_as_asked() > 0.8
+
+
+def test_a_onestep_trains_on_from_a_trained_one_of_the_same_teacher() -> None:
+    trained, teacher = tiny_onestep(adversarial=0.5)
+    torch.nn.init.normal_(trained.student.out.weight, std=0.2)  # as if trained
+    sizes = {"channels": 4, "prior_layers": 2, "prior_hidden": 8, "critic_channels": 4}
+    config = OneStepConfig(teacher=teacher.config.to_dict(), adversarial=0.5, legible=1.0, **sizes)
+    onwards = build_model(config)
+    onwards.adopt(trained)
+    for part in ("teacher", "student", "critic", "prior"):
+        want = getattr(trained, part).state_dict()
+        for name, value in getattr(onwards, part).state_dict().items():
+            torch.testing.assert_close(value, want[name], rtol=0, atol=0)
+    narrow = build_model(
+        OneStepConfig(teacher=teacher.config.to_dict(), **(sizes | {"channels": 2}))
+    )
+    with pytest.raises(ValueError, match="4 channels wide, not 2"):
+        narrow.adopt(trained)
 
 
 def test_distillation_brings_the_student_to_the_teachers_digits() -> None:
@@ -201,15 +255,23 @@ def test_cli_trains_and_refuses_a_teacher_that_is_no_flow(tmp_path, capsys) -> N
             "--epochs", "1", "--batch-size", "64", "--prior-layers", "2"]  # fmt: skip
     assert main([*args, "--base", str(tmp_path / "cvae")]) == 2
     err = capsys.readouterr().err
-    assert "onestep distils a flow, not a cvae" in err and len(err.strip().splitlines()) == 1
+    assert "onestep distils a flow (or trains on from a onestep), not a cvae" in err
+    assert len(err.strip().splitlines()) == 1
     assert main([*args, "--base", str(tmp_path / "teacher"), "--adversarial", "-1"]) == 2
     assert "adversarial=-1.0" in capsys.readouterr().err
     assert main([*args, "--base", str(tmp_path / "teacher"), "--channels", "0"]) == 2
     assert "channels=0" in capsys.readouterr().err
     assert not run.exists()
-    assert main([*args, "--base", str(tmp_path / "teacher")]) == 0
+    assert main([*args, "--base", str(tmp_path / "teacher"), "--legible", "0.5"]) == 0
     trained = load(run)
     assert trained.config.kind == "onestep" and trained.config.channels == 4  # the teacher's
+    assert trained.config.legible == 0.5  # and it draws as its teacher does:
+    assert trained.sampling.temperature == teacher.sampling.temperature
+    assert trained.sampling.check == teacher.sampling.check
+    assert "legible" in (run / "metrics.jsonl").read_text()  # trained with the checker's term
+    onwards = ["train", str(tmp_path / "onwards"), *args[2:], "--base", str(run)]
+    assert main(onwards) == 0
+    assert load(tmp_path / "onwards").config.teacher == trained.config.teacher
     assert main(["write", "2026", "--model", str(run), "--out", str(tmp_path / "n.png")]) == 0
     assert (tmp_path / "n.png").is_file()
 

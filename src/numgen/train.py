@@ -34,6 +34,7 @@ from numgen.config import MAX_SEED, ConfigError, Limit, check_fields, from_dict
 from numgen.data import Digits, load_digits, to_tensor
 from numgen.errors import TrainingError
 from numgen.hub import place
+from numgen.legibility import bundled_checker
 from numgen.models import Generator, VAEConfig, build_model
 
 log = logging.getLogger(__name__)
@@ -311,6 +312,8 @@ def _train(
     if base is not None and not state:
         model.adopt(base)
     model = place(model, dev)
+    if getattr(model, "wants_reader", False):  # onestep's legible term reads with the checker
+        model.use_reader(bundled_checker(str(dev)))
     trainable = [p for p in model.parameters() if p.requires_grad]  # a flow's base stays frozen
     # fused Adam: one kernel over all parameters instead of a dozen small ones per tensor
     optimizer = torch.optim.Adam(trainable, lr=train_config.lr, fused=True)

@@ -73,7 +73,9 @@ def describe_epoch(r: dict) -> str:
 
 VAE_OPTIONS = ("kind", "arch", "latent_dim", "likelihood", "beta", "hidden", "depth")
 FLOW_OPTIONS = ("start", "sigma", "steps", "channels", "base")
-ONESTEP_OPTIONS = ("teacher", "adversarial", "channels", "prior_layers", "check")
+ONESTEP_OPTIONS = (
+    "teacher", "adversarial", "legible", "channels", "prior_layers", "temperature", "check",
+)  # fmt: skip
 MODEL_OPTIONS = {"flow": (FlowConfig, FLOW_OPTIONS), "onestep": (OneStepConfig, ONESTEP_OPTIONS)}
 OPTION_OF = {"kind": "model", "teacher": "base", "check": "base"}  # config field -> its option
 TRAIN_OPTIONS = tuple(f.name for f in fields(TrainConfig))
@@ -152,6 +154,13 @@ def train_command(
     prior_layers: Annotated[
         int, typer.Option(help="onestep: coupling layers of the learnt style prior (0: none).")
     ] = 6,
+    legible: Annotated[
+        float,
+        typer.Option(
+            help="onestep: weight of the bundled checker's cross-entropy on digits of sampled "
+            "styles (0: none)."
+        ),
+    ] = 0.0,
     precision: Annotated[
         str, typer.Option(help="auto (bf16 products where the hardware has them), bf16 or fp32.")
     ] = "auto",
@@ -183,10 +192,13 @@ def train_command(
         base_model = load(base)
     elif model == "onestep":
         base_model = load(base)
-        if base_model.config.kind != "flow":
-            raise ModelError(f"--base {base}: onestep distils a flow, not a "
-                             f"{base_model.config.kind}")  # fmt: skip
-    teacher = base_model.config if model == "onestep" else None
+        if base_model.config.kind not in ("flow", "onestep"):
+            raise ModelError(f"--base {base}: onestep distils a flow (or trains on from a "
+                             f"onestep), not a {base_model.config.kind}")  # fmt: skip
+    teacher = None
+    if model == "onestep":  # the flow distilled: the base, or the base's own teacher
+        onestep_base = base_model.config.kind == "onestep"
+        teacher = base_model.teacher.config if onestep_base else base_model.config
     data_dir = resolve_data_dir(data_dir)
     options = {
         "kind": model, "arch": arch, "latent_dim": latent_dim, "likelihood": likelihood,
@@ -195,7 +207,10 @@ def train_command(
         "base": base_model.config.to_dict() if model == "flow" and base_model else None,
         "teacher": teacher.to_dict() if teacher else None, "adversarial": adversarial,
         "prior_layers": prior_layers,
-        "check": teacher.check if teacher else None,  # the teacher's legibility threshold
+        # the student draws as its teacher: its temperature and legibility threshold
+        "temperature": teacher.temperature if teacher else None,
+        "check": teacher.check if teacher else None,
+        "legible": legible,
         "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "dataset": dataset,
         "data_dir": str(data_dir) if data_dir else None, "limit": limit, "kl_warmup": kl_warmup,
         "lr_decay": lr_decay, "precision": precision,

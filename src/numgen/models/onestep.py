@@ -16,6 +16,12 @@ distillation, Sauer et al. 2023, https://arxiv.org/abs/2311.17042): distillation
 student on the teacher's map, the critic pulls its digits towards real ones, where the teacher
 falls short.
 
+With ``legible`` > 0 the student also draws from *sampled* styles, as it will when used, and a
+frozen digit reader (numgen's bundled checker, given by training) scores them: its cross-entropy
+of the asked digit pulls the student's draws of ambiguous styles towards the digit asked — a
+classifier's guidance distilled into the one step (as Dhariwal & Nichol 2021 guide a sampler, but
+paid once, in training). The judges numgen's benches score with are other networks.
+
 The *style* is where the teacher's legibility is lost: it draws each digit's latent from one
 Gaussian per class, whose mass spreads between the classes (a 4 that closes like a 9). Here a
 style ``s ~ N(0, T² I)`` first passes a small conditional normalising flow (:class:`StylePrior`,
@@ -59,6 +65,7 @@ class OneStepConfig:
     prior_layers: int = 6  # coupling layers of the learnt style prior
     prior_hidden: int = 64  # width of each coupling's network
     adversarial: float = 0.0  # weight of the critic's term for the student; 0: distillation only
+    legible: float = 0.0  # weight of a reader's (hinged) cross-entropy on digits of sampled styles
     critic_channels: int = 16  # the critic's width at 14×14 (2× at 7×7, 4× at 4×4)
     temperature: float = 1.0  # styles ~ N(0, T² I)
     check: float | None = None  # numgen.legibility's threshold; None: no check
@@ -78,8 +85,11 @@ class OneStepConfig:
                                 ("prior_hidden", 1, 4096), ("critic_channels", 1, 256)):  # fmt: skip
             if not low <= getattr(self, name) <= high:
                 raise ConfigError(f"{name}={getattr(self, name)}: must be from {low} to {high}")
-        if not (math.isfinite(self.adversarial) and 0 <= self.adversarial <= 10):
-            raise ConfigError(f"adversarial={self.adversarial}: must be a number between 0 and 10")
+        for name in ("adversarial", "legible"):
+            if not (math.isfinite(getattr(self, name)) and 0 <= getattr(self, name) <= 10):
+                raise ConfigError(
+                    f"{name}={getattr(self, name)}: must be a number between 0 and 10"
+                )
         check_style_settings(self.temperature, self.check)
 
     @classmethod
@@ -88,6 +98,9 @@ class OneStepConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+LEGIBLE_ENOUGH = 0.9  # the legible term leaves alone digits the reader reads this surely
 
 
 # --- the style prior -----------------------------------------------------------------------------
@@ -180,6 +193,11 @@ class Critic(nn.Module):
         return self.score(h)[:, 0] + (self.project(onehot) * h).sum(1)
 
 
+def shapes(module: nn.Module) -> dict[str, torch.Size]:
+    """The shape of each of a module's weights, by name."""
+    return {name: value.shape for name, value in module.state_dict().items()}
+
+
 # --- the family ----------------------------------------------------------------------------------
 
 
@@ -200,6 +218,8 @@ class OneStepModel(Generator):
         dim = self.teacher.style_dim
         self.prior = StylePrior(dim, config.prior_layers, config.prior_hidden, classes)
         self.critic = Critic(config.critic_channels, classes) if config.adversarial > 0 else None
+        # the reader of the ``legible`` term: given by training (use_reader), never saved
+        object.__setattr__(self, "reader", None)
 
     @property
     def style_dim(self) -> int:
@@ -210,13 +230,39 @@ class OneStepModel(Generator):
         return Sampling(temperature=self.config.temperature, check=self.config.check)
 
     def adopt(self, base: Generator) -> None:
-        """Take over the trained flow to distil (before training): the teacher's weights, and the
-        student's too where the two have the same shape (distillation starts from the teacher)."""
+        """Take over the trained model this one builds on (before training): a flow to distil —
+        the teacher's weights, and the student's too where the two have the same shape
+        (distillation starts from the teacher) — or a one-step model of the same teacher, to
+        train on from (its student; its critic and style prior where this model has the same)."""
+        if isinstance(base, OneStepModel):
+            if base.config.teacher != self.config.teacher:
+                raise ValueError("the one-step model to train on from has another teacher")
+            if base.config.channels != self.config.channels:
+                raise ValueError(
+                    f"the one-step model to train on from is {base.config.channels} channels "
+                    f"wide, not {self.config.channels}"
+                )
+            for part in ("teacher", "student", "critic", "prior"):
+                mine, theirs = getattr(self, part), getattr(base, part)
+                if mine is not None and theirs is not None and shapes(mine) == shapes(theirs):
+                    mine.load_state_dict(theirs.state_dict())
+            return
         if not isinstance(base, FlowModel) or base.config.to_dict() != self.config.teacher:
             raise ValueError("the flow to distil differs from the config's teacher")
         self.teacher.load_state_dict(base.state_dict())
         if base.config.channels == self.config.channels:
             self.student.load_state_dict(base.velocity.state_dict())
+
+    @property
+    def wants_reader(self) -> bool:
+        """Whether training must give this model a digit reader (:meth:`use_reader`)."""
+        return self.config.legible > 0
+
+    def use_reader(self, reader: nn.Module) -> None:
+        """The frozen digit classifier (images in [0, 1] -> logits) that the ``legible`` term
+        reads the student's digits with. It judges training, as the data does: it is kept out of
+        the model's modules, so it is never saved, moved, trained or put in training mode."""
+        object.__setattr__(self, "reader", reader.requires_grad_(False).eval())
 
     def _onehot(self, labels: torch.Tensor | None, n: int) -> torch.Tensor:
         return label_weights(labels, n, self.config.num_classes, self.device)
@@ -262,7 +308,34 @@ class OneStepModel(Generator):
             adversarial = -functional_call(self.critic, frozen, (drawn, onehot)).mean()
             total = total + critic + self.config.adversarial * adversarial
             parts |= {"critic": critic, "adversarial": adversarial}
+        if self.config.legible > 0:
+            legible = self._legibility(onehot, x.shape, generator)
+            total = total + self.config.legible * legible
+            parts["legible"] = legible
         return {"loss": total, **parts}
+
+    def _legibility(
+        self, onehot: torch.Tensor, shape: torch.Size, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        """The reader's cross-entropy of the asked digits, hinged at LEGIBLE_ENOUGH, on the
+        student's digits of styles drawn as :meth:`draw` draws them (N(0, T² I) through the prior): distillation only ever sees the
+        styles of real digits, but a sampler also draws between-class styles (a 4 that closes like
+        a 9), and this term teaches the student to draw even those as the digit asked."""
+        if self.reader is None:
+            raise ValueError("legible > 0: give the reader with use_reader() before training")
+        styles = torch.randn((shape[0], self.style_dim), generator=generator, device=self.device)
+        noise = torch.randn(shape, generator=generator, device=self.device)
+        with torch.no_grad():
+            whitened = self.prior(styles * self.config.temperature, onehot)
+            x0, decoded = self._start(self.teacher.latent(whitened, onehot), onehot, noise)
+        drawn = self._one_step(x0, decoded, onehot)
+        # the reader sees what draw() gives (clamped, despeckled); the gradient passes straight
+        # through, so that pixels pushed past the range are still pulled back
+        seen = drawn + (despeckle(drawn.detach()) - drawn).detach()
+        asked = (onehot * F.log_softmax(self.reader(seen).float(), dim=1)).sum(1)
+        # only digits read as asked with probability under LEGIBLE_ENOUGH count: the term mends
+        # the misread ones and leaves well-read digits as varied as distillation made them
+        return F.relu(math.log(LEGIBLE_ENOUGH) - asked).mean()
 
     @torch.no_grad()
     def draw(
