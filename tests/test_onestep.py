@@ -43,6 +43,20 @@ def tiny_onestep(**overrides):
     return model.eval(), teacher
 
 
+def train_student(model, x, y, part: str, lr: float, steps: int = 30) -> list[float]:
+    """The student trained on one part of the loss alone; that part's value at each step."""
+    model.train()
+    optimiser = torch.optim.Adam(model.student.parameters(), lr=lr)
+    losses = []
+    for step in range(steps):
+        value = model.loss(x, y, torch.Generator().manual_seed(step))[part]
+        optimiser.zero_grad()
+        value.backward()
+        optimiser.step()
+        losses.append(value.item())
+    return losses
+
+
 def quick(epochs: int) -> TrainConfig:
     return TrainConfig(epochs=epochs, batch_size=64, dataset="embedded", limit=256)
 
@@ -136,15 +150,7 @@ def test_the_legible_term_teaches_the_student_to_draw_what_the_reader_reads() ->
         return (InkReader()(model.draw(labels, styles, seeds)).argmax(1) == labels).float().mean()
 
     before = read_as_asked()
-    model.train()
-    optimiser = torch.optim.Adam(model.student.parameters(), lr=1e-2)
-    losses = []
-    for step in range(30):
-        parts = model.loss(x, y, torch.Generator().manual_seed(step))
-        optimiser.zero_grad()
-        parts["legible"].backward()
-        optimiser.step()
-        losses.append(parts["legible"].item())
+    losses = train_student(model, x, y, "legible", lr=1e-2)
     assert all(p.grad is None for p in model.teacher.parameters())
     assert losses[-1] < 0.2 * losses[0]
     assert before < 0.3 and read_as_asked() > 0.8
@@ -170,16 +176,8 @@ def test_a_onestep_trains_on_from_a_trained_one_of_the_same_teacher() -> None:
 
 def test_distillation_brings_the_student_to_the_teachers_digits() -> None:
     model, teacher = tiny_onestep(prior_layers=0)
-    model.train()
-    optimiser = torch.optim.Adam(model.student.parameters(), lr=3e-3)
     x, y = torch.rand(32, 1, 28, 28), torch.arange(32) % 10
-    losses = []
-    for step in range(30):
-        parts = model.loss(x, y, torch.Generator().manual_seed(step))
-        optimiser.zero_grad()
-        parts["distill"].backward()
-        optimiser.step()
-        losses.append(parts["distill"].item())
+    losses = train_student(model, x, y, "distill", lr=3e-3)
     assert losses[-1] < 0.5 * losses[0]
 
 
