@@ -4,9 +4,10 @@ beside the teacher (the bundled flow) drawn the same two ways.
 
 For each row: 1,000 drawings of each digit (``compose.digits``, seed = digit, as bench/sharp.py)
 recognised as asked by the bundled recognizer, and by the second judge (``judge2``, a residual
-network of another architecture, which no check or training term reads); Fréchet distance, precision and recall against the
-MNIST test digits in its features (the real-data floor: 10,000 random training digits); digits/s
-at batches of 1,000 as a ratio to the teacher's, measured in the same run.
+network of another architecture, which no check or training term reads); Fréchet distance,
+precision and recall against the MNIST test digits in the recognizer's features (the real-data
+floor: 10,000 random training digits); digits/s at batches of 1,000 as a ratio to the teacher's,
+measured in the same run.
 
 A "Gaussian styles" row (for a route with a learnt style prior) is the same trained model with
 its prior replaced by the identity (the teacher's one Gaussian per class): what the prior adds.
@@ -100,8 +101,8 @@ def markdown(figures: dict, teacher: str) -> str:
         recognised = f"{r['recognised']:.2%}" if "recognised" in r else "–"
         second = f"{r['second_recognised']:.2%}" if "second_recognised" in r else "–"
         speed = f"{r['digits_per_s'] / base:.2f}" if "digits_per_s" in r else "–"
-        lines.append(f"| {name} | {recognised} | {second} | {r['frechet']:.3f} | {r['precision']:.3f} | "
-                     f"{r['recall']:.3f} | {speed} |")  # fmt: skip
+        lines.append(f"| {name} | {recognised} | {second} | {r['frechet']:.3f} | "
+                     f"{r['precision']:.3f} | {r['recall']:.3f} | {speed} |")  # fmt: skip
     lines += ["", "Configs (less the teacher's):", ""]
     lines += [f"- **{name}**: `{json.dumps(c)}`" for name, c in figures["configs"].items()]
     return "\n".join(lines) + "\n"

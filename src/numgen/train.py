@@ -312,7 +312,7 @@ def _train(
     if base is not None and not state:
         model.adopt(base)
     model = place(model, dev)
-    if getattr(model, "wants_reader", False):  # onestep's legible term reads with the checker
+    if model.wants_reader:  # onestep's legible term reads with the checker
         model.use_reader(bundled_checker(str(dev)))
     trainable = [p for p in model.parameters() if p.requires_grad]  # a flow's base stays frozen
     # fused Adam: one kernel over all parameters instead of a dozen small ones per tensor

@@ -42,6 +42,7 @@ class Generator(nn.Module):
     conditional: bool = False  # labels choose the digit
     can_encode_style: bool = False  # encode_style works (style from a picture)
     has_latent: bool = False  # encode(x, labels) -> (mu, logvar) and decode(z, labels) exist
+    wants_reader: bool = False  # training gives it a digit reader first (use_reader)
 
     @property
     def device(self) -> torch.device:

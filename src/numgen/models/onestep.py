@@ -18,9 +18,10 @@ falls short.
 
 With ``legible`` > 0 the student also draws from *sampled* styles, as it will when used, and a
 frozen digit reader (numgen's bundled checker, given by training) scores them: its cross-entropy
-of the asked digit pulls the student's draws of ambiguous styles towards the digit asked — a
-classifier's guidance distilled into the one step (as Dhariwal & Nichol 2021 guide a sampler, but
-paid once, in training). The judges numgen's benches score with are other networks.
+of the asked digit, counted only where the reader is less than 90 % sure, pulls the student's
+draws of ambiguous styles towards the digit asked — a classifier's guidance distilled into the
+one step (as Dhariwal & Nichol 2021 guide a sampler, but paid once, in training). The judges
+numgen's benches score with are other networks.
 
 The *style* is where the teacher's legibility is lost: it draws each digit's latent from one
 Gaussian per class, whose mass spreads between the classes (a 4 that closes like a 9). Here a
@@ -242,7 +243,9 @@ class OneStepModel(Generator):
                     f"the one-step model to train on from is {base.config.channels} channels "
                     f"wide, not {self.config.channels}"
                 )
-            for part in ("teacher", "student", "critic", "prior"):
+            self.teacher.load_state_dict(base.teacher.state_dict())
+            self.student.load_state_dict(base.student.state_dict())
+            for part in ("critic", "prior"):  # where this model has the same
                 mine, theirs = getattr(self, part), getattr(base, part)
                 if mine is not None and theirs is not None and shapes(mine) == shapes(theirs):
                     mine.load_state_dict(theirs.state_dict())
@@ -271,6 +274,12 @@ class OneStepModel(Generator):
         """(x0, the CVAE decode) for CVAE latents ``(N, d)``: the teacher's starting points."""
         decoded = self.teacher.base.decode(latents, onehot)
         return decoded + self.teacher.config.sigma * noise, decoded
+
+    def _start_of_styles(self, styles: torch.Tensor, onehot: torch.Tensor, noise: torch.Tensor):
+        """(x0, the CVAE decode) for styles ``(N, d)``: through the prior to each class's CVAE
+        latent, then the teacher's start."""
+        latents = self.teacher.latent(self.prior(styles, onehot), onehot)
+        return self._start(latents, onehot, noise)
 
     def _one_step(self, x0: torch.Tensor, decoded: torch.Tensor, onehot: torch.Tensor):
         t = torch.zeros(len(x0), device=x0.device)
@@ -318,16 +327,16 @@ class OneStepModel(Generator):
         self, onehot: torch.Tensor, shape: torch.Size, generator: torch.Generator | None
     ) -> torch.Tensor:
         """The reader's cross-entropy of the asked digits, hinged at LEGIBLE_ENOUGH, on the
-        student's digits of styles drawn as :meth:`draw` draws them (N(0, T² I) through the prior): distillation only ever sees the
-        styles of real digits, but a sampler also draws between-class styles (a 4 that closes like
-        a 9), and this term teaches the student to draw even those as the digit asked."""
+        student's digits of styles drawn as :meth:`draw` draws them (N(0, T² I) through the
+        prior): distillation only ever sees the styles of real digits, but a sampler also draws
+        between-class styles (a 4 that closes like a 9), and this term teaches the student to
+        draw even those as the digit asked."""
         if self.reader is None:
             raise ValueError("legible > 0: give the reader with use_reader() before training")
         styles = torch.randn((shape[0], self.style_dim), generator=generator, device=self.device)
         noise = torch.randn(shape, generator=generator, device=self.device)
         with torch.no_grad():
-            whitened = self.prior(styles * self.config.temperature, onehot)
-            x0, decoded = self._start(self.teacher.latent(whitened, onehot), onehot, noise)
+            x0, decoded = self._start_of_styles(styles * self.config.temperature, onehot, noise)
         drawn = self._one_step(x0, decoded, onehot)
         # the reader sees what draw() gives (clamped, despeckled); the gradient passes straight
         # through, so that pixels pushed past the range are still pulled back
@@ -346,9 +355,8 @@ class OneStepModel(Generator):
         decode plus each digit's seeded noise, one student step."""
         n = len(styles)
         onehot = self._onehot(labels, n)
-        whitened = self.prior(styles.to(self.device, torch.float32), onehot)
-        latents = self.teacher.latent(whitened, onehot)
-        x0, decoded = self._start(latents, onehot, digit_noise(seeds, n, self.device))
+        styles = styles.to(self.device, torch.float32)
+        x0, decoded = self._start_of_styles(styles, onehot, digit_noise(seeds, n, self.device))
         return despeckle(self._one_step(x0, decoded, onehot))
 
     @torch.no_grad()
