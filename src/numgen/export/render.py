@@ -102,18 +102,24 @@ def render_rows(model, config: ExportConfig, batch: Batch) -> list[tuple[bytes, 
     return rows
 
 
+def scaled_boxes(boxes: list[list[int]], width: int, size: tuple[int, int]) -> list[list[int]]:
+    """Boxes of a 28-pixel-high picture ``width`` wide, in the same picture resized to ``size``
+    (height, width): scaled and rounded outwards."""
+    sx, sy = size[1] / width, size[0] / 28
+    return [
+        [int(x0 * sx), int(y0 * sy), min(math.ceil(x1 * sx), size[1]),
+         min(math.ceil(y1 * sy), size[0])]
+        for x0, y0, x1, y1 in boxes
+    ]  # fmt: skip
+
+
 def finish(config: ExportConfig, canvas: np.ndarray, meta: dict) -> tuple[bytes, dict]:
     """The canvas (filter column + 28 rows) in the export's ink and height, and the rest of its
     metadata; at another height the boxes are scaled and rounded outwards."""
-    if config.ink == "dark" or config.height != 28:  # Lanczos, width in proportion
+    if config.ink == "dark" or config.height != 28:  # width in proportion
         pixels = to_pixels(canvas[:, 1:], config.height, config.ink)
-        sx, sy = pixels.shape[1] / (canvas.shape[1] - 1), config.height / 28
+        meta["boxes"] = scaled_boxes(meta["boxes"], canvas.shape[1] - 1, pixels.shape)
         canvas = with_filter_column(pixels)
-        meta["boxes"] = [
-            [int(x0 * sx), int(y0 * sy), min(math.ceil(x1 * sx), pixels.shape[1]),
-             min(math.ceil(y1 * sy), config.height)]
-            for x0, y0, x1, y1 in meta["boxes"]
-        ]  # fmt: skip
     meta.update(width=canvas.shape[1] - 1, height=canvas.shape[0], ink=config.ink,
                 model=config.model, split=split_of(config, meta["index"]))  # fmt: skip
     return png_bytes(canvas, config.png_level), meta
