@@ -29,9 +29,8 @@ MODELS = ("cvae", "flow", "onestep")
 
 def measure(model_name: str, seconds: float) -> dict:
     """This process's digits/s for one bundled model, and the GEMM rate just before."""
-    from sharp import digits_per_s, gemm_rate
-
     from numgen.hub import load
+    from sharp import digits_per_s, gemm_rate
 
     model = load(model_name)
     gemm = gemm_rate()
@@ -59,9 +58,8 @@ def main() -> None:
     if args.worker:
         print(json.dumps(measure(args.worker, args.seconds)))
         return
-    from sharp import flops_per_digit
-
     from numgen.hub import load
+    from sharp import flops_per_digit
 
     models = args.model or list(MODELS)
     variants = {"after": None} | ({"before": args.before_src} if args.before_src else {})

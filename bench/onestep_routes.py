@@ -28,7 +28,7 @@ import numpy as np
 from common import RESULTS, command, load_average, machine, machine_line, write_results
 from numgen.data import load_digits, to_tensor
 from numgen.hub import load
-from numgen.models.onestep import StylePrior
+from numgen.models.styles import StylePrior
 from numgen.recognizer import SECOND_JUDGE, Recognizer, extract_features
 from sharp import digits_per_s, drawings, gemm_rate, judged, realism, recognised
 

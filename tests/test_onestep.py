@@ -16,8 +16,8 @@ from numgen.cli.main import main
 from numgen.errors import ConfigError
 from numgen.hub import load, place, save_pretrained
 from numgen.models import FlowConfig, OneStepConfig, build_model, config_from_dict
-from numgen.models.onestep import StylePrior
 from numgen.models.sampling import Sampling
+from numgen.models.styles import StyleAnchors, StylePrior
 from numgen.train import TrainConfig
 from resume import assert_resume_equals_an_uninterrupted_run
 from tiny_models import BASE
@@ -74,6 +74,9 @@ def test_config_round_trips_and_refuses_bad_values() -> None:
         ({"legible": -1.0}, "legible=-1.0"),
         ({"temperature": -0.5}, "temperature=-0.5"),
         ({"check": 1.5}, "check=1.5"),
+        ({"anchors": -1}, "anchors=-1"),
+        ({"anchors": 10, "anchor_pull": 1.5}, "anchor_pull=1.5: must be between 0 and 1"),
+        ({"anchor_pull": 0.5}, "keep some with anchors > 0"),
     ]
     for values, message in bad:
         with pytest.raises(ConfigError, match=message):
@@ -106,6 +109,54 @@ def test_style_prior_is_invertible_and_its_likelihood_is_exact() -> None:
         )
         torch.testing.assert_close(log_det[i], torch.linalg.slogdet(jacobian)[1], atol=1e-4,
                                    rtol=1e-4)  # fmt: skip
+
+
+def test_anchors_keep_the_first_styles_of_each_class_and_pull_towards_the_nearest() -> None:
+    anchors = StyleAnchors(dim=3, per_class=4, classes=10)
+    first = torch.randn(6, 3)
+    anchors.keep(first, torch.tensor([2, 2, 5, 2, 2, 2]))  # class 2: 5 styles, room for 4
+    anchors.keep(torch.randn(2, 3), torch.tensor([2, 5]))  # class 2 is full; 5 takes one more
+    assert anchors.count.tolist() == [0, 0, 4, 0, 0, 2, 0, 0, 0, 0]
+    torch.testing.assert_close(anchors.styles[2], first[[0, 1, 3, 4]], rtol=0, atol=0)
+    torch.testing.assert_close(anchors.styles[5, 0], first[2], rtol=0, atol=0)
+    styles, classes = torch.randn(20, 3) * 2, torch.tensor([2, 5, 7, 2] * 5)
+    pulled = anchors.pull(styles, classes, 0.25)
+    for style, c, moved in zip(styles, classes.tolist(), pulled, strict=True):
+        kept = anchors.styles[c, : anchors.count[c]]
+        if len(kept) == 0:  # class 7 has none kept: left where it is
+            torch.testing.assert_close(moved, style, rtol=0, atol=0)
+            continue
+        nearest = kept[((kept - style) ** 2).sum(1).argmin()]
+        torch.testing.assert_close(moved, style + 0.25 * (nearest - style))
+    torch.testing.assert_close(anchors.pull(styles, classes, 0.0), styles, rtol=0, atol=0)
+
+
+def test_training_keeps_training_styles_and_draws_pull_towards_them(tmp_path) -> None:
+    model, _ = tiny_onestep(prior_layers=0, anchors=3, anchor_pull=1.0)
+    x, y = torch.rand(40, 1, 28, 28), torch.arange(40) % 10
+    model.eval()
+    model.loss(x, y)  # evaluation never keeps a style
+    assert model.anchors.count.sum() == 0
+    model.train()
+    model.loss(x[:25], y[:25])  # classes 0-4 have 3 digits here, 5-9 two
+    assert model.anchors.count.tolist() == [3] * 5 + [2] * 5
+    with torch.no_grad():
+        onehot = model._onehot(y[:25], 25)
+        whitened = model.teacher.whiten(model.teacher.base.encode(x[:25], onehot)[0], onehot)
+    torch.testing.assert_close(model.anchors.styles[0, :3], whitened[[0, 10, 20]])
+    model.eval()
+    # pulled all the way, every digit of a class is drawn in one of its class's kept styles
+    labels = torch.full((8,), 3)
+    styles = torch.randn(8, model.style_dim) * 3
+    drawn = model.draw(labels, styles, torch.zeros(8, dtype=torch.int64))
+    kept = model.draw(torch.full((3,), 3), model.anchors.styles[3, :3],
+                      torch.zeros(3, dtype=torch.int64))  # fmt: skip
+    for digit in drawn:
+        assert min((digit - k).abs().max() for k in kept) < 1e-5
+    save_pretrained(model, tmp_path / "m")  # the kept styles travel with the weights
+    again = load(tmp_path / "m")
+    torch.testing.assert_close(again.anchors.styles, model.anchors.styles, rtol=0, atol=0)
+    assert again.anchors.count.tolist() == model.anchors.count.tolist()
 
 
 def test_loss_parts_and_which_weights_each_part_trains() -> None:
@@ -267,9 +318,18 @@ def test_cli_trains_and_refuses_a_teacher_that_is_no_flow(tmp_path, capsys) -> N
     assert trained.sampling.temperature == teacher.sampling.temperature
     assert trained.sampling.check == teacher.sampling.check
     assert "legible" in (run / "metrics.jsonl").read_text()  # trained with the checker's term
-    onwards = ["train", str(tmp_path / "onwards"), *args[2:], "--base", str(run)]
+    onwards = ["train", str(tmp_path / "onwards"), *args[2:], "--base", str(run),
+               "--anchors", "4", "--anchor-pull", "0.5", "--temperature", "1.3"]  # fmt: skip
     assert main(onwards) == 0
-    assert load(tmp_path / "onwards").config.teacher == trained.config.teacher
+    anchored = load(tmp_path / "onwards")
+    assert anchored.config.teacher == trained.config.teacher
+    assert (anchored.config.anchors, anchored.config.anchor_pull) == (4, 0.5)
+    assert anchored.sampling.temperature == 1.3
+    # the embedded set's first 128 training digits, all zeros, fill class 0's room of 4
+    assert anchored.anchors.count.tolist() == [4] + [0] * 9
+    bad = ["train", str(tmp_path / "bad"), *args[2:], "--base", str(run), "--anchor-pull", "1"]
+    assert main(bad) == 2
+    assert "keep some with anchors > 0" in capsys.readouterr().err
     assert main(["write", "2026", "--model", str(run), "--out", str(tmp_path / "n.png")]) == 0
     assert (tmp_path / "n.png").is_file()
 

@@ -75,6 +75,7 @@ VAE_OPTIONS = ("kind", "arch", "latent_dim", "likelihood", "beta", "hidden", "de
 FLOW_OPTIONS = ("start", "sigma", "steps", "channels", "base")
 ONESTEP_OPTIONS = (
     "teacher", "adversarial", "legible", "channels", "prior_layers", "temperature", "check",
+    "anchors", "anchor_pull",
 )  # fmt: skip
 MODEL_OPTIONS = {"flow": (FlowConfig, FLOW_OPTIONS), "onestep": (OneStepConfig, ONESTEP_OPTIONS)}
 OPTION_OF = {"kind": "model", "teacher": "base", "check": "base"}  # config field -> its option
@@ -161,6 +162,26 @@ def train_command(
             "sure) on digits of sampled styles (0: none)."
         ),
     ] = 0.0,
+    anchors: Annotated[
+        int,
+        typer.Option(
+            help="onestep: styles of training digits kept per class, that sampled styles are "
+            "pulled towards (0: none)."
+        ),
+    ] = 0,
+    anchor_pull: Annotated[
+        float,
+        typer.Option(
+            help="onestep: share of the way (0-1) each sampled style moves to its class's "
+            "nearest kept style."
+        ),
+    ] = 0.0,
+    temperature: Annotated[
+        float | None,
+        typer.Option(
+            help="onestep: style temperature T, styles ~ N(0, T² I) (default: the teacher's)."
+        ),
+    ] = None,
     precision: Annotated[
         str, typer.Option(help="auto (bf16 products where the hardware has them), bf16 or fp32.")
     ] = "auto",
@@ -208,9 +229,10 @@ def train_command(
         "teacher": teacher.to_dict() if teacher else None, "adversarial": adversarial,
         "prior_layers": prior_layers,
         # the student draws as its teacher: its temperature and legibility threshold
-        "temperature": teacher.temperature if teacher else None,
+        "temperature": temperature if temperature is not None
+        else (teacher.temperature if teacher else None),
         "check": teacher.check if teacher else None,
-        "legible": legible,
+        "legible": legible, "anchors": anchors, "anchor_pull": anchor_pull,
         "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "dataset": dataset,
         "data_dir": str(data_dir) if data_dir else None, "limit": limit, "kl_warmup": kl_warmup,
         "lr_decay": lr_decay, "precision": precision,

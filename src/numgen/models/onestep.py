@@ -25,11 +25,11 @@ numgen's benches score with are other networks.
 
 The *style* is where the teacher's legibility is lost: it draws each digit's latent from one
 Gaussian per class, whose mass spreads between the classes (a 4 that closes like a 9). Here a
-style ``s ~ N(0, T² I)`` first passes a small conditional normalising flow (:class:`StylePrior`,
-affine couplings as RealNVP, Dinh et al. 2017, https://arxiv.org/abs/1605.08803), fitted by
-maximum likelihood to the whitened posterior means of the training digits of each class. One
-style vector still gives all digits of a number one hand: the same point of the base
-distribution, carried into each class's learnt distribution.
+style ``s ~ N(0, T² I)`` may first pass a learnt style prior, and then be pulled a share of the
+way (``anchor_pull``) towards the nearest style of a real training digit of its class, kept as
+training passes them (``anchors`` per class): see ``styles.py``. One style vector still gives
+all digits of a number one hand: the same point of the base distribution, carried into each
+class.
 
 The loss is one sum whose parts touch disjoint parameters (student: distillation and
 adversarial; critic: its hinge loss on real digits and detached student digits; prior: its
@@ -54,6 +54,7 @@ from numgen.errors import ConfigError
 from numgen.models.base import Generator, label_weights
 from numgen.models.flow import FlowConfig, FlowModel, VelocityUNet, despeckle, digit_noise
 from numgen.models.sampling import Sampling, check_style_settings
+from numgen.models.styles import StyleAnchors, StylePrior
 
 
 @dataclass
@@ -68,6 +69,8 @@ class OneStepConfig:
     adversarial: float = 0.0  # weight of the critic's term for the student; 0: distillation only
     legible: float = 0.0  # weight of a reader's (hinged) cross-entropy on digits of sampled styles
     critic_channels: int = 16  # the critic's width at 14×14 (2× at 7×7, 4× at 4×4)
+    anchors: int = 0  # whitened styles of training digits kept per class (styles.StyleAnchors)
+    anchor_pull: float = 0.0  # share of the way a sampled style moves to its nearest kept style
     temperature: float = 1.0  # styles ~ N(0, T² I)
     check: float | None = None  # numgen.legibility's threshold; None: no check
     num_classes: int = 10
@@ -83,7 +86,8 @@ class OneStepConfig:
         if FlowConfig.from_dict(self.teacher).start != "cvae":
             raise ConfigError("teacher: only a flow that refines a CVAE (start 'cvae') distils")
         for name, low, high in (("channels", 1, 256), ("prior_layers", 0, 64),
-                                ("prior_hidden", 1, 4096), ("critic_channels", 1, 256)):  # fmt: skip
+                                ("prior_hidden", 1, 4096), ("critic_channels", 1, 256),
+                                ("anchors", 0, 10_000)):  # fmt: skip
             if not low <= getattr(self, name) <= high:
                 raise ConfigError(f"{name}={getattr(self, name)}: must be from {low} to {high}")
         for name in ("adversarial", "legible"):
@@ -91,6 +95,13 @@ class OneStepConfig:
                 raise ConfigError(
                     f"{name}={getattr(self, name)}: must be a number between 0 and 10"
                 )
+        if not (math.isfinite(self.anchor_pull) and 0 <= self.anchor_pull <= 1):
+            raise ConfigError(f"anchor_pull={self.anchor_pull}: must be between 0 and 1")
+        if self.anchor_pull > 0 and self.anchors == 0:
+            raise ConfigError(
+                f"anchor_pull={self.anchor_pull}: styles can only be pulled towards kept ones; "
+                "keep some with anchors > 0 (e.g. 6000 per class)"
+            )
         check_style_settings(self.temperature, self.check)
 
     @classmethod
@@ -102,72 +113,6 @@ class OneStepConfig:
 
 
 LEGIBLE_ENOUGH = 0.9  # the legible term leaves alone digits the reader reads this surely
-
-
-# --- the style prior -----------------------------------------------------------------------------
-
-
-class Coupling(nn.Module):
-    """An affine coupling: half of the coordinates (every other one, from ``parity``) are scaled
-    and shifted by amounts a small network reads from the other half and the label weights."""
-
-    def __init__(self, dim: int, hidden: int, classes: int, parity: int) -> None:
-        super().__init__()
-        self.parity = parity
-        moved = len(range(parity, dim, 2))
-        self.net = nn.Sequential(
-            nn.Linear(dim - moved + classes, hidden), nn.SiLU(),
-            nn.Linear(hidden, hidden), nn.SiLU(),
-            nn.Linear(hidden, 2 * moved),
-        )  # fmt: skip
-        nn.init.zeros_(self.net[-1].weight)  # start as the identity
-        nn.init.zeros_(self.net[-1].bias)
-
-    def _scale_shift(self, given: torch.Tensor, onehot: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        log_scale, shift = self.net(torch.cat([given, onehot], dim=1)).chunk(2, dim=1)
-        return torch.tanh(log_scale), shift  # |log scale| < 1: a gentle, stable step
-
-    def forward(self, x: torch.Tensor, onehot: torch.Tensor, inverse: bool = False) -> tuple:
-        """(the moved x, log |det| of the step) — from the base to the data, or back."""
-        p = self.parity
-        moved, given = x[:, p::2], x[:, 1 - p :: 2]
-        log_scale, shift = self._scale_shift(given, onehot)
-        if inverse:
-            moved, log_det = (moved - shift) * torch.exp(-log_scale), -log_scale.sum(1)
-        else:
-            moved, log_det = moved * torch.exp(log_scale) + shift, log_scale.sum(1)
-        out = torch.empty_like(x)
-        out[:, p::2], out[:, 1 - p :: 2] = moved, given
-        return out, log_det
-
-
-class StylePrior(nn.Module):
-    """A conditional normalising flow between styles ``s ~ N(0, I)`` ``(N, d)`` and each class's
-    whitened latents ``w`` ``(N, d)``; with no layers it is the identity (the teacher's
-    Gaussians)."""
-
-    def __init__(self, dim: int, layers: int, hidden: int, classes: int) -> None:
-        super().__init__()
-        self.layers = nn.ModuleList(Coupling(dim, hidden, classes, i % 2) for i in range(layers))
-
-    def forward(self, s: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
-        """Styles -> whitened latents."""
-        for layer in self.layers:
-            s, _ = layer(s, onehot)
-        return s
-
-    def inverse(self, w: torch.Tensor, onehot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Whitened latents -> (styles, log |det ds/dw|)."""
-        log_det = torch.zeros(len(w), device=w.device, dtype=w.dtype)
-        for layer in reversed(self.layers):
-            w, step = layer(w, onehot, inverse=True)
-            log_det = log_det + step
-        return w, log_det
-
-    def nll(self, w: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
-        """Negative log-likelihood of ``w`` per item, in nats (without the constant d/2 log 2π)."""
-        s, log_det = self.inverse(w, onehot)
-        return 0.5 * s.pow(2).sum(1) - log_det
 
 
 # --- the critic ----------------------------------------------------------------------------------
@@ -219,6 +164,7 @@ class OneStepModel(Generator):
         dim = self.teacher.style_dim
         self.prior = StylePrior(dim, config.prior_layers, config.prior_hidden, classes)
         self.critic = Critic(config.critic_channels, classes) if config.adversarial > 0 else None
+        self.anchors = StyleAnchors(dim, config.anchors, classes) if config.anchors else None
         # the reader of the ``legible`` term: given by training (use_reader), never saved
         object.__setattr__(self, "reader", None)
 
@@ -234,7 +180,8 @@ class OneStepModel(Generator):
         """Take over the trained model this one builds on (before training): a flow to distil —
         the teacher's weights, and the student's too where the two have the same shape
         (distillation starts from the teacher) — or a one-step model of the same teacher, to
-        train on from (its student; its critic and style prior where this model has the same)."""
+        train on from (its student; its critic, style prior and anchors where this model has the
+        same)."""
         if isinstance(base, OneStepModel):
             if base.config.teacher != self.config.teacher:
                 raise ValueError("the one-step model to train on from has another teacher")
@@ -245,7 +192,7 @@ class OneStepModel(Generator):
                 )
             self.teacher.load_state_dict(base.teacher.state_dict())
             self.student.load_state_dict(base.student.state_dict())
-            for part in ("critic", "prior"):  # where this model has the same
+            for part in ("critic", "prior", "anchors"):  # where this model has the same
                 mine, theirs = getattr(self, part), getattr(base, part)
                 if mine is not None and theirs is not None and shapes(mine) == shapes(theirs):
                     mine.load_state_dict(theirs.state_dict())
@@ -276,10 +223,14 @@ class OneStepModel(Generator):
         return decoded + self.teacher.config.sigma * noise, decoded
 
     def _start_of_styles(self, styles: torch.Tensor, onehot: torch.Tensor, noise: torch.Tensor):
-        """(x0, the CVAE decode) for styles ``(N, d)``: through the prior to each class's CVAE
-        latent, then the teacher's start."""
-        latents = self.teacher.latent(self.prior(styles, onehot), onehot)
-        return self._start(latents, onehot, noise)
+        """(x0, the CVAE decode) for styles ``(N, d)``: through the prior (and the pull towards
+        the kept styles) to each class's CVAE latent, then the teacher's start."""
+        whitened = self.prior(styles, onehot)
+        if self.anchors is not None and self.config.anchor_pull > 0:
+            # label weights that mix digits: the strongest one's styles
+            classes = onehot.argmax(dim=1)
+            whitened = self.anchors.pull(whitened, classes, self.config.anchor_pull)
+        return self._start(self.teacher.latent(whitened, onehot), onehot, noise)
 
     def _one_step(self, x0: torch.Tensor, decoded: torch.Tensor, onehot: torch.Tensor):
         t = torch.zeros(len(x0), device=x0.device)
@@ -301,6 +252,8 @@ class OneStepModel(Generator):
             x0, decoded = self._start(latents, onehot, noise)
             target = teacher.integrate(x0, decoded, onehot, 0.0, 1.0, teacher.sampling)
             whitened = teacher.whiten(latents, onehot)
+            if self.anchors is not None and self.training:
+                self.anchors.keep(whitened, onehot.argmax(dim=1))
         drawn = self._one_step(x0, decoded, onehot)
         distill = F.mse_loss(drawn, target, reduction="none").flatten(1).sum(1).mean()
         prior = self.prior.nll(whitened, onehot).mean()

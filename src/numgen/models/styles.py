@@ -1,0 +1,117 @@
+"""The styles of the one-step family: where a sampled style ``s ~ N(0, T² I)`` lands in each
+class's whitened CVAE latent space before the teacher's start is drawn from it.
+
+- :class:`StylePrior`: a small conditional normalising flow (affine couplings as RealNVP, Dinh et
+  al. 2017, https://arxiv.org/abs/1605.08803), fitted by maximum likelihood to the whitened
+  posterior means of the training digits of each class; with no layers, the identity (the
+  teacher's one Gaussian per class).
+- :class:`StyleAnchors`: the whitened styles of training digits, kept per class as training
+  passes them, towards the nearest of which each sampled style is pulled a share of the way. One
+  Gaussian per class puts mass between the classes (a 4 that closes like a 9) and off the data;
+  pulled towards a real digit's style, a sampled style lands where digits are, and the same base
+  point still gives every digit of a number a nearby place in its class: one hand.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class Coupling(nn.Module):
+    """An affine coupling: half of the coordinates (every other one, from ``parity``) are scaled
+    and shifted by amounts a small network reads from the other half and the label weights."""
+
+    def __init__(self, dim: int, hidden: int, classes: int, parity: int) -> None:
+        super().__init__()
+        self.parity = parity
+        moved = len(range(parity, dim, 2))
+        self.net = nn.Sequential(
+            nn.Linear(dim - moved + classes, hidden), nn.SiLU(),
+            nn.Linear(hidden, hidden), nn.SiLU(),
+            nn.Linear(hidden, 2 * moved),
+        )  # fmt: skip
+        nn.init.zeros_(self.net[-1].weight)  # start as the identity
+        nn.init.zeros_(self.net[-1].bias)
+
+    def _scale_shift(self, given: torch.Tensor, onehot: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        log_scale, shift = self.net(torch.cat([given, onehot], dim=1)).chunk(2, dim=1)
+        return torch.tanh(log_scale), shift  # |log scale| < 1: a gentle, stable step
+
+    def forward(self, x: torch.Tensor, onehot: torch.Tensor, inverse: bool = False) -> tuple:
+        """(the moved x, log |det| of the step) — from the base to the data, or back."""
+        p = self.parity
+        moved, given = x[:, p::2], x[:, 1 - p :: 2]
+        log_scale, shift = self._scale_shift(given, onehot)
+        if inverse:
+            moved, log_det = (moved - shift) * torch.exp(-log_scale), -log_scale.sum(1)
+        else:
+            moved, log_det = moved * torch.exp(log_scale) + shift, log_scale.sum(1)
+        out = torch.empty_like(x)
+        out[:, p::2], out[:, 1 - p :: 2] = moved, given
+        return out, log_det
+
+
+class StylePrior(nn.Module):
+    """A conditional normalising flow between styles ``s ~ N(0, I)`` ``(N, d)`` and each class's
+    whitened latents ``w`` ``(N, d)``; with no layers it is the identity (the teacher's
+    Gaussians)."""
+
+    def __init__(self, dim: int, layers: int, hidden: int, classes: int) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(Coupling(dim, hidden, classes, i % 2) for i in range(layers))
+
+    def forward(self, s: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
+        """Styles -> whitened latents."""
+        for layer in self.layers:
+            s, _ = layer(s, onehot)
+        return s
+
+    def inverse(self, w: torch.Tensor, onehot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Whitened latents -> (styles, log |det ds/dw|)."""
+        log_det = torch.zeros(len(w), device=w.device, dtype=w.dtype)
+        for layer in reversed(self.layers):
+            w, step = layer(w, onehot, inverse=True)
+            log_det = log_det + step
+        return w, log_det
+
+    def nll(self, w: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
+        """Negative log-likelihood of ``w`` per item, in nats (without the constant d/2 log 2π)."""
+        s, log_det = self.inverse(w, onehot)
+        return 0.5 * s.pow(2).sum(1) - log_det
+
+
+class StyleAnchors(nn.Module):
+    """Up to ``per_class`` whitened styles ``(d,)`` of real digits of each class, the first that
+    training shows it (:meth:`keep`), and the pull of sampled styles towards them (:meth:`pull`).
+    Kept as buffers, so they are saved, loaded and resumed with the model's weights."""
+
+    def __init__(self, dim: int, per_class: int, classes: int) -> None:
+        super().__init__()
+        self.register_buffer("styles", torch.zeros(classes, per_class, dim))
+        self.register_buffer("count", torch.zeros(classes, dtype=torch.int64))
+
+    @torch.no_grad()
+    def keep(self, whitened: torch.Tensor, classes: torch.Tensor) -> None:
+        """Keep the styles ``(N, d)`` of digits of ``classes`` ``(N,)``, in order, where their
+        class has room left."""
+        room = self.styles.shape[1]
+        for c in classes.unique().tolist():
+            kept = int(self.count[c])
+            new = whitened[classes == c][: room - kept]
+            self.styles[c, kept : kept + len(new)] = new.to(self.styles.dtype)
+            self.count[c] += len(new)
+
+    @torch.no_grad()
+    def pull(self, styles: torch.Tensor, classes: torch.Tensor, share: float) -> torch.Tensor:
+        """Each style ``(N, d)`` moved ``share`` of the way to the nearest kept style of its class
+        ``(N,)``; a class with none kept leaves its styles where they are."""
+        out = styles.clone()
+        for c in classes.unique().tolist():
+            kept = self.styles[c, : int(self.count[c])]
+            if len(kept) == 0:
+                continue
+            mine = classes == c
+            nearest = kept[torch.cdist(styles[mine], kept).argmin(dim=1)]
+            out[mine] = torch.lerp(styles[mine], nearest, share)
+        return out
