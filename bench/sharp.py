@@ -373,6 +373,13 @@ def markdown(figures: dict) -> str:
         "the test digits (the real-data floor of Fréchet, precision and recall); the recipe "
         "trained on 60,000 real training digits.",
         "",
+        "Numbers are read back by cutting each picture at its blank columns "
+        "(`pictures.read_number`): since numgen's layout lets a share of neighbours touch as "
+        "people's do (issue 20: 20 % of pairs), a touching pair is one piece and the number is "
+        "misread, for real digits laid out the same way as for drawn ones; compare the rows, not "
+        "the figure with runs before the touching layout. (`bench/text_marks.py` reads numbers "
+        "through their digit boxes.)",
+        "",
     ]
     redrawn = {name: r["test_reconstructions"] for name, r in rows.items()
                if "test_reconstructions" in r}  # fmt: skip
