@@ -111,7 +111,7 @@ SMALL = {
     "flow": {"kind": "flow", "base": {"kind": "cvae", "arch": "mlp", "hidden": 8}, "channels": 4},
     "onestep": {
         "kind": "onestep", "channels": 4, "prior_layers": 2, "prior_hidden": 8,
-        "adversarial": 0.1, "critic_channels": 4,
+        "adversarial": 0.1, "critic_channels": 4, "anchors": 3, "anchor_pull": 0.5,
         "teacher": {"kind": "flow", "base": {"kind": "cvae", "arch": "mlp", "hidden": 8},
                     "channels": 4},
     },
