@@ -11,7 +11,7 @@ epoch's steps, the first epoch being a warm-up), the least over --repeats rounds
 machine only ever adds time). Run it on an otherwise idle machine: two threads wait for each
 other at every operation, so a busy core slows both. The GEMM fraction is the step's
 matrix-product FLOPs (PyTorch's FlopCounterMode on the trained model) per second over the rate of
-a 128x784 @ 784x400 product at the same thread count. Writes bench/results/train_configs.{md,json}.
+a 128x784 @ 784x400 product at the same thread count. Writes bench/results/train_configs.{md,json} (or --out).
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ def main() -> None:
     parser.add_argument("--before-src", type=Path, help="src/ of an older numgen checkout")
     parser.add_argument("--only", action="append", help="configs whose name starts so")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()))
+    parser.add_argument("--out", default="train_configs", help="results name or path")
     args = parser.parse_args()
     if not os.environ.get("NUMGEN_DATA_DIR"):
         raise SystemExit("set NUMGEN_DATA_DIR to the MNIST folder, e.g. ../shared/data/mnist")
@@ -97,7 +98,7 @@ def main() -> None:
         "gemm_flop_per_s": gemm,
         "configs": results,
     }
-    common.write_results("train_configs", figures, markdown(figures))
+    common.write_results(args.out, figures, markdown(figures))
 
 
 def markdown(figures: dict) -> str:

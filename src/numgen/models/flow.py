@@ -112,9 +112,10 @@ class FiLMConv(nn.Module):
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         scale, shift = self.film(cond)[:, :, None, None].chunk(2, dim=1)
-        # one pass for the scale and shift, the SiLU in place: at 28×28 these element-wise passes
-        # over memory cost a CPU as much as the conv itself
-        return F.silu(torch.addcmul(shift, self.conv(x), 1 + scale), inplace=True)
+        # one pass for the scale and shift, and when drawing the SiLU in place: at 28×28 these
+        # element-wise passes over memory cost a CPU as much as the conv itself
+        drawing = not torch.is_grad_enabled()
+        return F.silu(torch.addcmul(shift, self.conv(x), 1 + scale), inplace=drawing)
 
 
 class VelocityUNet(nn.Module):
@@ -157,9 +158,12 @@ class VelocityUNet(nn.Module):
         angles = t[:, None] * self.time_freqs[None, :]  # Gaussian Fourier features of t
         cond = self.time_mlp(torch.cat([angles.sin(), angles.cos()], dim=1))
         cond = F.silu(cond + self.label_embed(labels))
-        # channels-last memory: oneDNN's convs read and write it without reordering (~1.4× the
-        # digits/s on a CPU, bench/results/draw_speed.md)
-        h28 = self.inp(x.contiguous(memory_format=torch.channels_last), cond)
+        # when drawing, channels-last memory: oneDNN's convs read and write it without reordering
+        # (bench/results/draw_speed.md); training through it measured slower on a CPU
+        # (bench/results/train_configs_convs_always.md), so training keeps the default layout
+        if not torch.is_grad_enabled():
+            x = x.contiguous(memory_format=torch.channels_last)
+        h28 = self.inp(x, cond)
         h14 = self.mid14(self.down14(h28, cond), cond)
         h7 = self.mid7(self.down7(h14, cond), cond)
         h14 = self.merge14(self.up14(h7) + h14, cond)
