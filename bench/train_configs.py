@@ -11,7 +11,8 @@ epoch's steps, the first epoch being a warm-up), the least over --repeats rounds
 machine only ever adds time). Run it on an otherwise idle machine: two threads wait for each
 other at every operation, so a busy core slows both. The GEMM fraction is the step's
 matrix-product FLOPs (PyTorch's FlopCounterMode on the trained model) per second over the rate of
-a 128x784 @ 784x400 product at the same thread count. Writes bench/results/train_configs.{md,json} (or --out).
+a 128x784 @ 784x400 product at the same thread count. Writes bench/results/train_configs.{md,json}
+(or where --out says).
 """
 
 from __future__ import annotations
