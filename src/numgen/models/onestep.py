@@ -315,6 +315,7 @@ class OneStepModel(Generator):
     @torch.no_grad()
     def encode_style(self, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         """The teacher's style of the picture (its posterior mean, whitened in its class's
-        Gaussian), back through the prior."""
+        Gaussian), back through the prior. With anchors, :meth:`draw` pulls it as it pulls a
+        sampled style, so the copy is looser than the flow's (bench/style_copy.py)."""
         styles = self.teacher.encode_style(images, labels)
         return self.prior.inverse(styles, self._onehot(labels, len(images)))[0]
