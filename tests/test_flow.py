@@ -18,7 +18,7 @@ from numgen.data import INK_LEVEL
 from numgen.errors import ConfigError, NumgenError
 from numgen.hub import load, save_pretrained
 from numgen.models import FlowConfig, build_model, config_from_dict
-from numgen.models.flow import SPECK_INK, despeckle
+from numgen.models.pixels import SPECK_INK, despeckle
 from numgen.models.sampling import Sampling, integrate
 from numgen.train import TrainConfig
 from resume import assert_resume_equals_an_uninterrupted_run

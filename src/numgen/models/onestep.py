@@ -52,7 +52,8 @@ from torch.func import functional_call
 from numgen.config import check_fields, from_dict
 from numgen.errors import ConfigError
 from numgen.models.base import Generator, label_weights
-from numgen.models.flow import FlowConfig, FlowModel, VelocityUNet, despeckle, digit_noise
+from numgen.models.flow import FlowConfig, FlowModel, VelocityUNet
+from numgen.models.pixels import despeckle, digit_noise
 from numgen.models.sampling import Sampling, check_style_settings
 from numgen.models.styles import StyleAnchors, StylePrior
 
