@@ -373,6 +373,9 @@ def test_embedded_split_is_fixed_balanced_and_disjoint():
     assert np.bincount(train.labels).tolist() == [400] * 10
     assert np.bincount(test.labels).tolist() == [100] * 10
     assert check({"train": train, "test": test})["shared"] == {"train/test": 0}
+    # the classes in turn: any first N digits (--limit) hold every class
+    assert train.labels[:20].tolist() == list(range(10)) * 2
+    assert np.bincount(train.subset(100).labels).tolist() == [10] * 10
     again = load_embedded("test")
     np.testing.assert_array_equal(again.images, test.images)
     np.testing.assert_array_equal(again.labels, test.labels)

@@ -325,8 +325,8 @@ def test_cli_trains_and_refuses_a_teacher_that_is_no_flow(tmp_path, capsys) -> N
     assert anchored.config.teacher == trained.config.teacher
     assert (anchored.config.anchors, anchored.config.anchor_pull) == (4, 0.5)
     assert anchored.sampling.temperature == 1.3
-    # the embedded set's first 128 training digits, all zeros, fill class 0's room of 4
-    assert anchored.anchors.count.tolist() == [4] + [0] * 9
+    # the embedded set's first 128 training digits, the classes in turn, fill every room of 4
+    assert anchored.anchors.count.tolist() == [4] * 10
     bad = ["train", str(tmp_path / "bad"), *args[2:], "--base", str(run), "--anchor-pull", "1"]
     assert main(bad) == 2
     assert "keep some with anchors > 0" in capsys.readouterr().err

@@ -210,7 +210,9 @@ def load_embedded(split: str = "train") -> Digits:
     """Real MNIST digits that ship inside numgen: 5,000, 500 per class.
 
     Split deterministically: the last 100 of each class (in file order) are the test part
-    (1,000 digits), the first 400 of each class the training part (4,000 digits).
+    (1,000 digits), the first 400 of each class the training part (4,000 digits). The file
+    holds the classes one after another; a split takes them in turn (a 0, a 1, ... a 9, the next
+    0, ...), so that its first N digits (``--limit``) hold every class, as MNIST's do.
     """
     if split not in MNIST_FILES:
         raise DataError(f"unknown split {split!r}; use 'train' or 'test'")
@@ -221,7 +223,7 @@ def load_embedded(split: str = "train") -> Digits:
         index = np.flatnonzero(labels == digit)
         cut = len(index) - EMBEDDED_TEST_PER_CLASS
         keep.append(index[cut:] if split == "test" else index[:cut])
-    order = np.sort(np.concatenate(keep))
+    order = np.stack(keep, axis=1).ravel()  # (per class, 10): the classes in turn
     return Digits(images[order], labels[order], f"embedded MNIST subset ({split})")
 
 
