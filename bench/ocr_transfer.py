@@ -1,7 +1,7 @@
 """OCR transfer: does a reader trained on numgen's numbers read real handwritten numbers?
 
     NUMGEN_DATA_DIR=../shared/data/mnist python bench/ocr_transfer.py [--model flow] [--model cvae] \\
-        [--train 20000] [--epochs 8] [--cache DIR]
+        [--train 40000] [--epochs 6] [--cache DIR]
 
 The figure numgen's users care about most: a small CRNN-CTC reader (three conv blocks, a
 bidirectional GRU, CTC; greedy decoding) is trained on ``--train`` numbers of 4-8 digits and asked
@@ -339,9 +339,11 @@ def main() -> None:
     parser.add_argument(
         "--touching", type=float, action="append", help=f"numgen's --touching [{TOUCHING}]"
     )
-    parser.add_argument("--train", type=int, default=20_000, help="training numbers per reader")
+    # 40,000 numbers for 6 epochs: the real reference reads 87.4 % of the touching test numbers,
+    # against 83.1 % after 20,000 for 8 (ocr_transfer_40k.md, and the run before it)
+    parser.add_argument("--train", type=int, default=40_000, help="training numbers per reader")
     parser.add_argument("--test", type=int, default=1_000, help="test numbers per test set")
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache", type=Path, help="keep numgen's drawn numbers here")
     parser.add_argument("--readback", type=int, default=1_000, help="4-digit numbers read back")

@@ -47,11 +47,10 @@ def export(request, cvae, tmp_path_factory) -> tuple[str, Path]:
 def class_folders(root: Path, count: int = 60, dark: bool = False) -> Path:
     """Per-class subfolders of real digits, as another tool writes them: 0/*.png ... 9/*.png,
     each digit enlarged to 40×40 (and dark ink on white paper with ``dark``)."""
-    test = load_digits("embedded", "test")  # sorted by class, 100 of each
+    test = load_digits("embedded", "test")  # the digits 0-9 in turn, 100 of each
     for i in range(count):
-        index = i % 10 * 100 + i // 10  # the digits 0-9 in turn
-        pixels = 255 - test.images[index] if dark else test.images[index]
-        folder = root / str(test.labels[index])
+        pixels = 255 - test.images[i] if dark else test.images[i]
+        folder = root / str(test.labels[i])
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(pixels).resize((40, 40)).save(folder / f"img{i}.png")
     return root

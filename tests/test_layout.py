@@ -44,6 +44,23 @@ def test_a_number_written_high_or_low_keeps_its_ink_whole() -> None:
         assert np.flatnonzero(canvas.max(axis=1))[0] == row  # the bar's top row
 
 
+def test_a_numbers_digits_sit_on_one_line_and_other_characters_keep_their_place() -> None:
+    low, high, dash = bar(4), np.zeros((28, 28), np.float32), np.zeros((28, 28), np.float32)
+    high[2:14, 10:14] = 0.8  # a digit whose ink ends 8 rows above the first's (rows 6-21)
+    dash[12:14, 8:16] = 0.8  # a dash at mid-height
+    third = np.roll(bar(4), 2, axis=0)  # rows 8-23: the median bottom of the three is row 21
+    cells = np.stack([low, high, dash, third])
+    placed = layout.Layout(np.ones(4, np.float32), np.zeros(4, int), np.array([3, 3, 3]))
+    canvas, boxes = layout.lay_out(cells, placed, "12-3")
+    bottoms = [np.flatnonzero(canvas[:, x0:x1].max(axis=1))[-1] for x0, x1 in boxes]
+    assert bottoms[0] == bottoms[1] == bottoms[3] == 21  # the digits on their median line
+    assert np.flatnonzero(canvas[:, boxes[2][0] : boxes[2][1]].max(axis=1)).tolist() == [12, 13]
+    assert canvas.sum() == pytest.approx(cells.sum())  # moved, not cut
+    rises = layout.on_the_line(np.array([1, 0, 0, 0, 2]), np.array([21, 13, 9, 23, 20]),
+                               np.array([True, True, False, True, True]), [4, 1])  # fmt: skip
+    assert rises.tolist() == [1, -8, 0, 2, 2]  # a number of one digit stays where it is
+
+
 def test_a_hand_comes_with_its_seed() -> None:
     a, b = layout.hands(np.array([7, 8])), layout.hands(np.array([7]))
     assert a.size[0] == b.size[0] and a.spacing[0] == b.spacing[0] and a.drift[0] == b.drift[0]

@@ -36,7 +36,7 @@ JITTER_SLOTS = 6  # uniform numbers per glyph: position, length, angle, width, b
 GLYPH_KEY = 21  # keys the hash of a glyph's jitter apart from other uses of the same seeds
 # A digit's pen width (:func:`pen_widths`) over its capsule width (:func:`stroke_widths`, 50
 # times cheaper), as varying thickness narrows the typical stroke below its mean: the median over
-# 400 of the bundled flow's digits, scaled as the layout scales them (a hand's size 0.88-1.04),
+# 400 of the bundled flow's digits, scaled as the layout scaled them then (hand sizes 0.88-1.04),
 # is 0.83 (5-95 %: 0.65-0.99); unscaled, 0.89 (scaling down blurs the edges).
 PEN_PER_CAPSULE = 0.83
 HAND_DIGITS = 4  # digits of a number its hand is measured from (the median of 4 is steady)

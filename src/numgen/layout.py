@@ -23,12 +23,12 @@ from numgen.generate import uniforms
 # set its size, spacing, baseline drift and how often its digits touch; each character then
 # jitters about them.
 MARGIN = 4  # blank columns left and right of the number, as MNIST's 4-pixel border
-SIZES = (0.88, 1.04)  # a hand's size: every character of its number scaled by a factor in here
+SIZES = (0.80, 1.10)  # a hand's size: every character of its number scaled by a factor in here
 SPACINGS = (1.5, 5.0)  # a hand's usual blank columns between neighbours
 DRIFT = 0.35  # a hand's baseline climbs or falls by up to this many rows per character
 TOUCHING = 0.2  # the default share of neighbouring digits that touch or overlap (see Hand)
 MAX_OVERLAP = 3  # touching neighbours' ink columns overlap by 0 to this many columns
-SIZE_JITTER = 0.04  # each character is scaled by a further factor within 1 ± this
+SIZE_JITTER = 0.08  # each character is scaled by a further factor within 1 ± this
 SPACING_JITTER = 1.5  # each gap lies within the hand's spacing ± this (at least 1 column)
 LIFT = 3  # a hand writes its numbers up to this many rows above or below the middle of the line
 RISE = 1  # each character moves up or down by up to this many rows about the baseline
@@ -154,6 +154,27 @@ def ink_rows(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.where(blank, 0, top), np.where(blank, 27, bottom)
 
 
+def on_the_line(
+    rises: np.ndarray, bottom: np.ndarray, digit: np.ndarray, lengths: list[int]
+) -> np.ndarray:
+    """Rises ``(C,)`` that also set each number's digits on one line, as people write them: a
+    digit moves up by as many rows as its ink's bottom (``bottom``, ``(C,)``) lies below the
+    median bottom of its number's digits. MNIST centres each digit by its mass, so beside a 0 a 7
+    hangs low; on the line, a reader trained on numgen's numbers reads real ones better
+    (bench/results/ocr_transfer.md). ``digit`` ``(C,)`` marks the digits; the other characters
+    are drawn on the digits' line already (:mod:`numgen.glyphs`) and keep their rises.
+    ``lengths``: the characters of each number, in a row."""
+    out = np.array(rises, dtype=int)
+    start = 0
+    for n in lengths:
+        mine, bottoms = digit[start : start + n], bottom[start : start + n]
+        if mine.any():
+            line = int(np.rint(np.median(bottoms[mine])))
+            out[start : start + n] += np.where(mine, bottoms - line, 0)
+        start += n
+    return out
+
+
 def seat(rises: np.ndarray, top: np.ndarray, bottom: np.ndarray) -> np.ndarray:
     """Each character's rise, held where its ink (rows ``top`` to ``bottom`` of its cell) stays
     whole on the 28-row line: a hand writing near the top or bottom of the line keeps its
@@ -188,7 +209,8 @@ def lay_out(
     cells: np.ndarray, layout: Layout, text: str | None = None
 ) -> tuple[np.ndarray, list[tuple[int, int]]]:
     """Place the characters' cells ``(n, 28, 28)`` side by side: each is cut to its inked columns,
-    raised by its rise (:func:`seat`), and set its gap after the previous (:func:`starts`; where neighbours
+    raised by its rise (digits set on one line, :func:`on_the_line`, and held whole on the
+    canvas, :func:`seat`), and set its gap after the previous (:func:`starts`; where neighbours
     overlap, the stronger ink wins), within a ``MARGIN`` on both ends; a space of ``text`` (digits
     alone when None) is ``glyphs.SPACE_WIDTH`` blank columns.
 
@@ -198,7 +220,9 @@ def lay_out(
     text = glyphs.DIGITS[0] * len(cells) if text is None else text
     first, widths = glyphs.inked_columns(cells, text)
     left, width = starts(widths, layout.gaps)
-    rises = seat(layout.rises, *ink_rows(cells))
+    top, bottom = ink_rows(cells)
+    digit = np.array([c in glyphs.DIGITS for c in text], bool)
+    rises = seat(on_the_line(layout.rises, bottom, digit, [len(text)]), top, bottom)
     canvas = np.zeros((28, width), dtype=np.float32)
     boxes = []
     for i, cell in enumerate(cells):

@@ -67,7 +67,8 @@ def layout_line(config: ExportConfig) -> str:
     return (
         "Layout: each number in its writer's hand, which comes with its style seed "
         f"(`numgen.layout.Hand`): size ×{layout.SIZES[0]}-{layout.SIZES[1]}, "
-        f"{layout.SPACINGS[0]}-{layout.SPACINGS[1]} blank columns between neighbours, a baseline "
+        f"{layout.SPACINGS[0]}-{layout.SPACINGS[1]} blank columns between neighbours, its "
+        "digits' ink set on one line (the median of their bottoms), that line "
         f"up to {layout.LIFT} rows above or below the middle of the line and drifting up to "
         f"±{layout.DRIFT} rows per character (ink never cut at the edges), and per character ±"
         f"{layout.SIZE_JITTER:.0%} size, ±{layout.RISE} row and ±{layout.SPACING_JITTER} columns. "

@@ -17,7 +17,7 @@ import numpy as np
 from numgen import glyphs, legibility
 from numgen.compose import to_pixels
 from numgen.export.recipe import Batch, ExportConfig, split_of
-from numgen.layout import ink_rows, resize_about_centre, seat, starts
+from numgen.layout import ink_rows, on_the_line, resize_about_centre, seat, starts
 from numgen.plots import to_uint8
 
 CHUNK = 256  # images drawn together; part of the recipe, so it never depends on the workers
@@ -79,7 +79,9 @@ def render_rows(model, config: ExportConfig, batch: Batch) -> list[tuple[bytes, 
     )
     first, widths = glyphs.inked_columns(cells, chars)  # (C,) inked columns of each character
     top, bottom = ink_rows(cells)  # (C,) inked rows
-    grey, rises = to_uint8(cells), seat(batch.rises, top, bottom)
+    lengths = [len(text) for text in batch.texts]
+    grey = to_uint8(cells)
+    rises = seat(on_the_line(batch.rises, bottom, is_digit, lengths), top, bottom)
     rows, d = [], 0
     for index, text, style_seed in zip(
         batch.indices, batch.texts, batch.style_seeds.tolist(), strict=True
