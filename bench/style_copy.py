@@ -24,17 +24,21 @@ import torch
 import common
 from numgen.data import load_digits, to_tensor
 from numgen.hub import load
+from numgen.models import build_model
 from numgen.recognizer import Recognizer
 
 COPIES = 1000
 
 
-def copy_figures(model, recognizer: Recognizer, images: torch.Tensor, labels: torch.Tensor) -> dict:
-    """Each digit's style read, the digit drawn again from it, and compared with it."""
+def copy_figures(
+    model, recognizer: Recognizer, images: torch.Tensor, labels: torch.Tensor, real: torch.Tensor
+) -> dict:
+    """Each digit's style read, the digit drawn again from it, and compared with it (``real``:
+    the recognizer's features of ``images``)."""
     with torch.inference_mode():
         styles = model.encode_style(images.to(model.device), labels.to(model.device))
         drawn = model.draw(labels, styles, torch.arange(len(labels))).float().cpu()
-        features = recognizer.features(drawn) - recognizer.features(images)
+        features = recognizer.features(drawn) - real
         read = recognizer(drawn).argmax(dim=1)
     return {
         "pixel_sse": float((drawn - images).pow(2).flatten(1).sum(1).mean()),
@@ -53,13 +57,18 @@ def main() -> None:
     pick = np.sort(np.random.default_rng(0).choice(len(test), COPIES, replace=False))
     images, labels = to_tensor(test.images[pick]), torch.from_numpy(test.labels[pick]).long()
     recognizer = Recognizer.from_pretrained()
+    with torch.inference_mode():
+        real = recognizer.features(images)
     rows = {}
     for name in args.model:
         model = load(name)
-        rows[name] = copy_figures(model, recognizer, images, labels)
-        if getattr(model.config, "anchor_pull", 0) > 0:  # the same model, its pull set aside
-            model.config = dataclasses.replace(model.config, anchor_pull=0.0)
-            rows[f"{name}, without its pull"] = copy_figures(model, recognizer, images, labels)
+        rows[name] = copy_figures(model, recognizer, images, labels, real)
+        if getattr(model.config, "anchor_pull", 0) > 0:  # the same weights, without the pull
+            unpulled = build_model(dataclasses.replace(model.config, anchor_pull=0.0))
+            unpulled.load_state_dict(model.state_dict())
+            rows[f"{name}, without its pull"] = copy_figures(
+                unpulled.eval(), recognizer, images, labels, real
+            )
     figures = {
         "machine": common.machine(),
         "command": common.command(env="NUMGEN_DATA_DIR=..."),
