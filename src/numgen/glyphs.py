@@ -34,11 +34,14 @@ CHARSET = "digits 0-9, . , - + / : ( ) and space"  # the same, for messages
 SPACE_WIDTH = 8  # blank columns of a space, besides the gaps on both sides (digits: 2-5 apart)
 JITTER_SLOTS = 6  # uniform numbers per glyph: position, length, angle, width, bend, spare
 GLYPH_KEY = 21  # keys the hash of a glyph's jitter apart from other uses of the same seeds
-# A digit's pen width (:func:`pen_widths`) over its capsule width (:func:`stroke_widths`, 50
-# times cheaper), as varying thickness narrows the typical stroke below its mean: the median over
-# 400 of the bundled flow's digits, scaled as the layout scaled them then (hand sizes 0.88-1.04),
-# is 0.83 (5-95 %: 0.65-0.99); unscaled, 0.89 (scaling down blurs the edges).
-PEN_PER_CAPSULE = 0.83
+# A digit's pen width (:func:`pen_widths`) from its capsule width (:func:`stroke_widths`, 50
+# times cheaper): varying thickness narrows the typical stroke below its mean, and thin strokes
+# the more, as scaling a digit down blurs its edges below half ink (pen ÷ capsule: median 0.74
+# for capsules under 2.6 pixels, 0.84-0.87 over 3.4). A least-squares line through 2,000 of the
+# bundled flow's digits, scaled as the layout scales them (hand sizes 0.80-1.10, ±8 % a
+# character): pen ≈ 0.96 × capsule - 0.485 pixels. (One ratio, 0.83, drew the separators of
+# small hands 5 % too wide.)
+PEN_PER_CAPSULE, PEN_OFFSET = 0.96, -0.485
 HAND_DIGITS = 4  # digits of a number its hand is measured from (the median of 4 is steady)
 HALF_INK = 0.5  # the level at which a stroke's width is measured and its edge drawn
 _ROWS, _COLS = np.mgrid[0:28, 0:28].astype(np.float32)
@@ -86,13 +89,21 @@ def stroke_widths(images: np.ndarray, upsample: int = 1) -> np.ndarray:
     return np.where(perimeter > 0, (perimeter - root) / np.pi, 0.0)
 
 
-def pen_widths(images: np.ndarray, upsample: int = 4) -> np.ndarray:
+def pen_of_capsules(capsules: np.ndarray) -> np.ndarray:
+    """The pen widths of digits with these capsule widths (:func:`stroke_widths`), as
+    :func:`pen_widths` would measure them: ``(N,)`` pixels."""
+    return np.maximum(PEN_PER_CAPSULE * np.asarray(capsules) + PEN_OFFSET, 0.0)
+
+
+def pen_widths(images: np.ndarray, upsample: int = 8) -> np.ndarray:
     """The pen width of each image ``(N, H, W)``: the median diameter of the largest circles
     inscribed in its half-ink shape (upsampled bilinearly) along its ridge: ``(N,)`` pixels.
 
     A stroke's width wherever it is measured, crossings and round ends no exception, within a
-    quarter pixel for drawn strokes of 2-4 pixels (tests/test_glyphs.py); ~1.7 ms an image,
-    so it is the benchmarks' measure, and :func:`stroke_widths` is drawing's.
+    quarter pixel for drawn strokes of 2-4 pixels (tests/test_glyphs.py). Upsampled 8 times, as
+    by default, the median falls in steps of about an eighth of a pixel (at 4, a quarter: 12 %
+    of a small hand's 2-pixel pen) at about 5 times the cost: the benchmarks' measure, and
+    :func:`stroke_widths` is drawing's.
     """
     from scipy import ndimage  # only where widths are judged: import numgen loads no scipy
 
@@ -145,7 +156,7 @@ def measure_hands(digits: np.ndarray, counts: list[int]) -> list[Hand]:
     )
     digits, counts = digits[first.astype(int)], np.minimum(counts, HAND_DIGITS)
     tops, bases = extents(digits)
-    measures = np.stack([PEN_PER_CAPSULE * stroke_widths(digits), slants(digits), tops, bases])
+    measures = np.stack([pen_of_capsules(stroke_widths(digits)), slants(digits), tops, bases])
     # (4, numbers, most digits): each number's digits' measures in a row, NaN beyond its count
     slot = np.arange(max(int(counts.max(initial=0)), 1))[None, :]
     starts = np.cumsum(counts) - counts
