@@ -7,7 +7,7 @@ any height. Every target of the issue, measured through the paths users take, at
    ``numgen dataset`` draws them) cut out by their boxes, framed as MNIST and read by the bundled
    recognizer, beside the digits of plain digit strings of 4-10 digits drawn the same way;
 3. each separator's pen width (:func:`numgen.glyphs.pen_widths`: the median diameter of the
-   circles inscribed along its ridge, 4x upsampled) over the median pen width of its number's
+   circles inscribed along its ridge, 8x upsampled) over the median pen width of its number's
    digits, from the same rows' boxes (each cut to the columns no other box covers);
 4. the mid-grey share (0.15 < ink < 0.85) of the inked pixels (ink > 0.15) at height 128: of
    ``numgen write 2026 --height 128`` and of formatted numbers, beside the same pictures enlarged
