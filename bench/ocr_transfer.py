@@ -220,7 +220,7 @@ class Reader(nn.Module):
         c1, c2, c3 = channels
         self.features = nn.Sequential(
             nn.Conv2d(1, c1, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(c1), nn.ReLU(),
-            conv_block(c1, c2), nn.MaxPool2d((2, 1)), conv_block(c2, c3),
+            conv_block(c1, c2), nn.MaxPool2d((2, COLUMNS_PER_FRAME // 2)), conv_block(c2, c3),
         )  # fmt: skip
         self.project = nn.Linear(c3 * 7, hidden)
         self.rnn = nn.GRU(hidden, hidden, batch_first=True, bidirectional=True)
