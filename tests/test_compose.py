@@ -282,15 +282,15 @@ def test_the_recognizer_reads_back_written_numbers(bundled) -> None:
 
 # Digests of pictures as numgen writes them since issue 20 (each number laid out in its writer's
 # hand, neighbouring digits touching in a share of pairs, written higher or lower on the line,
-# its digits' ink set on one line):
+# its digits' ink set on one line; since it, a thin 1 overlaps its neighbour as far as any digit):
 # digit strings at 28 pixels and below, and dataset rows at 28, keep their bytes for the same
 # seeds and options.
 PINNED = [
     ("flow", "2026", {}, "4dd26aa2faf23141"),
-    ("flow", "31415926", {"style_seed": 3, "seed": 5, "ink": "dark"}, "e38db07e0d8c85aa"),
+    ("flow", "31415926", {"style_seed": 3, "seed": 5, "ink": "dark"}, "8030b55ff535f07a"),
     ("flow", "2026", {"height": 20}, "fa35b5d215ad01a3"),
     ("cvae", "2026", {}, "29db01c04f2bcd13"),
-    ("cvae", "31415926", {"style_seed": 3, "seed": 5, "ink": "dark"}, "f393fd179ca7d654"),
+    ("cvae", "31415926", {"style_seed": 3, "seed": 5, "ink": "dark"}, "74234fcf321041e1"),
     ("cvae", "2026", {"height": 20}, "0280e663599d6521"),
 ]
 
@@ -301,8 +301,8 @@ def test_digit_strings_keep_their_bytes(name, text, options, digest) -> None:
     assert hashlib.sha256(np.asarray(picture).tobytes()).hexdigest()[:16] == digest
 
 
-@pytest.mark.parametrize(("name", "digest"), [("flow", "163c3d8c3567d27a"),
-                                              ("cvae", "772a29bd30880d77")])  # fmt: skip
+@pytest.mark.parametrize(("name", "digest"), [("flow", "db1df93f4a47c298"),
+                                              ("cvae", "d08855f6de097a2b")])  # fmt: skip
 def test_dataset_rows_of_digit_strings_keep_their_bytes(name, digest) -> None:
     config = export.ExportConfig(count=4, min_length=3, max_length=8, model=name)
     rows = export.render_rows(load(name), config, export.plan(config, range(4)))

@@ -23,15 +23,16 @@ def bar(width: int) -> np.ndarray:
 
 
 def test_touching_neighbours_overlap_and_keep_their_own_boxes() -> None:
-    cells = np.stack([bar(9), bar(9), bar(3)])
-    placed = layout.Layout(np.ones(3, np.float32), np.zeros(3, int), np.array([-2, -3]))
+    cells = np.stack([bar(9), bar(9), bar(3), bar(2)])
+    placed = layout.Layout(np.ones(4, np.float32), np.zeros(4, int), np.array([-2, -3, -3]))
     canvas, boxes = layout.lay_out(cells, placed)
     m = layout.MARGIN
-    # 9 wide, 2 columns under the next; the thin 1 (3 wide) lets the 9 overlap it by 1, not 3
-    assert boxes == [(m, m + 9), (m + 7, m + 16), (m + 15, m + 18)]
-    assert canvas.shape == (28, m + 18 + m)
+    # 9 wide, 2 columns under the next; a thin 1 (3 wide) runs 3 columns into the 9, all of it;
+    # the next starts one column right of the 1's start, not 3 columns back (left of it)
+    assert boxes == [(m, m + 9), (m + 7, m + 16), (m + 13, m + 16), (m + 14, m + 16)]
+    assert canvas.shape == (28, m + 16 + m)
     inked = canvas.max(axis=0) > 0
-    assert inked[m : m + 18].all() and not inked[:m].any() and not inked[m + 18 :].any()
+    assert inked[m : m + 16].all() and not inked[:m].any() and not inked[m + 16 :].any()
     assert canvas.max() == pytest.approx(0.8)  # overlapping ink is the stronger one, not a sum
 
 

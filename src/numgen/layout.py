@@ -137,10 +137,13 @@ def jitter(
 def starts(widths: np.ndarray, gaps: np.ndarray) -> tuple[np.ndarray, int]:
     """The left column of each of a number's characters on its canvas, ``(n,)``, and the
     canvas's width, for characters ``widths`` columns wide with ``gaps`` ``(n - 1,)`` between
-    them, within a ``MARGIN`` on both ends. Neighbours overlap by at most a third of the
-    narrower's width, so a thin 1 is never hidden behind its neighbour."""
+    them, within a ``MARGIN`` on both ends. A thin 1 may overlap its neighbour by all of
+    ``MAX_OVERLAP``, as writers run a 1 into the next digit: the stronger ink wins where strokes
+    cross, so neither is erased (capping overlaps at a third of the narrower digit's width cost
+    the reader of bench/results/ocr_transfer.md 1.5-2 pt on touching real numbers); each
+    character still starts right of the one before it."""
     widths = np.asarray(widths, int)
-    gaps = np.maximum(np.asarray(gaps, int), -(np.minimum(widths[:-1], widths[1:]) // 3))
+    gaps = np.maximum(np.asarray(gaps, int), 1 - widths[:-1])
     left = MARGIN + np.concatenate([[0], np.cumsum(widths[:-1] + gaps)]).astype(int)
     return left, int((left + widths).max()) + MARGIN
 
