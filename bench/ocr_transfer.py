@@ -14,9 +14,9 @@ set: 1-6 blank columns).
 Readers, each trained with the same recipe and seed:
 - *real*, the reference: numbers of real MNIST *training* digits laid out by :func:`real_number`
   (half the numbers touching, half spaced);
-- *real digits, numgen's layout*: real MNIST *training* digits laid out by numgen's own layout
-  (:func:`real_numbers_numgen_layout`), which tells what the layout costs a reader apart from
-  what numgen's drawn digits cost;
+- *real digits, numgen's layout* (one per ``--touching``): real MNIST *training* digits laid out
+  by numgen's own layout (:func:`real_numbers_numgen_layout`), which tells what the layout costs
+  a reader apart from what numgen's drawn digits cost;
 - *numgen* (one per ``--model`` and ``--touching``, numgen's defaults when none is given): the
   rows of ``numgen dataset --length 4-8`` at its defaults otherwise, through
   :class:`numgen.export.NumberStream`.
@@ -364,12 +364,14 @@ def main() -> None:
         spacing: real_numbers("test", args.test, spacing, seed=1_000 + k)
         for k, spacing in enumerate((TOUCH, SPACED))
     }
-    sources = {
-        "real": lambda: (*real_numbers("train", args.train, "mixed", args.seed), 0.0),
-        LAYOUT_ONLY: lambda: real_numbers_numgen_layout(args.train, TOUCHING, args.seed),
-    }
+    touchings = args.touching or [TOUCHING]
+    sources = {"real": lambda: (*real_numbers("train", args.train, "mixed", args.seed), 0.0)}
+    for touching in touchings:  # what numgen's layout costs at each share, apart from its digits
+        sources[f"{LAYOUT_ONLY}, touching {touching:g}"] = lambda t=touching: (
+            real_numbers_numgen_layout(args.train, t, args.seed)
+        )
     for model in models:
-        for touching in args.touching or [TOUCHING]:
+        for touching in touchings:
             sources[f"numgen {model}, touching {touching:g}"] = lambda m=model, t=touching: (
                 numgen_numbers(m, t, args.train, args.seed, args.cache)
             )
@@ -420,9 +422,7 @@ def report(figures: dict) -> str:
             ratio = row[spacing]["exact"] / max(real[spacing]["exact"], 1e-9)
             cells += [f"{row[spacing]['exact']:.1%}", f"{row[spacing]['characters']:.1%}",
                       f"{ratio:.2f}"]  # fmt: skip
-        label = {"real": "real MNIST training digits (reference)",
-                 LAYOUT_ONLY: f"real MNIST training digits in numgen's layout (touching {TOUCHING:g})"
-                 }.get(name, f"`{name}`")  # fmt: skip
+        label = "real MNIST training digits (reference)" if name == "real" else f"`{name}`"
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines += [
         "",
