@@ -62,10 +62,13 @@ def machine_line(figures: dict) -> str:
 
 def write_results(name: str | Path, figures: dict, markdown: str) -> Path:
     """Write ``figures`` as ``<name>.json`` and ``markdown`` as ``<name>.md`` in bench/results (or
-    at ``name`` when it is a path); return the .md path."""
+    at ``name`` when it is a path; a ``.md`` or ``.json`` ending is dropped, any other dot kept,
+    so ``touching0.5`` is not cut to ``touching0``); return the .md path."""
     out = Path(name) if Path(name).parent != Path(".") else RESULTS / str(name)
+    out = out.with_name(out.name.removesuffix(".md").removesuffix(".json"))
+    json_path, md_path = out.with_name(out.name + ".json"), out.with_name(out.name + ".md")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(figures, indent=2) + "\n")
-    out.with_suffix(".md").write_text(markdown if markdown.endswith("\n") else markdown + "\n")
-    print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.json').name}")
-    return out.with_suffix(".md")
+    json_path.write_text(json.dumps(figures, indent=2) + "\n")
+    md_path.write_text(markdown if markdown.endswith("\n") else markdown + "\n")
+    print(f"wrote {md_path} and {json_path.name}")
+    return md_path
