@@ -22,12 +22,16 @@ SHARED = "the machine was shared with other jobs: compare figures within one run
 
 
 def machine() -> str:
-    """CPU, cores, Python, torch and its thread count, in one line."""
+    """CPU (with the vector instructions PyTorch uses on it, and whether it multiplies bf16
+    natively: kernels, and so the last digits of trained models, differ between them), cores,
+    Python, torch and its thread count, in one line."""
     import torch  # imported here: a bench that drives a server needs no torch of its own
 
     cpu = platform.processor() or platform.machine()
+    bf16 = ", native bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else ""
     return (
-        f"{cpu}, {os.cpu_count()} CPU cores, Python {platform.python_version()}, "
+        f"{cpu} ({torch.backends.cpu.get_cpu_capability()}{bf16}), {os.cpu_count()} CPU cores, "
+        f"Python {platform.python_version()}, "
         f"torch {torch.__version__} ({torch.get_num_threads()} threads)"
     )
 
