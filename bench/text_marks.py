@@ -40,6 +40,7 @@ from common import REPO, command, load_average, machine, machine_line, write_res
 from numgen import compose, export, glyphs, pictures
 from numgen.export.render import scaled_boxes
 from numgen.hub import load
+from numgen.layout import TOUCHING
 from numgen.recognizer import Recognizer
 
 KINDS = ("decimal", "amount", "date", "time", "phone")
@@ -135,7 +136,7 @@ def crispness(writer, rows) -> dict:
     }  # fmt: skip
 
 
-def readback(model, name: str, judge, n: int) -> dict:
+def readback(model, name: str, judge, n: int, touching: float) -> dict:
     """Exact read-back of ``n`` numbers of 4-8 digits drawn as ``numgen dataset --length 4-8``
     draws them, at heights 28 and 96 (the same rows): through each digit's box (cut, framed as
     MNIST and recognised, as ``numgen evaluate --images`` reads a dataset: a number is read back
@@ -145,7 +146,7 @@ def readback(model, name: str, judge, n: int) -> dict:
     by_height = {}
     for height in (28, 96):
         rows = by_height[height] = rows_of(
-            model, name, n, seed=21, min_length=4, max_length=8, height=height
+            model, name, n, seed=21, min_length=4, max_length=8, height=height, touching=touching
         )
         figures[f"at_{height}"] = read_back(judge, rows)
         by_columns = sum(pictures.read_number(judge, ink) == meta["text"] for ink, meta in rows)
@@ -171,7 +172,7 @@ def read_back(judge, rows) -> float:
     return sum(all(next(read) for _ in meta["text"]) for _, meta in rows) / len(rows)
 
 
-def dataset_speed(count: int, repeats: int) -> dict:
+def dataset_speed(count: int, repeats: int, touching: float) -> dict:
     """images/s of ``--kind date`` and of plain 8-digit numbers (default model, webdataset, one
     process), alternated ``repeats`` times; the best of each."""
     model = load(export.ExportConfig(count=1).model)
@@ -180,7 +181,9 @@ def dataset_speed(count: int, repeats: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(repeats):
             for name in rates:
-                config = export.ExportConfig(count=count, seed=r, **options[name])
+                config = export.ExportConfig(
+                    count=count, seed=r, touching=touching, **options[name]
+                )
                 summary = export.export_dataset(Path(tmp) / f"{name}{r}", config, model, workers=1)
                 rates[name].append(summary["images_per_s"])
     best = {name: max(v) for name, v in rates.items()}
@@ -223,7 +226,9 @@ def markdown(f: dict) -> str:
     rows = [
         "# Numbers as people write them (issue 21)", "",
         f"Writer: `{f['writer']}` (numgen's default, `compose.DEFAULT_WRITER`); dataset speed: "
-        f"`{f['speed']['model']}` (`numgen dataset`'s default). {machine_line(f)}", "",
+        f"`{f['speed']['model']}` (`numgen dataset`'s default). Rows drawn with `--touching "
+        f"{f['touching']:g}`: a digit cut at its box holds the ink its touching neighbours lay "
+        f"in it. {machine_line(f)}", "",
         "| measure | before | now | target |", "| --- | ---: | ---: | ---: |",
         f"| characters `numgen write` accepts | 0-9 | `{f['characters']}` | 0-9 and `. , - + / : ( )` and space |",
         f"| digits inside formatted numbers recognised ({f['recognised']['formatted_digits']:,}) | – | "
@@ -242,8 +247,8 @@ def markdown(f: dict) -> str:
         f"| … controls: the 28-px rows enlarged to 96 px as before (Lanczos) / the crisp 96-px rows "
         f"brought back to 28 px (box filter, 28-px boxes) | – | {f['readback']['enlarged_96']:.1%} "
         f"/ {f['readback']['crisp_back_at_28']:.1%} | – |",
-        f"| … the same numbers cut at blank columns (`read_number`; touching digits, 20 % of pairs "
-        f"by default, defeat it at any height) | – | {f['readback']['columns_at_28']:.1%} / "
+        f"| … the same numbers cut at blank columns (`read_number`; touching digits, "
+        f"{f['touching']:.0%} of pairs here, defeat it at any height) | – | {f['readback']['columns_at_28']:.1%} / "
         f"{f['readback']['columns_at_96']:.1%} | – |",
         f"| `numgen dataset --kind date` ÷ plain 8-digit numbers, images/s ({f['speed']['count']:,} "
         f"each, best of {len(f['speed']['rates']['date'])}) | – | {f['speed']['ratio']:.2f} "
@@ -266,6 +271,7 @@ def main() -> None:
     parser.add_argument("--readback", type=int, default=1000, help="numbers read at 28, 96 px")
     parser.add_argument("--speed-count", type=int, default=5000, help="images per dataset run")
     parser.add_argument("--repeats", type=int, default=2, help="alternated dataset runs")
+    parser.add_argument("--touching", type=float, default=TOUCHING, help="the rows' --touching")
     parser.add_argument("--out", default="text_marks")
     args = parser.parse_args()
     torch.set_num_threads(1)  # as `numgen dataset` draws: one thread, steadier on a shared machine
@@ -276,7 +282,7 @@ def main() -> None:
     accepted = "".join(c for c in glyphs.CHARACTERS if writer.write(f"1{c}2").width > 0)
     per_kind, all_chars, rows_all = {}, [], []
     for k, kind in enumerate(KINDS):
-        rows = rows_of(writer.model, name, args.per_kind, seed=k, kind=kind)
+        rows = rows_of(writer.model, name, args.per_kind, seed=k, kind=kind, touching=args.touching)
         right, total = read_digits(judge, characters(rows))
         per_kind[kind] = {"digits": total, "recognised": right / total}
         all_chars += [
@@ -284,7 +290,10 @@ def main() -> None:
         ]
         rows_all += rows
         print(kind, per_kind[kind], flush=True)
-    plain_rows = rows_of(writer.model, name, args.per_kind * 2, seed=9, min_length=4, max_length=10)
+    plain_rows = rows_of(
+        writer.model, name, args.per_kind * 2, seed=9, min_length=4, max_length=10,
+        touching=args.touching,
+    )  # fmt: skip
     plain_right, plain_total = read_digits(judge, characters(plain_rows))
     formatted_right = sum(v["recognised"] * v["digits"] for v in per_kind.values())
     formatted_total = sum(v["digits"] for v in per_kind.values())
@@ -293,6 +302,7 @@ def main() -> None:
     inside = lambda v: float(np.mean((np.array(v) >= RANGE[0]) & (np.array(v) <= RANGE[1])))  # noqa: E731
     figures = {
         "command": command(), "machine": machine(), "writer": name, "characters": accepted,
+        "touching": args.touching,
         "recognised": {
             "formatted": formatted_right / formatted_total, "formatted_digits": formatted_total,
             "plain": plain_right / plain_total, "plain_digits": plain_total,
@@ -307,9 +317,9 @@ def main() -> None:
         "crisp": crispness(writer, rows_all[:: max(1, len(rows_all) // 100)]),
     }  # fmt: skip
     print(figures["recognised"], figures["pen_ratio"]["within_share"], figures["crisp"], flush=True)
-    figures["readback"] = readback(writer.model, name, judge, args.readback)
+    figures["readback"] = readback(writer.model, name, judge, args.readback, args.touching)
     print(figures["readback"], flush=True)
-    figures["speed"] = dataset_speed(args.speed_count, args.repeats)
+    figures["speed"] = dataset_speed(args.speed_count, args.repeats, args.touching)
     print(figures["speed"], flush=True)
     picture(writer, REPO / "docs" / "numbers.png")
     figures["seconds"] = time.perf_counter() - started
