@@ -111,10 +111,11 @@ class FiLMConv(nn.Module):
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         scale, shift = self.film(cond)[:, :, None, None].chunk(2, dim=1)
-        # one pass for the scale and shift, and when drawing the SiLU in place: at 28×28 these
+        if torch.is_grad_enabled():  # training: addcmul's backward made a flow step ~10 % slower
+            return F.silu(self.conv(x) * (1 + scale) + shift)
+        # drawing: one pass for the scale and shift, and the SiLU in place: at 28×28 these
         # element-wise passes over memory cost a CPU as much as the conv itself
-        drawing = not torch.is_grad_enabled()
-        return F.silu(torch.addcmul(shift, self.conv(x), 1 + scale), inplace=drawing)
+        return F.silu(torch.addcmul(shift, self.conv(x), 1 + scale), inplace=True)
 
 
 class VelocityUNet(nn.Module):
