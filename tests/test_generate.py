@@ -74,3 +74,34 @@ def test_project_2d_keeps_2d_and_uses_pca_beyond() -> None:
     assert points.shape == (500, 2)
     assert names[0].startswith("PC 1") and "variance" in names[0]
     assert points[:, 0].var() > points[:, 1].var() > 1.0  # the two wide directions, in order
+
+
+def test_a_bf16_draw_is_near_fp32_repeatable_and_an_option(tmp_path, capsys) -> None:
+    """precision="bf16" runs the network passes in bfloat16 (native where the CPU has it,
+    emulated elsewhere): digits a little different from fp32's, the same for the same seed."""
+    from numgen import compose, export
+    from numgen.cli.main import main
+    from numgen.errors import ConfigError
+    from numgen.hub import load
+    from numgen.models.sampling import Sampling
+
+    model = load("onestep")
+    fp32, bf16 = (
+        model.sampling_with(check=False),
+        model.sampling_with(check=False, precision="bf16"),
+    )
+    a = compose.digits(model, 7, 32, seed=1, sampling=fp32)
+    b = compose.digits(model, 7, 32, seed=1, sampling=bf16)
+    assert b.shape == a.shape and b.dtype == np.float32 and b.min() >= 0 and b.max() <= 1
+    np.testing.assert_array_equal(b, compose.digits(model, 7, 32, seed=1, sampling=bf16))
+    assert not np.array_equal(a, b) and np.abs(a - b).mean() < 0.01
+    with pytest.raises(ConfigError, match="precision='fp16': choose one of fp32, bf16"):
+        Sampling(precision="fp16")
+    assert "precision" not in export.ExportConfig(count=1).to_dict()  # older exports unchanged
+    config = export.ExportConfig(count=1, precision="bf16")
+    assert config.to_dict()["precision"] == "bf16" and "--precision=bf16" in config.command()
+    out = str(tmp_path / "x.png")
+    assert main(["write", "12", "--precision", "fp16", "--out", out]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("Error: precision='fp16'") and len(err.strip().splitlines()) == 1
+    assert main(["digits", "4", "-n", "2", "--precision", "bf16", "--out", out]) == 0

@@ -148,15 +148,17 @@ def draw(
         )
     seeds = torch.as_tensor(digit_seeds(0, len(styles)) if seeds is None else seeds)
     y = _labels(model, labels, len(styles))
-    out = [
-        model.draw(
-            None if y is None else y[i : i + BATCH],
-            styles[i : i + BATCH].to(model.device),
-            seeds[i : i + BATCH],
-            sampling,
-        )
-        for i in range(0, len(styles), BATCH)
-    ]
+    bf16 = (model.sampling if sampling is None else sampling).precision == "bf16"
+    with torch.autocast(model.device.type, torch.bfloat16, enabled=bf16):
+        out = [
+            model.draw(
+                None if y is None else y[i : i + BATCH],
+                styles[i : i + BATCH].to(model.device),
+                seeds[i : i + BATCH],
+                sampling,
+            )
+            for i in range(0, len(styles), BATCH)
+        ]
     return torch.cat(out).squeeze(1).float().cpu().numpy()
 
 

@@ -17,7 +17,7 @@ from numgen.config import MAX_SEED, fits
 from numgen.hub import load
 from numgen.layout import TOUCHING
 from numgen.models import Generator
-from numgen.models.sampling import Sampling
+from numgen.models.sampling import Sampling, check_precision
 from numgen.pictures import open_image
 
 ModelOption = Annotated[
@@ -46,6 +46,15 @@ Touching = Annotated[
         min=0.0, max=0.5,
     ),
 ]  # fmt: skip
+DrawPrecision = Annotated[
+    str,
+    typer.Option(
+        "--precision",
+        help="fp32 (the same bytes on every machine) or bf16: faster network passes where the "
+        "CPU/GPU multiplies bfloat16 natively, the digits a little different "
+        "(bench/results/draw_precision.md).",
+    ),
+]
 Check = Annotated[
     bool,
     typer.Option(
@@ -56,13 +65,17 @@ Check = Annotated[
 
 
 def load_for_drawing(
-    model: str, ode_steps: int | None = None, guidance: float | None = None, check: bool = True
-) -> tuple[Generator, Sampling]:
+    model: str, ode_steps: int | None = None, guidance: float | None = None, check: bool = True,
+    precision: str = "fp32",
+) -> tuple[Generator, Sampling]:  # fmt: skip
     """The model, and how to draw with it: its own sampling with the sampler options a command
     was given (steps and guidance: flow models only; ``check=False`` turns the legibility check
-    off)."""
+    off; ``precision`` of the network passes)."""
+    check_precision(precision)  # before the model is read
     generator = load(model)
-    return generator, generator.sampling_with(steps=ode_steps, guidance=guidance, check=check)
+    return generator, generator.sampling_with(
+        steps=ode_steps, guidance=guidance, check=check, precision=precision
+    )
 
 
 @app.command("digits")
@@ -75,10 +88,11 @@ def digits_command(
     ode_steps: OdeSteps = None,
     guidance: Guidance = None,
     check: Check = True,
+    precision: DrawPrecision = "fp32",
 ) -> None:
     """A grid of one digit in varied handwriting styles."""
     writable(out)
-    generator, sampling = load_for_drawing(model, ode_steps, guidance, check)
+    generator, sampling = load_for_drawing(model, ode_steps, guidance, check, precision)
     images = compose.digits(generator, digit, n, seed, sampling)
     out_path(plots.save_grid(images, out, scale=3))
 
@@ -118,6 +132,7 @@ def write_command(
     ode_steps: OdeSteps = None,
     guidance: Guidance = None,
     check: Check = True,
+    precision: DrawPrecision = "fp32",
 ) -> None:
     """One image of the whole number in one consistent handwriting style, its dots, commas,
     dashes, slashes, colons and brackets drawn in the same hand.
@@ -128,7 +143,7 @@ def write_command(
     out = writable(out or Path(f"{re.sub(r'[^0-9.,+-]', '_', text)}.png"))
     # each variant: about height x (1.3 height per digit) grey bytes, held a few times over
     fits("--variants", variants, lambda n: 4 * n * height * int(1.3 * height * len(text) + 8))
-    generator, sampling = load_for_drawing(model, ode_steps, guidance, check)
+    generator, sampling = load_for_drawing(model, ode_steps, guidance, check, precision)
     writer = compose.Writer(generator, sampling=sampling)
     style = writer.style_from_image(open_image(style_from)) if style_from else None
     pictures = [
@@ -263,6 +278,7 @@ def dataset_command(
     ode_steps: OdeSteps = None,
     guidance: Guidance = None,
     check: Check = True,
+    precision: DrawPrecision = "fp32",
 ) -> None:
     """A labelled dataset of handwritten numbers for OCR and digit detection: WebDataset or
     Parquet shards, an ImageFolder, or PNGs + labels.csv, with a dataset card (README.md) and a
@@ -280,7 +296,7 @@ def dataset_command(
         min_length=low, max_length=high, alphabet=alphabet, seed=seed, height=height,
         ink=ink, model=model, format=format, shard_size=shard_size,
         split=export.parse_split(split), png_level=png_level, ode_steps=ode_steps,
-        guidance=guidance, check=check, touching=touching,
+        guidance=guidance, check=check, touching=touching, precision=precision,
     )  # fmt: skip
     with progress_bar("dataset") as progress:
         task = progress.add_task("images", total=config.count, status="")

@@ -37,7 +37,7 @@ from numgen.config import check_fields
 from numgen.generate import uniforms
 from numgen.layout import TOUCHING, check_touching, hands, jitter, positions, touchable
 from numgen.models import Generator
-from numgen.models.sampling import Sampling, check_sampling
+from numgen.models.sampling import Sampling, check_precision, check_sampling
 
 FORMATS = ("webdataset", "parquet", "imagefolder", "png")
 KINDS = ("integer", *patterns.KINDS)  # integer: digit strings of --length from --alphabet
@@ -73,6 +73,7 @@ class ExportConfig:
     texts_file: str | None = None  # a file of texts, one a line: row i writes line i % lines
     texts_sha256: str | None = None  # that file's digest (filled in when None)
     touching: float = TOUCHING  # mean share of neighbouring digits that touch (numgen.layout.Hand)
+    precision: str = "fp32"  # of the drawing's network passes (numgen.models.sampling.PRECISIONS)
 
     def __post_init__(self) -> None:
         check_fields(self)  # types first: a count of 2.5 or "many" is named, not compared
@@ -106,6 +107,7 @@ class ExportConfig:
             raise ComposeError(f"png_level={self.png_level}: choose 0 (no compression) to 9")
         check_sampling(self.ode_steps, self.guidance, solver=None)  # before any model is loaded
         check_touching(self.touching)
+        check_precision(self.precision)
 
     @property
     def num_shards(self) -> int:
@@ -123,7 +125,9 @@ class ExportConfig:
         """The options, as ``export.json`` keeps them (the newer ones only when set, so that an
         export of digit strings records what it did before they came)."""
         options = asdict(self)
-        for key, default in (("kind", "integer"), ("texts_file", None), ("texts_sha256", None)):
+        newer = (("kind", "integer"), ("texts_file", None), ("texts_sha256", None),
+                 ("precision", "fp32"))  # fmt: skip
+        for key, default in newer:
             if options[key] == default:
                 del options[key]
         return options
@@ -135,7 +139,9 @@ class ExportConfig:
     def sampling(self, model: Generator) -> Sampling:
         """How ``model`` draws this export's digits: its own sampling with this config's
         sampler options and check."""
-        return model.sampling_with(steps=self.ode_steps, guidance=self.guidance, check=self.check)
+        return model.sampling_with(
+            steps=self.ode_steps, guidance=self.guidance, check=self.check, precision=self.precision
+        )
 
     def command(self) -> str:
         """The ``numgen dataset`` command that makes this export (its output folder aside)."""
@@ -149,7 +155,8 @@ class ExportConfig:
                    "model": self.model, "height": self.height, "ink": self.ink, "touching": self.touching,
                    "format": self.format,
                    "split": split, "shard-size": self.shard_size, "png-level": self.png_level,
-                   "ode-steps": self.ode_steps, "guidance": self.guidance}  # fmt: skip
+                   "ode-steps": self.ode_steps, "guidance": self.guidance,
+                   "precision": None if self.precision == "fp32" else self.precision}  # fmt: skip
         if self.texts_file is not None:
             options = {"count": self.count, "texts": self.texts_file, **options}
             del options["length"], options["alphabet"]

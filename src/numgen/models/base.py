@@ -66,7 +66,7 @@ class Generator(nn.Module):
 
     def sampling_with(
         self, steps: int | None = None, guidance: float | None = None, solver: str | None = None,
-        check: bool = True,
+        check: bool = True, precision: str | None = None,
     ) -> Sampling:  # fmt: skip
         """The model's :attr:`sampling` with the options a caller gave (None: the model's);
         ``check=False`` turns the legibility check off. Steps, guidance and solver apply to the
@@ -76,7 +76,8 @@ class Generator(nn.Module):
                 f"a {self.config.kind} model draws in one pass: steps, guidance and solver "
                 "apply to flow models"
             )
-        return self.sampling if check else replace(self.sampling, check=None)
+        sampling = self.sampling if check else replace(self.sampling, check=None)
+        return sampling if precision is None else replace(sampling, precision=precision)
 
     def adopt(self, base: Generator) -> None:
         """Take over the weights of a trained model this one builds on (see ``train(base=...)``)."""

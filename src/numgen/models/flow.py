@@ -208,12 +208,12 @@ class FlowModel(Generator):
 
     def sampling_with(
         self, steps: int | None = None, guidance: float | None = None, solver: str | None = None,
-        check: bool = True,
+        check: bool = True, precision: str | None = None,
     ) -> Sampling:  # fmt: skip
         check_sampling(steps, guidance, solver)
         changed = {"steps": steps, "guidance": guidance, "solver": solver}
         given = {name: value for name, value in changed.items() if value is not None}
-        return replace(super().sampling_with(check=check), **given)
+        return replace(super().sampling_with(check=check, precision=precision), **given)
 
     def adopt(self, base: Generator) -> None:
         """Copy the weights of the trained CVAE this flow refines (before training)."""

@@ -19,6 +19,10 @@ import torch
 from numgen.errors import ConfigError
 
 SOLVERS = ("euler", "heun", "ab2")
+# the precision of a draw's network passes: float32, the same bytes on every machine; or
+# bfloat16, faster where the CPU or GPU multiplies it natively (AVX-512 BF16, AMX, Ampere on),
+# its digits a little different and machine-dependent (bench/results/draw_precision.md)
+PRECISIONS = ("fp32", "bf16")
 
 # (x, t) -> dx/dt at time t: ``(B, ...)`` like x
 Velocity = Callable[[torch.Tensor, float], torch.Tensor]
@@ -29,17 +33,26 @@ class Sampling:
     """How a model draws: styles from N(0, T² I) (``temperature`` T); ``check``, the legibility
     threshold of :mod:`numgen.legibility` (None: no check); and for the families that integrate
     an ODE (flows), its ``steps``, ``solver`` and classifier-free ``guidance`` weight (1 = plain
-    conditional, no extra cost). Families that draw in one pass ignore the last three."""
+    conditional, no extra cost). Families that draw in one pass ignore those three.
+    ``precision``: of the network passes (see PRECISIONS); the legibility check reads in fp32."""
 
     temperature: float = 1.0
     check: float | None = None
     steps: int = 4
     solver: str = "euler"
     guidance: float = 1.0
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         check_style_settings(self.temperature, self.check)
         check_sampling(self.steps, self.guidance, self.solver)
+        check_precision(self.precision)
+
+
+def check_precision(precision: str | None) -> None:
+    """A ConfigError naming a precision that is not one of PRECISIONS (None passes)."""
+    if precision is not None and precision not in PRECISIONS:
+        raise ConfigError(f"precision={precision!r}: choose one of {', '.join(PRECISIONS)}")
 
 
 def check_style_settings(temperature: float, check: float | None) -> None:
