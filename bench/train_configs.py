@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 import common
-from numgen.train import resolve_precision
+from numgen.train import PRECISIONS, resolve_precision
 from time_to_quality import NUMGEN_MLP, gemm_rate, run_numgen, thread_env, train_flop_per_image
 
 # the bundled models' training commands (their model cards), at their batch sizes
@@ -55,6 +55,9 @@ def main() -> None:
     parser.add_argument("--before-src", type=Path, help="src/ of an older numgen checkout")
     parser.add_argument("--only", action="append", help="configs whose name starts so")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()))
+    parser.add_argument(
+        "--precision", default="auto", choices=PRECISIONS, help="numgen train's --precision"
+    )
     parser.add_argument("--out", default="train_configs", help="results name or path")
     args = parser.parse_args()
     if not os.environ.get("NUMGEN_DATA_DIR"):
@@ -64,7 +67,8 @@ def main() -> None:
         for name, options in CONFIGS.items()
         if not args.only or any(name.startswith(prefix) for prefix in args.only)
     }
-    precision = resolve_precision("auto", torch.device("cpu"))
+    default_precision = resolve_precision("auto", torch.device("cpu"))
+    precision = resolve_precision(args.precision, torch.device("cpu"))
     gemm = {}
     for threads in THREADS:
         torch.set_num_threads(int(threads))
@@ -81,7 +85,7 @@ def main() -> None:
                     env = thread_env(threads)
                     if src:
                         env["PYTHONPATH"] = str(src.resolve())
-                    limit = ["--epochs", "2", "--limit", str(args.digits)]
+                    limit = ["--epochs", "2", "--limit", str(args.digits), "--precision", precision]
                     r = run_numgen([*options, *limit], env, args.workdir)
                     if "flop_per_image" not in entry:
                         entry["flop_per_image"] = train_flop_per_image(r["run"])
@@ -95,6 +99,7 @@ def main() -> None:
         "command": common.command(env="NUMGEN_DATA_DIR=..."),
         "load_average": [load_at_start, common.load_average()],
         "precision": precision,
+        "default_precision": default_precision,
         "digits": args.digits,
         "gemm_flop_per_s": gemm,
         "configs": results,
@@ -110,8 +115,10 @@ def markdown(figures: dict) -> str:
         common.machine_line(figures),
         "",
         f"Epoch: wall seconds of epoch 2's training steps on the first {digits:,} training digits "
-        "(metrics.jsonl's `seconds`), the least over the rounds; `numgen train` at its default "
-        f"precision here ({figures['precision']}). GEMM rate (128x784 @ 784x400): "
+        f"(metrics.jsonl's `seconds`), the least over the rounds; `numgen train --precision "
+        f"{figures['precision']}` (its default here: "
+        f"{figures.get('default_precision', figures['precision'])}). GEMM rate (128x784 @ 784x400, "
+        f"{figures['precision']}): "
         + ", ".join(f"{gemm[t] / 1e9:.1f} GFLOP/s at {t} thread(s)" for t in THREADS)
         + "; fraction: the step's matrix-product FLOPs per second over it, at the same threads.",
         "",
