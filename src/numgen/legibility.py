@@ -94,6 +94,16 @@ def asked_probability(checker: Recognizer, images: np.ndarray, labels: np.ndarra
     return probs[np.arange(len(labels)), labels]
 
 
+def in_bfloat16(read: Checker, device_type: str) -> Checker:
+    """``read`` with its network passes in bfloat16 (``Sampling.precision`` "bf16")."""
+
+    def read_bf16(images: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        with torch.autocast(device_type, torch.bfloat16):
+            return read(images, labels)
+
+    return read_bf16
+
+
 def reader(checker: Recognizer) -> Checker:
     """The :data:`Checker` that reads with ``checker`` where it is called."""
     return partial(asked_probability, checker)
@@ -128,6 +138,8 @@ def draw_checked(
     if threshold is None or rounds == 0:
         return images
     read = reader(bundled_checker(str(model.device))) if checker is None else checker
+    if sampling.precision == "bf16":  # the check reads at the drawing's precision
+        read = in_bfloat16(read, model.device.type)
     worst = np.full(len(lengths), np.inf)
     np.minimum.at(worst, owner, read(images, labels))
     for round_ in range(1, rounds + 1):

@@ -209,7 +209,7 @@ def predict(
     """
     model.eval()
     device = next(model.parameters()).device
-    probs = torch.softmax(_in_batches(model, images, batch_size, device), dim=1)
+    probs = torch.softmax(_in_batches(model, images, batch_size, device).float(), dim=1)
     return probs.argmax(dim=1).numpy(), probs.numpy()
 
 

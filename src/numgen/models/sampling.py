@@ -34,7 +34,7 @@ class Sampling:
     threshold of :mod:`numgen.legibility` (None: no check); and for the families that integrate
     an ODE (flows), its ``steps``, ``solver`` and classifier-free ``guidance`` weight (1 = plain
     conditional, no extra cost). Families that draw in one pass ignore those three.
-    ``precision``: of the network passes (see PRECISIONS); the legibility check reads in fp32."""
+    ``precision``: of the network passes, the legibility check's among them (see PRECISIONS)."""
 
     temperature: float = 1.0
     check: float | None = None
