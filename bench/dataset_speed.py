@@ -35,11 +35,13 @@ def stream_rows_per_s(count: int) -> float:
     return rows / (time.perf_counter() - began)
 
 
-def numbers_per_s(model: str | None, count: int) -> float:
-    """Numbers/s of one `numgen dataset --length 6` process (the default model if None)."""
+def numbers_per_s(model: str | None, count: int, precision: str | None = None) -> float:
+    """Numbers/s of one `numgen dataset --length 6` process (the default model if None, at
+    ``--precision`` where given)."""
     cli = Path(sys.executable).with_name("numgen")
     with tempfile.TemporaryDirectory() as folder:
         options = [] if model is None else ["--model", model]
+        options += [] if precision is None else ["--precision", precision]
         args = [str(cli), "dataset", "--length", "6", "--count", str(count), *options,
                 "--shard-size", str(count // 2),
                 "--out", str(Path(folder) / "data")]  # fmt: skip
@@ -52,12 +54,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", action="append", default=None)
     parser.add_argument("--count", type=int, default=3000)
+    parser.add_argument(
+        "--precision", action="append", choices=("bf16",), help="also each model at it"
+    )
     parser.add_argument("--out", default=str(RESULTS / "dataset_speed"))
     args = parser.parse_args()
     load_at_start = load_average()
     rows = {"(default)": numbers_per_s(None, args.count)}
     rows["(default), NumberStream into a 2-worker DataLoader"] = stream_rows_per_s(args.count)
     rows |= {name: numbers_per_s(name, args.count) for name in args.model or []}
+    for precision in args.precision or []:
+        for name in [None, *(args.model or [])]:
+            label = f"{name or '(default)'} --precision {precision}"
+            rows[label] = numbers_per_s(name, args.count, precision)
     figures = {"date": time.strftime("%Y-%m-%d"), "command": command(), "machine": machine(),
                "load_average": [load_at_start, load_average()], "count": args.count,
                "rows": rows}  # fmt: skip
