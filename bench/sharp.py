@@ -44,7 +44,7 @@ from numgen import compose, generate, pictures
 from numgen.data import Digits, load_digits, to_tensor, to_uint8
 from numgen.evaluate_samples import tstr_accuracy
 from numgen.hub import load
-from numgen.layout import draw_layout, hands, lay_out, resize_about_centre
+from numgen.layout import TOUCHING, draw_layout, hands, lay_out, resize_about_centre
 from numgen.metrics import frechet_distance, precision_recall
 from numgen.models.sampling import Sampling
 from numgen.recognizer import (
@@ -327,8 +327,10 @@ def main() -> None:
             row["tstr"] = tstr(big, big_labels, test)
         rows[name] = row
         print(name, json.dumps(row))
-    save_pictures(models, test, Path(args.out))
+    out = Path(args.out) if Path(args.out).parent != Path(".") else RESULTS / args.out
+    save_pictures(models, test, out)
     figures = {
+        "pictures": out.name,  # NAME.png and NAME_styles.png beside NAME.md
         "date": time.strftime("%Y-%m-%d"),
         "command": command(),
         "machine": machine(),
@@ -375,7 +377,8 @@ def markdown(figures: dict) -> str:
         "",
         "Numbers are read back by cutting each picture at its blank columns "
         "(`pictures.read_number`): since numgen's layout lets a share of neighbours touch as "
-        "people's do (issue 20: 20 % of pairs), a touching pair is one piece and the number is "
+        f"people's do (issue 20: {TOUCHING:.0%} of pairs by default), a touching pair is one "
+        "piece and the number is "
         "misread, for real digits laid out the same way as for drawn ones; compare the rows, not "
         "the figure with runs before the touching layout. (`bench/text_marks.py` reads numbers "
         "through their digit boxes.)",
@@ -459,9 +462,9 @@ def markdown(figures: dict) -> str:
         "of two different digits drawn in the same style, against two in different styles; "
         "a shared style gives a clearly higher first figure.",
         "",
-        "![real | each generator: digits 0-9 twice](sharp.png)",
+        f"![real | each generator: digits 0-9 twice]({figures.get('pictures', 'sharp')}.png)",
         "",
-        "![8 numbers in 3 styles, per generator](sharp_styles.png)",
+        f"![8 numbers in 3 styles, per generator]({figures.get('pictures', 'sharp')}_styles.png)",
         "",
     ]
     return "\n".join(lines)
