@@ -284,8 +284,8 @@ def test_the_recognizer_reads_back_written_numbers(bundled) -> None:
 # hand, neighbouring digits touching in a share of pairs, written higher or lower on the line,
 # its digits' ink set on one line; since it, a thin 1 overlaps its neighbour as far as any digit;
 # renewed when the default touching share went from 0.2 to 0.5, with which the earlier digests
-# still held): digit strings at 28 pixels and below, and dataset rows at 28, keep their bytes for the same
-# seeds and options.
+# still held): digit strings at 28 pixels and below, and dataset rows at 28, keep their bytes for
+# the same seeds and options.
 PINNED = [
     ("flow", "2026", {}, "4dd26aa2faf23141"),
     ("flow", "31415926", {"style_seed": 3, "seed": 5, "ink": "dark"}, "45bc1e1a0874eb78"),
