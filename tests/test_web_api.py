@@ -274,7 +274,10 @@ def test_the_upload_size_is_checked_on_the_file_itself(client, monkeypatch) -> N
 def test_the_default_app_serves_the_bundled_generators() -> None:
     answer = TestClient(create_app()).get("/api/models").json()
     assert [m["name"] for m in answer["models"]] == hub.generator_names()  # not the recognizer
-    assert (answer["explorer"], answer["writer"]) == ("vae2d", "flow")  # the default writer
+    assert (answer["explorer"], answer["writer"]) == (
+        "vae2d",
+        compose.DEFAULT_WRITER,
+    )  # the default writer
 
 
 def test_create_app_refuses_missing_models(tmp_path) -> None:

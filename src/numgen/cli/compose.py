@@ -109,7 +109,11 @@ def write_command(
     model: ModelOption = DEFAULT_WRITER,
     style_seed: StyleSeed = 0,
     style_from: Annotated[
-        Path | None, typer.Option(help="Copy the style of the digit in this picture.")
+        Path | None,
+        typer.Option(
+            help="Copy the style of the digit in this picture (--model flow copies it most "
+            "closely: the default onestep pulls it towards its class's real styles)."
+        ),
     ] = None,
     seed: Annotated[
         int, typer.Option(help="Seed of the jitter of sizes and spacing.", min=0, max=MAX_SEED)
@@ -230,9 +234,10 @@ def dataset_command(
         typer.Option(
             "--model",
             help=f"A bundled model name or a run/model directory. Default: {DEFAULT_WRITER}, "
-            "the writer of every command, chosen for realism (bench/results/sharp.md); "
-            "--model onestep draws ~2x faster, --model cvae many times faster but softer, "
-            "more uniform digits.",
+            "the writer of every command, chosen for realism: as real as the flow, whose "
+            "digits it draws in one network evaluation, and the best numbers to train a reader "
+            "(bench/results/sharp_onestep_avx512.md, ocr_transfer.md); --model flow draws at "
+            "~1/2.5 its speed, --model cvae many times faster but softer, more uniform digits.",
         ),
     ] = DEFAULT_WRITER,
     seed: Seed = 0,

@@ -145,7 +145,7 @@ def create_app(
             compose.Writer(batched, checker=reads) if model.conditional else None,
         )  # fmt: skip
     # The explorer prefers a plain 2-D VAE (its latent holds the digit), the writer the default
-    # writer (the bundled flow) when it is served, else the first conditional model.
+    # writer (compose.DEFAULT_WRITER) when it is served, else the first conditional model.
     explorer = next(
         (s.name for s in served.values() if s.scatter and not s.writer),
         next((s.name for s in served.values() if s.scatter), None),
