@@ -85,6 +85,14 @@ def test_the_hand_is_measured_from_the_numbers_own_digits() -> None:
     )  # each in its own number's pen
 
 
+def test_the_hand_is_the_median_of_all_of_a_numbers_digits() -> None:
+    thin = glyphs.ink([np.array([[23.0, 14.0], [6.0, 17.0]])], 2.0)
+    thick = glyphs.ink([np.array([[23.0, 14.0], [6.0, 17.0]])], 4.0)
+    # a phone number's first four digits thin, its last five thick: the hand is thick
+    hand = glyphs.measure_hands(np.stack([thin] * 4 + [thick] * 5), [9])[0]
+    assert hand.width == pytest.approx(glyphs.pen_of_capsules(glyphs.stroke_widths(thick[None]))[0])
+
+
 def test_jitter_comes_from_each_characters_seed() -> None:
     digits = np.stack([drawn("/")] * 2)
     a = glyphs.cells(["1-1"], digits, np.ones(3), np.array([5, 6, 7]))
