@@ -46,7 +46,20 @@ def command(*, env: str = "") -> str:
     show before it, e.g. ``"NUMGEN_DATA_DIR=..."``)."""
     script = Path(sys.argv[0]).resolve()
     script = script.relative_to(REPO) if script.is_relative_to(REPO) else Path(script.name)
-    return " ".join([*([env] if env else []), "python", script.as_posix(), *sys.argv[1:]])
+    arguments = [without_machine_path(a) for a in sys.argv[1:]]
+    return " ".join([*([env] if env else []), "python", script.as_posix(), *arguments])
+
+
+def without_machine_path(argument: str) -> str:
+    """An absolute path as results files may show it: relative to the repository inside it,
+    else ``.../`` and its last two parts (``/home/me/examples/vae/main.py``: ``.../vae/main.py``);
+    any other argument as it is."""
+    path = Path(argument)
+    if not path.is_absolute():
+        return argument
+    if path.is_relative_to(REPO):
+        return path.relative_to(REPO).as_posix()
+    return ".../" + "/".join(path.parts[-2:])
 
 
 def machine_line(figures: dict) -> str:
