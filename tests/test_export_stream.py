@@ -53,3 +53,21 @@ def test_the_stream_equals_the_export_and_splits_across_workers(tmp_path) -> Non
     loader = DataLoader(export.NumberStream(config), batch_size=None, num_workers=2)
     indices = [row["index"] for row in loader]
     assert sorted(indices) == list(range(30)) and len(indices) == 30
+
+
+def test_rows_in_messages_are_the_streams_rows(tmp_path, monkeypatch) -> None:
+    torch.manual_seed(0)
+    cvae = build_model(VAEConfig(kind="cvae", arch="mlp", latent_dim=4, hidden=16)).eval()
+    config = export.ExportConfig(count=30, shard_size=8, min_length=3, max_length=6, seed=2,
+                                 model=str(save_pretrained(cvae, tmp_path / "model")))  # fmt: skip
+    alone = {row["index"]: row for row in export.NumberStream(config)}
+    monkeypatch.setattr(export.stream, "ROWS_PER_MESSAGE", 3)  # rows of a shard in 3 messages
+    for workers in (0, 2):
+        rows = list(export.NumberStream(config).rows(workers))
+        indices = [row["index"] for row in rows]
+        assert sorted(indices) == list(range(30)) and len(indices) == 30
+        # each worker's shards (of 8 rows) in order, the workers taking turns 3 rows at a time
+        assert indices[:6] == ([0, 1, 2, 8, 9, 10] if workers else [0, 1, 2, 3, 4, 5])
+        for row in rows:
+            assert row["png"] == alone[row["index"]]["png"]
+            assert torch.equal(row["image"], alone[row["index"]]["image"])
