@@ -123,6 +123,7 @@ def test_a_corrupt_deflate_stream_is_named_like_a_truncated_file(tmp_path: Path)
         (["decode", "vae2d", "0", "0", "--label", "3", "--out", "OUT/x.png"], "not conditioned on the digit"),
         (["serve", "--threads", "1000000"], "'--threads'"),
         (["serve", "--host", ""], "--host: give an address"),
+        (["serve", "--precision", "fp16"], "precision='fp16': choose one of fp32, bf16"),
         (["dataset", "--count", "5", "--split", "../up=1", "--out", "OUT/d"], "split '../up=1': give name=share"),
         (["dataset", "--count", "5", "--length", "\u0663", "--out", "OUT/d"], "length '\u0663'"),
     ],

@@ -15,8 +15,9 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from numgen import compose, legibility
+from numgen.errors import ConfigError
 from numgen.hub import load, save_pretrained
-from numgen.models import FlowConfig, VAEConfig, build_model
+from numgen.models import FlowConfig, FlowModel, VAEConfig, build_model
 from numgen.recognizer import Recognizer, RecognizerConfig
 from numgen.web import create_app
 
@@ -97,3 +98,43 @@ def test_the_legibility_check_is_passed_in_and_read_in_the_model_thread(
         load(directory), "2026", style_seed=3, checker=legibility.reader(checker)
     )
     assert np.array_equal(answer, np.asarray(expected))
+
+
+def test_served_at_bf16_every_pass_runs_in_bfloat16_and_the_etag_says_so(
+    tmp_path, monkeypatch
+) -> None:
+    """``create_app(precision="bf16")`` (``numgen serve --precision bf16``): the model's passes
+    and the check's readings, all in the batcher's model thread, run under bfloat16 autocast;
+    answers carry another ETag than at fp32; an unknown precision is refused before loading."""
+    base = build_model(VAEConfig(kind="cvae", arch="mlp", hidden=16, latent_dim=4))
+    flow = build_model(FlowConfig(base=base.config.to_dict(), channels=4, steps=2, check=0.5))
+    flow.adopt(base)
+    directory = save_pretrained(flow, tmp_path / "flow")
+    torch.manual_seed(0)
+    checker = Recognizer(RecognizerConfig(channels=2, features=8)).eval()
+    passes: list[tuple[str, bool]] = []
+
+    def seen(module, *_) -> None:
+        passes.append((type(module).__name__, torch.is_autocast_enabled("cpu")))
+
+    checker.register_forward_hook(seen)
+    draw = FlowModel.draw
+
+    def drawing(self, *args, **kwargs):
+        passes.append(("flow", torch.is_autocast_enabled("cpu")))
+        return draw(self, *args, **kwargs)
+
+    monkeypatch.setattr(FlowModel, "draw", drawing)
+    etags = {}
+    for precision in ("fp32", "bf16"):
+        app = create_app({"flow": str(directory)}, checker=checker, precision=precision)
+        with TestClient(app) as client:
+            passes.clear()  # the warm-up's, before any request
+            answer = client.get("/api/write", params={"text": "2026", "style_seed": 3})
+            assert answer.status_code == 200, answer.text
+            etags[precision] = answer.headers["etag"]
+        assert {name for name, _ in passes} == {"flow", "Recognizer"}
+        assert all(bf16 == (precision == "bf16") for _, bf16 in passes)
+    assert etags["fp32"] != etags["bf16"]
+    with pytest.raises(ConfigError, match="precision='fp16': choose one of fp32, bf16"):
+        create_app({"flow": str(directory)}, checker=checker, precision="fp16")

@@ -162,7 +162,9 @@ def test_the_guard_counts_other_paths_under_api_as_one_endpoint() -> None:
 
 
 class Blank(torch.nn.Module):
-    """A model drawing blank digits."""
+    """A model drawing blank digits, on the CPU."""
+
+    device = torch.device("cpu")
 
     def draw(self, labels, styles, seeds, sampling=None):
         return torch.zeros(len(styles), 1, 28, 28)

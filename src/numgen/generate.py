@@ -15,7 +15,7 @@ import torch
 from numgen.data import Digits, to_tensor
 from numgen.errors import ConfigError
 from numgen.models import VAE, Generator
-from numgen.models.sampling import Sampling
+from numgen.models.sampling import Sampling, precision_context
 
 BATCH = 2048
 
@@ -148,8 +148,8 @@ def draw(
         )
     seeds = torch.as_tensor(digit_seeds(0, len(styles)) if seeds is None else seeds)
     y = _labels(model, labels, len(styles))
-    bf16 = (model.sampling if sampling is None else sampling).precision == "bf16"
-    with torch.autocast(model.device.type, torch.bfloat16, enabled=bf16):
+    precision = (model.sampling if sampling is None else sampling).precision
+    with precision_context(precision, model.device):
         out = [
             model.draw(
                 None if y is None else y[i : i + BATCH],

@@ -117,6 +117,15 @@ Seed = Annotated[
     typer.Option(help="Random seed: the same seed gives the same output.", min=0, max=MAX_SEED),
 ]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")]
+DrawPrecision = Annotated[
+    str,
+    typer.Option(
+        "--precision",
+        help="fp32 (the same bytes on every machine) or bf16: faster network passes where the "
+        "CPU/GPU multiplies bfloat16 natively, the digits a little different "
+        "(bench/results/draw_precision.md).",
+    ),
+]
 Model = Annotated[str, typer.Argument(help="A run/model directory or a bundled model name.")]
 
 

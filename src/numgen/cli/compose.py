@@ -11,7 +11,15 @@ import typer
 from PIL import Image
 
 from numgen import compose, export, plots
-from numgen.cli.common import Seed, app, console, out_path, progress_bar, writable
+from numgen.cli.common import (
+    DrawPrecision,
+    Seed,
+    app,
+    console,
+    out_path,
+    progress_bar,
+    writable,
+)
 from numgen.compose import DEFAULT_WRITER
 from numgen.config import MAX_SEED, fits
 from numgen.hub import load
@@ -46,15 +54,6 @@ Touching = Annotated[
         min=0.0, max=0.5,
     ),
 ]  # fmt: skip
-DrawPrecision = Annotated[
-    str,
-    typer.Option(
-        "--precision",
-        help="fp32 (the same bytes on every machine) or bf16: faster network passes where the "
-        "CPU/GPU multiplies bfloat16 natively, the digits a little different "
-        "(bench/results/draw_precision.md).",
-    ),
-]
 Check = Annotated[
     bool,
     typer.Option(

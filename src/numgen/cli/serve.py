@@ -13,8 +13,9 @@ from typing import Annotated
 
 import typer
 
-from numgen.cli.common import app, console
+from numgen.cli.common import DrawPrecision, app, console
 from numgen.errors import NumgenError
+from numgen.models.sampling import check_precision
 
 # The top-level modules of the `web` extra's packages (and of what they bring).
 WEB_MODULES = {"fastapi", "fastapi_offline", "greenback", "greenlet", "multipart", "outcome",
@@ -150,6 +151,7 @@ def serve_command(
     access_log: Annotated[
         bool, typer.Option(help="Log one line per request to stderr, with its time.")
     ] = True,
+    precision: DrawPrecision = "fp32",
 ) -> None:
     """Serve the page (latent explorer, number writer, digit grid) and the HTTP API.
 
@@ -160,6 +162,7 @@ def serve_command(
             "give an address (127.0.0.1 for this machine only, 0.0.0.0 for every interface)",
             param_hint="--host",
         )
+    check_precision(precision)  # before the port is tried or any model read
     check_listen(host, port)
     uvicorn, create_app = web_stack()
     from numgen.web.app import SETTINGS_ENV  # the web stack is there: web_stack() said so
@@ -177,6 +180,7 @@ def serve_command(
         "timeout": timeout,
         "batch_wait": batch_wait_ms / 1000,
         "max_wait": max_wait,
+        "precision": precision,
     }
     # the connection protocol's limits, here and (from the environment) in worker processes
     TimedH11Protocol.read_timeout = read_timeout

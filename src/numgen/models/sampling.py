@@ -55,6 +55,12 @@ def check_precision(precision: str | None) -> None:
         raise ConfigError(f"precision={precision!r}: choose one of {', '.join(PRECISIONS)}")
 
 
+def precision_context(precision: str, device: torch.device) -> torch.autocast:
+    """The autocast context of network passes at ``precision`` on ``device``: bfloat16 for
+    "bf16", none for "fp32"."""
+    return torch.autocast(device.type, torch.bfloat16, enabled=precision == "bf16")
+
+
 def check_style_settings(temperature: float, check: float | None) -> None:
     """A ConfigError naming a bad style temperature (0-10) or legibility threshold (in (0, 1),
     or None for no check)."""

@@ -45,6 +45,7 @@ from numgen import __version__, compose, generate, hub, legibility, plots
 from numgen.config import MAX_SEED
 from numgen.data import load_digits
 from numgen.errors import NonFiniteImage
+from numgen.models.sampling import check_precision
 from numgen.recognizer import Recognizer
 from numgen.web.batching import BATCH_SECONDS, WAIT, BatchedChecker, BatchedModel, Batcher, run
 from numgen.web.guard import Guard, HttpCache, LimitBody, Load
@@ -113,6 +114,7 @@ def create_app(
     models: dict[str, str] | None = None, max_pending: int = MAX_PENDING,
     timeout: float = TIMEOUT, batch_wait: float = WAIT, max_wait: float = MAX_WAIT,
     batch_seconds: float = BATCH_SECONDS, checker: Recognizer | None = None,
+    precision: str = "fp32",
 ) -> FastAPI:  # fmt: skip
     """The app serving ``models`` (served name -> bundled name or model directory; default: the
     bundled generators). Every model is loaded, and every 2-D one encodes the test digits, here.
@@ -122,8 +124,10 @@ def create_app(
     ``timeout`` seconds; model calls wait up to ``batch_wait`` seconds to be batched with other
     requests', in batches of up to ``batch_seconds`` of model time. The models that check their
     digits' legibility read them with ``checker`` (default: the bundled checker, loaded here),
-    batched with the models' calls. It changes nothing of the process: a server sets that up
+    batched with the models' calls. Every network pass, the check's among them, runs at
+    ``precision`` (``numgen.models.sampling.PRECISIONS``). It changes nothing of the process: a server sets that up
     where it starts (:mod:`numgen.web.served`)."""
+    check_precision(precision)
     sources = {name: name for name in hub.generator_names()} if models is None else models
     if not sources:
         raise hub.ModelError(
@@ -135,10 +139,10 @@ def create_app(
     loaded = {name: hub.load(source) for name, source in sources.items()}
     if checker is None and any(m.sampling.check is not None for m in loaded.values()):
         checker = Recognizer.from_pretrained(legibility.BUNDLED_CHECKER)
-    reads = None if checker is None else BatchedChecker(checker, batcher)
+    reads = None if checker is None else BatchedChecker(checker, batcher, precision)
     served = {}
     for name, model in loaded.items():
-        batched = BatchedModel(model, batcher)
+        batched = BatchedModel(model, batcher, model.sampling_with(precision=precision))
         served[name] = Served(
             name, model, batched,
             scatter(name, model, test) if model.has_latent_plane else None,
@@ -168,7 +172,7 @@ def create_app(
     # The last added runs first: the guard sees every request, then the size limit, the cache.
     cached = {"/api/models", "/api/scatter", "/api/decode", "/api/manifold", "/api/digits",
               "/api/write"}  # fmt: skip
-    digest = weights_digest({name: s.model for name, s in served.items()})
+    digest = weights_digest({name: s.batched for name, s in served.items()})
     app.add_middleware(HttpCache, identity=digest, paths=cached)
     detail = f"request body larger than {MAX_UPLOAD_BYTES // 2**20} MiB"
     app.add_middleware(LimitBody, limit=MAX_BODY_BYTES, detail=detail)

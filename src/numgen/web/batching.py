@@ -41,7 +41,7 @@ import torch
 
 from numgen.legibility import asked_probability
 from numgen.models import Generator
-from numgen.models.sampling import Sampling
+from numgen.models.sampling import Sampling, precision_context
 from numgen.recognizer import Recognizer
 from numgen.web.guard import request_started
 
@@ -98,14 +98,16 @@ def draw_in_chunks(
     model: Generator | BatchedChecker, labels: torch.Tensor | None, styles: torch.Tensor,
     seeds: torch.Tensor | None, chunk: int = CHUNK_ROWS, sampling: Sampling | None = None,
 ) -> torch.Tensor:  # fmt: skip
-    """``model.draw`` over ``len(styles)`` rows with ``sampling``, always ``chunk`` rows at a
-    time: ``(N, 1, 28, 28)``."""
+    """``model.draw`` over ``len(styles)`` rows with ``sampling`` (at its precision), always
+    ``chunk`` rows at a time: ``(N, 1, 28, 28)``."""
     out = []
-    for start in range(0, len(styles), chunk):
-        part = slice(start, start + chunk)
-        rows = len(styles[part])
-        pieces = [None if t is None else _pad(t[part], chunk) for t in (labels, styles, seeds)]
-        out.append(model.draw(*pieces, sampling)[:rows])
+    precision = "fp32" if sampling is None else sampling.precision
+    with precision_context(precision, model.device):
+        for start in range(0, len(styles), chunk):
+            part = slice(start, start + chunk)
+            rows = len(styles[part])
+            pieces = [None if t is None else _pad(t[part], chunk) for t in (labels, styles, seeds)]
+            out.append(model.draw(*pieces, sampling)[:rows].float())
     return torch.cat(out)
 
 
@@ -286,8 +288,13 @@ class BatchedModel:
     else is the model's own, so numgen's functions (``generate.draw``, ``compose.write``, ...)
     take it as the model."""
 
-    def __init__(self, model: Generator, batcher: Batcher) -> None:
+    def __init__(
+        self, model: Generator, batcher: Batcher, sampling: Sampling | None = None
+    ) -> None:
         self.model, self.batcher = model, batcher
+        # how the server draws with it (the model's own sampling, at the served precision):
+        # what numgen's functions take when a call gives none
+        self.sampling = model.sampling if sampling is None else sampling
 
     def __getattr__(self, name: str):
         return getattr(self.model, name)
@@ -304,16 +311,23 @@ class BatchedChecker:
     readings run in the model thread, batched with the models' calls and each other's, so a
     request's check waits its turn as its drawing does instead of running beside the batcher."""
 
-    def __init__(self, checker: Recognizer, batcher: Batcher) -> None:
-        self.checker, self.batcher = checker.eval(), batcher
+    def __init__(self, checker: Recognizer, batcher: Batcher, precision: str = "fp32") -> None:
+        self.checker, self.batcher, self.precision = checker.eval(), batcher, precision
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.checker.parameters()).device
 
     def draw(
         self, labels: torch.Tensor, images: torch.Tensor, seeds: None = None,
         sampling: None = None,
     ) -> torch.Tensor:  # fmt: skip
         """In the model thread, as the batcher calls a model: the checker's probability of each
-        asked digit ``labels`` ``(N,)`` for ``images`` ``(N, 28, 28)``."""
-        return torch.from_numpy(asked_probability(self.checker, images.numpy(), labels.numpy()))
+        asked digit ``labels`` ``(N,)`` for ``images`` ``(N, 28, 28)``, read at the served
+        precision (autocast is the model thread's own, not the request's)."""
+        with precision_context(self.precision, self.device):
+            read = asked_probability(self.checker, images.numpy(), labels.numpy())
+        return torch.from_numpy(read)
 
     def __call__(self, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
         read = self.batcher.draw(self, torch.as_tensor(labels), torch.as_tensor(images))

@@ -67,11 +67,13 @@ def scatter(name: str, model: Generator, test: Digits) -> dict:
 
 
 def weights_digest(models: dict[str, Generator]) -> str:
-    """A hash of the served models' names and weights (and numgen's version): the ETag's seed,
-    so a restart with other weights under the same name never answers 304 wrongly."""
+    """A hash of the served models' names, weights and how they draw (``sampling``, its
+    precision among it) and of numgen's version: the ETag's seed, so a restart with other
+    weights or settings under the same name never answers 304 wrongly."""
     digest = hashlib.blake2b(__version__.encode(), digest_size=16)
     for name, model in models.items():
         digest.update(name.encode())
+        digest.update(repr(model.sampling).encode())
         for key, tensor in model.state_dict().items():
             digest.update(key.encode())
             digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
