@@ -34,7 +34,7 @@ import torch
 
 from numgen import generate
 from numgen.models import Generator
-from numgen.models.sampling import Sampling
+from numgen.models.sampling import Sampling, precision_context
 from numgen.recognizer import Recognizer, predict
 
 BUNDLED_CHECKER = "checker"
@@ -98,7 +98,7 @@ def in_bfloat16(read: Checker, device_type: str) -> Checker:
     """``read`` with its network passes in bfloat16 (``Sampling.precision`` "bf16")."""
 
     def read_bf16(images: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        with torch.autocast(device_type, torch.bfloat16):
+        with precision_context("bf16", torch.device(device_type)):
             return read(images, labels)
 
     return read_bf16
