@@ -32,6 +32,17 @@ def client(tmp_path_factory) -> TestClient:
         yield client
 
 
+def checked_flow(tmp_path) -> tuple:
+    """A tiny flow that checks its digits (threshold 0.5), saved under ``tmp_path``, and a tiny
+    checker to check them: (its directory, the checker)."""
+    base = build_model(VAEConfig(kind="cvae", arch="mlp", hidden=16, latent_dim=4))
+    flow = build_model(FlowConfig(base=base.config.to_dict(), channels=4, steps=2, check=0.5))
+    flow.adopt(base)
+    directory = save_pretrained(flow, tmp_path / "flow")
+    torch.manual_seed(0)
+    return directory, Recognizer(RecognizerConfig(channels=2, features=8)).eval()
+
+
 def png(response) -> np.ndarray:
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "image/png"
@@ -81,12 +92,7 @@ def test_the_legibility_check_is_passed_in_and_read_in_the_model_thread(
     """A model that checks its digits is checked by the checker the app was given (never the
     bundled one, loaded beside it), read in the batcher's model thread with the models' calls,
     and the answer is the one drawn with that checker outside the server."""
-    base = build_model(VAEConfig(kind="cvae", arch="mlp", hidden=16, latent_dim=4))
-    flow = build_model(FlowConfig(base=base.config.to_dict(), channels=4, steps=2, check=0.5))
-    flow.adopt(base)
-    directory = save_pretrained(flow, tmp_path / "flow")
-    torch.manual_seed(0)
-    checker = Recognizer(RecognizerConfig(channels=2, features=8)).eval()
+    directory, checker = checked_flow(tmp_path)
     threads = []
     checker.register_forward_hook(lambda *_: threads.append(threading.current_thread().name))
     monkeypatch.setattr(legibility, "bundled_checker", lambda device: pytest.fail("bundled"))
@@ -106,12 +112,7 @@ def test_served_at_bf16_every_pass_runs_in_bfloat16_and_the_etag_says_so(
     """``create_app(precision="bf16")`` (``numgen serve --precision bf16``): the model's passes
     and the check's readings, all in the batcher's model thread, run under bfloat16 autocast;
     answers carry another ETag than at fp32; an unknown precision is refused before loading."""
-    base = build_model(VAEConfig(kind="cvae", arch="mlp", hidden=16, latent_dim=4))
-    flow = build_model(FlowConfig(base=base.config.to_dict(), channels=4, steps=2, check=0.5))
-    flow.adopt(base)
-    directory = save_pretrained(flow, tmp_path / "flow")
-    torch.manual_seed(0)
-    checker = Recognizer(RecognizerConfig(channels=2, features=8)).eval()
+    directory, checker = checked_flow(tmp_path)
     passes: list[tuple[str, bool]] = []
 
     def seen(module, *_) -> None:
