@@ -110,8 +110,9 @@ def test_served_at_bf16_every_pass_runs_in_bfloat16_and_the_etag_says_so(
     tmp_path, monkeypatch
 ) -> None:
     """``create_app(precision="bf16")`` (``numgen serve --precision bf16``): the model's passes
-    and the check's readings, all in the batcher's model thread, run under bfloat16 autocast;
-    answers carry another ETag than at fp32; an unknown precision is refused before loading."""
+    and the check's readings, all in the batcher's model thread, run under bfloat16 autocast,
+    and nothing else does (concurrent writes all answer); answers carry another ETag than at
+    fp32; an unknown precision is refused before loading."""
     directory, checker = checked_flow(tmp_path)
     passes: list[tuple[str, bool]] = []
 
@@ -134,6 +135,13 @@ def test_served_at_bf16_every_pass_runs_in_bfloat16_and_the_etag_says_so(
             answer = client.get("/api/write", params={"text": "2026", "style_seed": 3})
             assert answer.status_code == 200, answer.text
             etags[precision] = answer.headers["etag"]
+            # requests that run while another awaits its batch stay in float32 outside it
+            with ThreadPoolExecutor(8) as pool:
+                texts = [str(1000 + 7 * i) for i in range(16)]
+                answers = list(
+                    pool.map(lambda t: client.get("/api/write", params={"text": t}), texts)
+                )
+            assert [a.status_code for a in answers] == [200] * 16
         assert {name for name, _ in passes} == {"flow", "Recognizer"}
         assert all(bf16 == (precision == "bf16") for _, bf16 in passes)
     assert etags["fp32"] != etags["bf16"]

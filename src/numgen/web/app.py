@@ -142,7 +142,7 @@ def create_app(
     reads = None if checker is None else BatchedChecker(checker, batcher, precision)
     served = {}
     for name, model in loaded.items():
-        batched = BatchedModel(model, batcher, model.sampling_with(precision=precision))
+        batched = BatchedModel(model, batcher, precision)
         served[name] = Served(
             name, model, batched,
             scatter(name, model, test) if model.has_latent_plane else None,
@@ -172,7 +172,7 @@ def create_app(
     # The last added runs first: the guard sees every request, then the size limit, the cache.
     cached = {"/api/models", "/api/scatter", "/api/decode", "/api/manifold", "/api/digits",
               "/api/write"}  # fmt: skip
-    digest = weights_digest({name: s.batched for name, s in served.items()})
+    digest = weights_digest({name: s.model for name, s in served.items()}, precision)
     app.add_middleware(HttpCache, identity=digest, paths=cached)
     detail = f"request body larger than {MAX_UPLOAD_BYTES // 2**20} MiB"
     app.add_middleware(LimitBody, limit=MAX_BODY_BYTES, detail=detail)

@@ -32,7 +32,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 import greenback
@@ -284,17 +284,12 @@ def _resolve(future: asyncio.Future) -> None:
 
 
 class BatchedModel:
-    """A served model whose ``draw`` awaits its batch (in code run by :func:`run`); everything
-    else is the model's own, so numgen's functions (``generate.draw``, ``compose.write``, ...)
-    take it as the model."""
+    """A served model whose ``draw`` awaits its batch (in code run by :func:`run`), its passes
+    at ``precision``; everything else is the model's own, so numgen's functions
+    (``generate.draw``, ``compose.write``, ...) take it as the model."""
 
-    def __init__(
-        self, model: Generator, batcher: Batcher, sampling: Sampling | None = None
-    ) -> None:
-        self.model, self.batcher = model, batcher
-        # how the server draws with it (the model's own sampling, at the served precision):
-        # what numgen's functions take when a call gives none
-        self.sampling = model.sampling if sampling is None else sampling
+    def __init__(self, model: Generator, batcher: Batcher, precision: str = "fp32") -> None:
+        self.model, self.batcher, self.precision = model, batcher, precision
 
     def __getattr__(self, name: str):
         return getattr(self.model, name)
@@ -303,6 +298,11 @@ class BatchedModel:
         self, labels: torch.Tensor | None, styles: torch.Tensor, seeds: torch.Tensor | None = None,
         sampling: Sampling | None = None,
     ) -> torch.Tensor:  # fmt: skip
+        # the precision travels with the call to the model thread, which runs the passes under
+        # it: autocast entered here, in a request, would stay on in the event loop's thread for
+        # every request that runs while this one awaits its batch
+        sampling = replace(self.model.sampling if sampling is None else sampling,
+                           precision=self.precision)  # fmt: skip
         return greenback.await_(self.batcher.draw(self.model, labels, styles, seeds, sampling))
 
 

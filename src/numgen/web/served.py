@@ -66,11 +66,11 @@ def scatter(name: str, model: Generator, test: Digits) -> dict:
     }  # fmt: skip
 
 
-def weights_digest(models: dict[str, Generator]) -> str:
-    """A hash of the served models' names, weights and how they draw (``sampling``, its
-    precision among it) and of numgen's version: the ETag's seed, so a restart with other
+def weights_digest(models: dict[str, Generator], precision: str = "fp32") -> str:
+    """A hash of the served models' names, weights and how they draw (``sampling``), of the
+    served ``precision`` and of numgen's version: the ETag's seed, so a restart with other
     weights or settings under the same name never answers 304 wrongly."""
-    digest = hashlib.blake2b(__version__.encode(), digest_size=16)
+    digest = hashlib.blake2b(f"{__version__} {precision}".encode(), digest_size=16)
     for name, model in models.items():
         digest.update(name.encode())
         digest.update(repr(model.sampling).encode())
