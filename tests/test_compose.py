@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -343,3 +344,20 @@ def test_a_dataset_with_sampler_options_keeps_its_bytes(tmp_path) -> None:
     assert main(args) == 0
     pictures = list(tmp_path.rglob("*.png"))
     assert len(pictures) == 7 and pixel_digest(pictures) == "099e23769de13b12"
+
+
+def test_commands_and_the_writer_draw_with_the_default_writer(tmp_path) -> None:
+    """One default everywhere (issue 19): `numgen write`, `numgen digits` and `numgen dataset`
+    without --model draw what the default writer draws, and an export records its name."""
+    writer = compose.Writer.from_pretrained()
+    assert writer.model.config.kind == load(compose.DEFAULT_WRITER).config.kind
+    assert main(["write", "2026", "--out", str(tmp_path / "w.png")]) == 0
+    expected = compose.Writer.from_pretrained(compose.DEFAULT_WRITER).write("2026")
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "w.png")), np.asarray(expected))
+    assert main(["digits", "7", "-n", "4", "--seed", "3", "--out", str(tmp_path / "d.png")]) == 0
+    again = ["digits", "7", "-n", "4", "--seed", "3", "--model", compose.DEFAULT_WRITER]
+    assert main([*again, "--out", str(tmp_path / "named.png")]) == 0
+    assert pixel_digest([tmp_path / "d.png"]) == pixel_digest([tmp_path / "named.png"])
+    assert main(["dataset", "--count", "3", "--out", str(tmp_path / "data")]) == 0
+    recorded = json.loads((tmp_path / "data" / "export.json").read_text())
+    assert recorded["model"] == compose.DEFAULT_WRITER
