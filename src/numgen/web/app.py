@@ -125,8 +125,8 @@ def create_app(
     requests', in batches of up to ``batch_seconds`` of model time. The models that check their
     digits' legibility read them with ``checker`` (default: the bundled checker, loaded here),
     batched with the models' calls. Every network pass, the check's among them, runs at
-    ``precision`` (``numgen.models.sampling.PRECISIONS``). It changes nothing of the process: a server sets that up
-    where it starts (:mod:`numgen.web.served`)."""
+    ``precision`` (``numgen.models.sampling.PRECISIONS``). It changes nothing of the process: a
+    server sets that up where it starts (:mod:`numgen.web.served`)."""
     check_precision(precision)
     sources = {name: name for name in hub.generator_names()} if models is None else models
     if not sources:
