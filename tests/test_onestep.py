@@ -77,6 +77,7 @@ def test_config_round_trips_and_refuses_bad_values() -> None:
         ({"anchors": -1}, "anchors=-1"),
         ({"anchors": 10, "anchor_pull": 1.5}, "anchor_pull=1.5: must be between 0 and 1"),
         ({"anchor_pull": 0.5}, "keep some with anchors > 0"),
+        ({"balance_anchors": True}, "balance_anchors: only kept styles can be balanced"),
     ]
     for values, message in bad:
         with pytest.raises(ConfigError, match=message):
@@ -129,6 +130,64 @@ def test_anchors_keep_the_first_styles_of_each_class_and_pull_towards_the_neares
         nearest = kept[((kept - style) ** 2).sum(1).argmin()]
         torch.testing.assert_close(moved, style + 0.25 * (nearest - style))
     torch.testing.assert_close(anchors.pull(styles, classes, 0.0), styles, rtol=0, atol=0)
+
+
+def shares(anchors: StyleAnchors, temperature: float, samples: int = 40_000) -> torch.Tensor:
+    """The share of styles ~ N(0, T² I) that goes to each kept style of class 0."""
+    styles = torch.randn(
+        samples, anchors.styles.shape[2], generator=torch.Generator().manual_seed(9)
+    )
+    chosen = anchors._choose(styles * temperature, 0)
+    return torch.bincount(chosen, minlength=int(anchors.count[0])) / samples
+
+
+def test_balanced_anchors_are_each_chosen_equally_often() -> None:
+    # eight kept styles: one in the middle, hemmed in by six close around it, one far out; the
+    # nearest rule gives the middle one a sliver of the draws and the ring the most
+    ring = [[0.3 * math.cos(a), 0.3 * math.sin(a)] for a in np.linspace(0, 2 * math.pi, 7)[:6]]
+    kept = torch.tensor([[0.0, 0.0], *ring, [3.0, 0.0]])
+    anchors = StyleAnchors(dim=2, per_class=8, classes=2, balanced=True)
+    anchors.keep(kept, torch.zeros(8, dtype=torch.int64))
+    nearest = shares(anchors, 1.0)
+    assert nearest.min() < 0.02 and nearest.max() > 0.15  # far from 1/8 each
+    anchors.balance(1.0)
+    balanced = shares(anchors, 1.0)
+    assert (balanced - 1 / 8).abs().max() < 0.02, balanced
+    assert anchors.offsets[1].abs().sum() == 0  # class 1 keeps nothing: nothing to balance
+    again = StyleAnchors(dim=2, per_class=8, classes=2, balanced=True)
+    again.keep(kept, torch.zeros(8, dtype=torch.int64))
+    again.balance(1.0)  # seeded: the same offsets
+    torch.testing.assert_close(again.offsets, anchors.offsets, rtol=0, atol=0)
+    # a pull goes to the kept style the balanced rule chooses
+    styles = torch.randn(50, 2)
+    chosen = kept[anchors._choose(styles, 0)]
+    pulled = anchors.pull(styles, torch.zeros(50, dtype=torch.int64), 0.5)
+    torch.testing.assert_close(pulled, styles + 0.5 * (chosen - styles))
+    # the offsets are saved only where they are used
+    assert "offsets" in anchors.state_dict()
+    assert "offsets" not in StyleAnchors(dim=2, per_class=8, classes=2).state_dict()
+
+
+def test_training_balances_the_kept_styles_at_each_epochs_end(tmp_path) -> None:
+    trained, teacher = tiny_onestep(prior_layers=0, anchors=6, anchor_pull=0.5)
+    trained.anchors.keep(torch.randn(60, 4), torch.arange(60) % 10)
+    sizes = {"channels": 4, "prior_layers": 0, "critic_channels": 4}
+    config = OneStepConfig(teacher=teacher.config.to_dict(), anchors=6, anchor_pull=0.5,
+                           balance_anchors=True, **sizes)  # fmt: skip
+    onwards = build_model(config)
+    onwards.adopt(trained)  # an unbalanced model's kept styles, to be balanced
+    torch.testing.assert_close(onwards.anchors.styles, trained.anchors.styles, rtol=0, atol=0)
+    assert onwards.anchors.offsets.abs().sum() == 0
+    onwards.end_epoch()
+    assert onwards.anchors.offsets.abs().sum() > 0
+    trained.end_epoch()  # unbalanced: nothing to fit
+    assert trained.anchors.offsets.abs().sum() == 0
+    save_pretrained(onwards, tmp_path / "m")
+    torch.testing.assert_close(load(tmp_path / "m").anchors.offsets, onwards.anchors.offsets,
+                               rtol=0, atol=0)  # fmt: skip
+    assert_resume_equals_an_uninterrupted_run(tmp_path / "runs", config, quick(2), base=teacher)
+    weights = load_file(str(tmp_path / "runs" / "a" / "model.safetensors"))
+    assert weights["anchors.offsets"].abs().sum() > 0  # training fitted them
 
 
 def test_training_keeps_training_styles_and_draws_pull_towards_them(tmp_path) -> None:
@@ -319,17 +378,21 @@ def test_cli_trains_and_refuses_a_teacher_that_is_no_flow(tmp_path, capsys) -> N
     assert trained.sampling.check == teacher.sampling.check
     assert "legible" in (run / "metrics.jsonl").read_text()  # trained with the checker's term
     onwards = ["train", str(tmp_path / "onwards"), *args[2:], "--base", str(run),
-               "--anchors", "4", "--anchor-pull", "0.5", "--temperature", "1.3"]  # fmt: skip
+               "--anchors", "4", "--anchor-pull", "0.5", "--temperature", "1.3",
+               "--balance-anchors"]  # fmt: skip
     assert main(onwards) == 0
     anchored = load(tmp_path / "onwards")
     assert anchored.config.teacher == trained.config.teacher
     assert (anchored.config.anchors, anchored.config.anchor_pull) == (4, 0.5)
+    assert anchored.config.balance_anchors and anchored.anchors.offsets.abs().sum() > 0
     assert anchored.sampling.temperature == 1.3
     # the embedded set's first 128 training digits, the classes in turn, fill every room of 4
     assert anchored.anchors.count.tolist() == [4] * 10
     bad = ["train", str(tmp_path / "bad"), *args[2:], "--base", str(run), "--anchor-pull", "1"]
     assert main(bad) == 2
     assert "keep some with anchors > 0" in capsys.readouterr().err
+    assert main([*bad[:-2], "--balance-anchors"]) == 2
+    assert "only kept styles can be balanced" in capsys.readouterr().err
     assert main(["write", "2026", "--model", str(run), "--out", str(tmp_path / "n.png")]) == 0
     assert (tmp_path / "n.png").is_file()
 

@@ -353,6 +353,7 @@ def _train(
             kl_weight, lr, on_batch if main else None,
         )  # fmt: skip
         seconds = time.perf_counter() - started
+        model.end_epoch()
         test_parts = evaluate_loss(model, x_test, y_test, seed=train_config.seed)
         test_sums = {k: v * len(x_test) for k, v in test_parts.items()}
         train_parts = _means(distributed.all_sum(train_sums, context))

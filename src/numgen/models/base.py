@@ -83,6 +83,10 @@ class Generator(nn.Module):
         """Take over the weights of a trained model this one builds on (see ``train(base=...)``)."""
         raise ValueError(f"a {type(self).__name__} builds on no other model")
 
+    def end_epoch(self) -> None:
+        """Work the family does once at the end of each training epoch, before its checkpoint is
+        written (the onestep fits its balanced anchors); none by default."""
+
     def loss(
         self, x: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None = None,
         kl_weight: float | None = None,

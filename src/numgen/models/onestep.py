@@ -27,7 +27,9 @@ The *style* is where the teacher's legibility is lost: it draws each digit's lat
 Gaussian per class, whose mass spreads between the classes (a 4 that closes like a 9). Here a
 style ``s ~ N(0, T² I)`` may first pass a learnt style prior, and then be pulled a share of the
 way (``anchor_pull``) towards the nearest style of a real training digit of its class, kept as
-training passes them (``anchors`` per class): see ``styles.py``. One style vector still gives
+training passes them (``anchors`` per class) — or, with ``balance_anchors``, towards the kept
+style whose cell of a balanced power diagram it falls in, so that every kept style is drawn
+equally often: see ``styles.py``. One style vector still gives
 all digits of a number one hand: the same point of the base distribution, carried into each
 class.
 
@@ -72,6 +74,7 @@ class OneStepConfig:
     critic_channels: int = 16  # the critic's width at 14×14 (2× at 7×7, 4× at 4×4)
     anchors: int = 0  # whitened styles of training digits kept per class (styles.StyleAnchors)
     anchor_pull: float = 0.0  # share of the way a sampled style moves to its nearest kept style
+    balance_anchors: bool = False  # each kept style chosen equally often (styles.StyleAnchors)
     temperature: float = 1.0  # styles ~ N(0, T² I)
     check: float | None = None  # numgen.legibility's threshold; None: no check
     num_classes: int = 10
@@ -98,6 +101,10 @@ class OneStepConfig:
                 )
         if not (math.isfinite(self.anchor_pull) and 0 <= self.anchor_pull <= 1):
             raise ConfigError(f"anchor_pull={self.anchor_pull}: must be between 0 and 1")
+        if self.balance_anchors and self.anchors == 0:
+            raise ConfigError(
+                "balance_anchors: only kept styles can be balanced; keep some with anchors > 0"
+            )
         if self.anchor_pull > 0 and self.anchors == 0:
             raise ConfigError(
                 f"anchor_pull={self.anchor_pull}: styles can only be pulled towards kept ones; "
@@ -165,7 +172,11 @@ class OneStepModel(Generator):
         dim = self.teacher.style_dim
         self.prior = StylePrior(dim, config.prior_layers, config.prior_hidden, classes)
         self.critic = Critic(config.critic_channels, classes) if config.adversarial > 0 else None
-        self.anchors = StyleAnchors(dim, config.anchors, classes) if config.anchors else None
+        self.anchors = (
+            StyleAnchors(dim, config.anchors, classes, config.balance_anchors)
+            if config.anchors
+            else None
+        )
         # the reader of the ``legible`` term: given by training (use_reader), never saved
         object.__setattr__(self, "reader", None)
 
@@ -193,16 +204,26 @@ class OneStepModel(Generator):
                 )
             self.teacher.load_state_dict(base.teacher.state_dict())
             self.student.load_state_dict(base.student.state_dict())
-            for part in ("critic", "prior", "anchors"):  # where this model has the same
+            for part in ("critic", "prior"):  # where this model has the same
                 mine, theirs = getattr(self, part), getattr(base, part)
                 if mine is not None and theirs is not None and shapes(mine) == shapes(theirs):
                     mine.load_state_dict(theirs.state_dict())
+            mine, theirs = self.anchors, base.anchors
+            if mine is not None and theirs is not None and mine.styles.shape == theirs.styles.shape:
+                # the kept styles, and the offsets where both are balanced (end_epoch refits them)
+                mine.load_state_dict(theirs.state_dict(), strict=False)
             return
         if not isinstance(base, FlowModel) or base.config.to_dict() != self.config.teacher:
             raise ValueError("the flow to distil differs from the config's teacher")
         self.teacher.load_state_dict(base.state_dict())
         if base.config.channels == self.config.channels:
             self.student.load_state_dict(base.velocity.state_dict())
+
+    def end_epoch(self) -> None:
+        """With balanced anchors, fit their offsets to the styles kept so far, at the model's
+        temperature (:meth:`StyleAnchors.balance`)."""
+        if self.config.balance_anchors:
+            self.anchors.balance(self.config.temperature)
 
     @property
     def wants_reader(self) -> bool:
