@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shlex
 import sys
 from pathlib import Path
 
@@ -46,7 +47,7 @@ def command(*, env: str = "") -> str:
     show before it, e.g. ``"NUMGEN_DATA_DIR=..."``)."""
     script = Path(sys.argv[0]).resolve()
     script = script.relative_to(REPO) if script.is_relative_to(REPO) else Path(script.name)
-    arguments = [without_machine_path(a) for a in sys.argv[1:]]
+    arguments = [shlex.quote(without_machine_path(a)) for a in sys.argv[1:]]
     return " ".join([*([env] if env else []), "python", script.as_posix(), *arguments])
 
 
