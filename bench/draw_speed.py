@@ -9,7 +9,7 @@ batches of 1,000 for --seconds after a warm-up batch — the figure `sharp.py` r
 machine's fp32 GEMM rate just before. The figure kept is the median over rounds; interleaving the
 variants round by round lets a shared machine's drift fall on both alike. FLOPs per digit are
 counted once (PyTorch's FlopCounterMode), on this checkout. Writes
-bench/results/draw_speed.{md,json}.
+bench/results/draw_speed.{md,json} (or where --out says).
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="rounds; the median counts")
     parser.add_argument("--seconds", type=float, default=6.0, help="measuring time per process")
     parser.add_argument("--model", action="append", choices=MODELS, help="default: all")
+    parser.add_argument("--out", default="draw_speed", help="results name or path")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -78,7 +79,7 @@ def main() -> None:
         "flops_per_digit": {name: flops_per_digit(load(name)) for name in models},
         "runs": runs,
     }
-    common.write_results("draw_speed", figures, markdown(figures))
+    common.write_results(args.out, figures, markdown(figures))
 
 
 def markdown(figures: dict) -> str:
