@@ -179,7 +179,16 @@ def test_training_balances_the_kept_styles_at_each_epochs_end(tmp_path) -> None:
     torch.testing.assert_close(onwards.anchors.styles, trained.anchors.styles, rtol=0, atol=0)
     assert onwards.anchors.offsets.abs().sum() == 0
     onwards.end_epoch()
-    assert onwards.anchors.offsets.abs().sum() > 0
+    fitted = onwards.anchors.offsets.clone()
+    assert fitted.abs().sum() > 0
+    onwards.anchors.offsets.zero_()  # to see whether the next epoch's end fits them again
+    onwards.anchors.keep(torch.randn(10, 4), torch.arange(10))  # every class is full: none kept
+    onwards.end_epoch()
+    assert onwards.anchors.offsets.abs().sum() == 0  # nothing new: the ~100 s fit is skipped
+    onwards.anchors.count[0] -= 1
+    onwards.anchors.keep(trained.anchors.styles[0, -1:], torch.tensor([0]))  # kept again
+    onwards.end_epoch()
+    torch.testing.assert_close(onwards.anchors.offsets, fitted, rtol=0, atol=0)  # seeded
     trained.end_epoch()  # unbalanced: nothing to fit
     assert trained.anchors.offsets.abs().sum() == 0
     save_pretrained(onwards, tmp_path / "m")

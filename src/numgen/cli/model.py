@@ -179,8 +179,9 @@ def train_command(
     balance_anchors: Annotated[
         bool,
         typer.Option(
-            help="onestep: each kept style drawn equally often (offsets fitted at each epoch's "
-            "end, ~100 s on 2 CPU cores), not the nearest, which favours a few."
+            help="onestep: each kept style drawn equally often (offsets fitted at the end of "
+            "each epoch that kept styles, ~100 s on 2 CPU cores), not the nearest, which "
+            "favours a few."
         ),
     ] = False,
     temperature: Annotated[

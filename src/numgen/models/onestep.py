@@ -221,8 +221,8 @@ class OneStepModel(Generator):
 
     def end_epoch(self) -> None:
         """With balanced anchors, fit their offsets to the styles kept so far, at the model's
-        temperature (:meth:`StyleAnchors.balance`)."""
-        if self.config.balance_anchors:
+        temperature (:meth:`StyleAnchors.balance`), unless none was kept since the last fit."""
+        if self.config.balance_anchors and self.anchors.unfitted:
             self.anchors.balance(self.config.temperature)
 
     @property

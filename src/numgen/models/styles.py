@@ -104,6 +104,9 @@ class StyleAnchors(nn.Module):
         # |s - a|² - offset(a) chooses the kept style; zeros: the nearest. Saved only when
         # balanced, so an unbalanced model's files stay as they were.
         self.register_buffer("offsets", torch.zeros(classes, per_class), persistent=balanced)
+        # whether styles were kept since the offsets were last fitted (a fresh or loaded model's
+        # are fitted again: the same kept styles give the same offsets)
+        self.unfitted = True
 
     @torch.no_grad()
     def keep(self, whitened: torch.Tensor, classes: torch.Tensor) -> None:
@@ -115,6 +118,7 @@ class StyleAnchors(nn.Module):
             new = whitened[classes == c][: room - kept]
             self.styles[c, kept : kept + len(new)] = new.to(self.styles.dtype)
             self.count[c] += len(new)
+            self.unfitted |= len(new) > 0
 
     def _choose(self, styles: torch.Tensor, c: int) -> torch.Tensor:
         """For styles ``(N, d)`` of class ``c``, the index of the kept style each goes to: the
@@ -164,6 +168,7 @@ class StyleAnchors(nn.Module):
                 held = torch.bincount(chosen, minlength=n).to(self.offsets) / samples
                 rate = gap * n * (1 - step / rounds + 0.05)
                 self.offsets[c, :n] += rate * (1.0 / n - held)
+        self.unfitted = False
 
     def _neighbour_gaps(self, c: int) -> torch.Tensor:
         """The squared distance from each kept style of class ``c`` to its nearest other."""
