@@ -105,3 +105,27 @@ def test_a_bf16_draw_is_near_fp32_repeatable_and_an_option(tmp_path, capsys) -> 
     err = capsys.readouterr().err
     assert err.startswith("Error: precision='fp16'") and len(err.strip().splitlines()) == 1
     assert main(["digits", "4", "-n", "2", "--precision", "bf16", "--out", out]) == 0
+
+
+def test_a_draw_in_passes_is_the_same_bytes_as_in_one() -> None:
+    """generate.draw splits a call into near-equal passes (of at most 256 digits on a CPU, where
+    passes that fit the caches draw faster): every digit in its place, as one wide pass draws it
+    (the matrix products of passes of other widths may round a pixel's last bit differently)."""
+    from numgen.hub import load
+    from numgen.models.sampling import CPU_PASS_ROWS, passes
+
+    cpu = torch.device("cpu")
+    n = CPU_PASS_ROWS + 1
+    assert [(p.start, p.stop) for p in passes(n, cpu)] == [(0, n // 2), (n // 2, n)]
+    assert passes(CPU_PASS_ROWS, cpu) == [slice(0, CPU_PASS_ROWS)]
+    for name in ("cvae", "onestep"):
+        model = load(name)
+        styles = generate.draw_styles(model, n, seed=3)
+        labels, seeds = np.arange(n) % 10, generate.digit_seeds(3, n)
+        sampling = model.sampling_with(check=False)
+        with torch.inference_mode():
+            wide = model.draw(
+                torch.as_tensor(labels), torch.as_tensor(styles), torch.as_tensor(seeds), sampling
+            )
+        drawn = generate.draw(model, styles, labels, seeds, sampling)
+        np.testing.assert_allclose(drawn, wide.squeeze(1).numpy(), rtol=0, atol=1e-6)

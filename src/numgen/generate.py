@@ -15,9 +15,7 @@ import torch
 from numgen.data import Digits, to_tensor
 from numgen.errors import ConfigError
 from numgen.models import VAE, Generator
-from numgen.models.sampling import Sampling, precision_context
-
-BATCH = 2048
+from numgen.models.sampling import Sampling, passes, precision_context
 
 
 def _labels(
@@ -58,10 +56,8 @@ def encode(model: VAE, images: np.ndarray, labels=None) -> np.ndarray:
     )
     y = _labels(model, labels, len(x))
     out = []
-    for i in range(0, len(x), BATCH):
-        mu, _ = model.encode(
-            x[i : i + BATCH].to(model.device), None if y is None else y[i : i + BATCH]
-        )
+    for rows in passes(len(x), model.device):
+        mu, _ = model.encode(x[rows].to(model.device), None if y is None else y[rows])
         out.append(mu)
     return torch.cat(out).cpu().numpy()
 
@@ -138,9 +134,9 @@ def draw(
     model: Generator, styles: np.ndarray, labels=None, seeds: np.ndarray | None = None,
     sampling: Sampling | None = None,
 ) -> np.ndarray:  # fmt: skip
-    """Digits in ``styles`` ``(N, style_dim)`` -> images ``(N, 28, 28)`` in [0, 1], in batches,
-    by any model family. ``labels`` as in :func:`decode`; ``seeds`` ``(N,)`` int64 fix each digit's
-    own randomness (default: :func:`digit_seeds` of 0); ``sampling``: the model's unless given."""
+    """Digits in ``styles`` ``(N, style_dim)`` -> images ``(N, 28, 28)`` in [0, 1], by any model
+    family, in :func:`~numgen.models.sampling.passes`. ``labels`` as in :func:`decode`; ``seeds`` ``(N,)``
+    int64 fix each digit's own randomness (default: :func:`digit_seeds` of 0); ``sampling``: the model's unless given."""
     styles = torch.as_tensor(np.asarray(styles, dtype=np.float32))
     if styles.ndim != 2 or styles.shape[1] != model.style_dim:
         raise ConfigError(
@@ -152,12 +148,9 @@ def draw(
     with precision_context(precision, model.device):
         out = [
             model.draw(
-                None if y is None else y[i : i + BATCH],
-                styles[i : i + BATCH].to(model.device),
-                seeds[i : i + BATCH],
-                sampling,
+                None if y is None else y[rows], styles[rows].to(model.device), seeds[rows], sampling
             )
-            for i in range(0, len(styles), BATCH)
+            for rows in passes(len(styles), model.device)
         ]
     return torch.cat(out).squeeze(1).float().cpu().numpy()
 

@@ -44,6 +44,7 @@ from numgen import hub
 from numgen.config import check_fields
 from numgen.data import Digits, to_tensor
 from numgen.metrics import accuracy
+from numgen.models.sampling import passes
 
 log = logging.getLogger(__name__)
 
@@ -193,15 +194,21 @@ def _build(config: dict) -> Recognizer:
 def _in_batches(
     fn: Callable[[torch.Tensor], torch.Tensor],
     images: torch.Tensor,
-    batch_size: int,
+    batch_size: int | None,
     device: torch.device,
 ) -> torch.Tensor:
-    """``fn`` applied batch by batch on ``device``, results concatenated on the CPU."""
-    return torch.cat([fn(batch.to(device)).cpu() for batch in images.split(batch_size)])
+    """``fn`` applied batch by batch on ``device`` (``batch_size`` None: in the device's
+    :func:`~numgen.models.sampling.passes`), results concatenated on the CPU."""
+    batches = (
+        [images[rows] for rows in passes(len(images), device)]
+        if batch_size is None
+        else images.split(batch_size)
+    )
+    return torch.cat([fn(batch.to(device)).cpu() for batch in batches])
 
 
 def predict(
-    model: Recognizer, images: torch.Tensor, batch_size: int = 1000
+    model: Recognizer, images: torch.Tensor, batch_size: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Images (N, 1, 28, 28) in [0, 1] -> (labels int64 (N,), probabilities float32 (N, 10)).
 
@@ -213,7 +220,9 @@ def predict(
     return probs.argmax(dim=1).numpy(), probs.numpy()
 
 
-def extract_features(model: Recognizer, images: torch.Tensor, batch_size: int = 1000) -> np.ndarray:
+def extract_features(
+    model: Recognizer, images: torch.Tensor, batch_size: int | None = None
+) -> np.ndarray:
     """Images (N, 1, 28, 28) in [0, 1] -> penultimate-layer features float32 (N, features).
 
     Puts the model in eval mode.
@@ -225,7 +234,7 @@ def extract_features(model: Recognizer, images: torch.Tensor, batch_size: int = 
 
 @torch.no_grad()
 def read(
-    model: Recognizer, images: torch.Tensor, batch_size: int = 1000
+    model: Recognizer, images: torch.Tensor, batch_size: int | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`predict` and :func:`extract_features` in one pass: images (N, 1, 28, 28) in [0, 1]
     -> (labels int64 (N,), probabilities float32 (N, 10), features float32 (N, features))."""
@@ -236,7 +245,7 @@ def read(
     return probs.argmax(dim=1).numpy(), probs.numpy(), feats.numpy()
 
 
-def evaluate_accuracy(model: Recognizer, digits: Digits, batch_size: int = 1000) -> float:
+def evaluate_accuracy(model: Recognizer, digits: Digits, batch_size: int | None = None) -> float:
     """Share of ``digits`` whose label the model predicts, in [0, 1]."""
     labels, _ = predict(model, to_tensor(digits.images), batch_size)
     return accuracy(labels, digits.labels)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import pairwise
 
 import torch
 
@@ -53,6 +54,26 @@ def check_precision(precision: str | None) -> None:
     """A ConfigError naming a precision that is not one of PRECISIONS (None passes)."""
     if precision is not None and precision not in PRECISIONS:
         raise ConfigError(f"precision={precision!r}: choose one of {', '.join(PRECISIONS)}")
+
+
+# digits in one network pass when drawing or reading them. On a CPU a pass of a few hundred keeps
+# the convs' activations in the caches, so the element-wise passes between the convs (FiLM, SiLU,
+# skips), which cost as much as the convs, run from cache rather than memory: 256 rows drew and
+# read 1.3-3× faster than 2,048, with the same bytes (bench/results/pass_rows.md). A GPU wants
+# wide passes.
+CPU_PASS_ROWS = 256
+DEVICE_PASS_ROWS = 2048
+
+
+def passes(n: int, device: torch.device) -> list[slice]:
+    """``n`` digits' rows split into the fewest passes of at most ``CPU_PASS_ROWS`` on a CPU
+    (``DEVICE_PASS_ROWS`` elsewhere), of near-equal sizes: no pass of a few stray rows, whose
+    matrix products take other kernels (a pass of 1-3 rows differs from a wide one in the last
+    bits)."""
+    most = CPU_PASS_ROWS if device.type == "cpu" else DEVICE_PASS_ROWS
+    count = max(1, math.ceil(n / most))
+    ends = [n * k // count for k in range(count + 1)]
+    return [slice(start, end) for start, end in pairwise(ends)]
 
 
 def precision_context(precision: str, device: torch.device) -> torch.autocast:
