@@ -1,7 +1,8 @@
 """`numgen dataset --length 6` as a user runs it: six-digit numbers per second into WebDataset
 shards (the default format) for each model, whole processes (start-up and the card included),
-one after the other in the same run, so that the rates compare with each other; and the same
-rows from ``numgen.export.NumberStream`` through a 2-worker PyTorch DataLoader, as a training
+one after the other in the same run, so that the rates compare with each other (with
+``--before-src``, also an older checkout's default command, alternated with this one's); and the
+same rows from ``numgen.export.NumberStream`` through a 2-worker PyTorch DataLoader, as a training
 loop would take them, a row a message and (``NumberStream.rows``) 64 rows a message, for each
 model. All split the rows into two shards, one per worker.
 
@@ -14,6 +15,7 @@ Writes ``bench/results/dataset_speed.{json,md}``.
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -40,9 +42,11 @@ def stream_rows_per_s(count: int, model: str | None, in_messages: bool) -> float
     return rows / (time.perf_counter() - began)
 
 
-def numbers_per_s(model: str | None, count: int, precision: str | None = None) -> float:
+def numbers_per_s(
+    model: str | None, count: int, precision: str | None = None, src: Path | None = None
+) -> float:
     """Numbers/s of one `numgen dataset --length 6` process (the default model if None, at
-    ``--precision`` where given)."""
+    ``--precision`` where given; numgen imported from ``src`` where given)."""
     cli = Path(sys.executable).with_name("numgen")
     with tempfile.TemporaryDirectory() as folder:
         options = [] if model is None else ["--model", model]
@@ -51,7 +55,8 @@ def numbers_per_s(model: str | None, count: int, precision: str | None = None) -
                 "--shard-size", str(count // 2),
                 "--out", str(Path(folder) / "data")]  # fmt: skip
         began = time.perf_counter()
-        subprocess.run(args, check=True, capture_output=True)
+        env = dict(os.environ) | ({"PYTHONPATH": str(src.resolve())} if src else {})
+        subprocess.run(args, check=True, capture_output=True, env=env)
         return count / (time.perf_counter() - began)
 
 
@@ -65,6 +70,9 @@ def main() -> None:
     parser.add_argument(
         "--repeats", type=int, default=1, help="alternated runs of each model's three ways, best"
     )
+    parser.add_argument(
+        "--before-src", type=Path, help="src/ of an older checkout: its default command too"
+    )
     parser.add_argument("--out", default=str(RESULTS / "dataset_speed"))
     args = parser.parse_args()
     load_at_start = load_average()
@@ -73,14 +81,21 @@ def main() -> None:
         label = name or "(default)"
         ways = {
             "command": label,
+            **(
+                {"before": f"{label}, before (--before-src)"}
+                if args.before_src and not name
+                else {}
+            ),
             "a row a message": f"{label}, NumberStream into a 2-worker DataLoader, a row a message",
             "rows": f"{label}, NumberStream.rows(2): the same, 64 rows a message",
         }
         for _ in range(args.repeats):  # alternated, the best of each: the machine is shared
             for way, row in ways.items():
                 rate = (
-                    numbers_per_s(name, args.count)
-                    if way == "command"
+                    numbers_per_s(
+                        name, args.count, src=args.before_src if way == "before" else None
+                    )
+                    if way in ("command", "before")
                     else stream_rows_per_s(args.count, name, in_messages=way == "rows")
                 )
                 rows[row] = max(rows.get(row, 0.0), rate)

@@ -58,9 +58,10 @@ def check_precision(precision: str | None) -> None:
 
 # digits in one network pass when drawing or reading them. On a CPU a pass of a few hundred keeps
 # the convs' activations in the caches, so the element-wise passes between the convs (FiLM, SiLU,
-# skips), which cost as much as the convs, run from cache rather than memory: 256 rows drew and
-# read 1.3-3× faster than 2,048, with the same bytes (bench/results/pass_rows.md). A GPU wants
-# wide passes.
+# skips), which cost as much as the convs, run from cache rather than memory: in passes of 256
+# the conv networks drew and read 1.9-3.7× faster than in passes of 2,048, and the CVAE's MLP as
+# fast (bench/results/pass_rows.md); less when other jobs fill the shared cache. A GPU wants wide
+# passes.
 CPU_PASS_ROWS = 256
 DEVICE_PASS_ROWS = 2048
 
