@@ -42,6 +42,16 @@ def load_average() -> float:
     return os.getloadavg()[0]
 
 
+def context(load_at_start: float, *, env: str = "") -> dict:
+    """The figures every results file starts with: the machine, the command (``env`` as in
+    :func:`command`) and the load average at the start (``load_at_start``) and now."""
+    return {
+        "machine": machine(),
+        "command": command(env=env),
+        "load_average": [load_at_start, load_average()],
+    }
+
+
 def command(*, env: str = "") -> str:
     """The command line that ran this bench, from the repository root (``env``: variables to
     show before it, e.g. ``"NUMGEN_DATA_DIR=..."``)."""

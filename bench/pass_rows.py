@@ -79,12 +79,7 @@ def main() -> None:
         checker = legibility.bundled_checker("cpu").eval()
         images = torch.as_tensor(generate.draw(load("onestep"), styles.numpy(), labels)[:, None])
         figures += sweep("checker", checker, (images,), precision, args.repeats)
-    results = {
-        "machine": common.machine(),
-        "command": common.command(),
-        "load_average": [load_at_start, common.load_average()],
-        "figures": figures,
-    }
+    results = {**common.context(load_at_start), "figures": figures}
     lines = [
         "# Rows per network pass",
         "",

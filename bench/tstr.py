@@ -34,12 +34,7 @@ def main() -> None:
         images, labels = drawings(load(name), PER_DIGIT)
         results[name] = {"tstr": tstr(images, labels, test), "seconds": time.perf_counter() - began}
         print(name, results[name], flush=True)
-    figures = {
-        "machine": common.machine(),
-        "command": common.command(env="NUMGEN_DATA_DIR=..."),
-        "load_average": [load_at_start, common.load_average()],
-        "results": results,
-    }
+    figures = {**common.context(load_at_start, env="NUMGEN_DATA_DIR=..."), "results": results}
     lines = [
         "# Train on synthetic, test on real",
         "",
