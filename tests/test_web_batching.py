@@ -65,6 +65,23 @@ def test_a_rows_pixels_do_not_depend_on_its_batch(models, name) -> None:
         assert torch.equal(alone[i][0], together[i]) and torch.equal(together[i], reversed_[i])
 
 
+def test_the_flow_families_run_wider_chunks_with_the_same_bytes(models) -> None:
+    """A U-Net's pass has a large cost of its own, so the onestep and the flow run 32 rows a
+    call (a VAE 8): a row's pixels still do not depend on its batch."""
+    onestep = hub.load("onestep")
+    assert batching.chunk_rows(onestep) == batching.WIDE_CHUNK_ROWS == 32
+    assert batching.chunk_rows(hub.load(models["cvae"])) == batching.CHUNK_ROWS == 8
+    rng = np.random.default_rng(0)
+    styles = torch.from_numpy(rng.normal(size=(40, onestep.style_dim)).astype(np.float32))
+    labels, seeds = torch.from_numpy(rng.integers(0, 10, 40)), torch.arange(40)
+    together = batching.draw_in_chunks(onestep, labels, styles, seeds)
+    for i in (0, 31, 32, 39):  # in the first chunk, the padded second one, and alone
+        alone = batching.draw_in_chunks(
+            onestep, labels[i : i + 1], styles[i : i + 1], seeds[i : i + 1]
+        )
+        assert torch.equal(alone[0], together[i])
+
+
 def concurrent_requests(cvae_dim: int) -> list[str]:
     """Requests to every drawing endpoint, each unlike the others."""
     rng = np.random.default_rng(1)

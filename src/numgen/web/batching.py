@@ -18,8 +18,8 @@ garbage-collection freeze in :func:`numgen.web.app.create_app` on to 0.67 ms, wi
 
 The same digit must come out with the same pixels whatever else is in its batch. A matrix
 product's rounding depends on the number of rows it is given (the BLAS picks its blocking, and
-whether to split the sum, by shape), so the batcher always runs the model on exactly ``chunk``
-rows, padding the last chunk with copies of its last row: every row is then computed by the same
+whether to split the sum, by shape), so the batcher always runs a model on exactly its ``chunk``
+of rows (:func:`chunk_rows`), padding the last chunk with copies of its last row: every row is then computed by the same
 kernel on the same shapes, alone or among 50 requests (tests/test_web_batching.py checks it byte
 for byte). Seeds are per digit (:meth:`numgen.models.Generator.draw`), so families that sample
 (flow matching) batch the same way.
@@ -45,10 +45,12 @@ from numgen.models.sampling import Sampling, precision_context
 from numgen.recognizer import Recognizer
 from numgen.web.guard import request_started
 
-# rows of every model call (see the module docstring): a pass of the onestep costs ~1.8 ms plus
-# ~0.11 ms a row, so 32 rows draw at 0.17 ms a row where 8 took 0.33; a lone request's digits are
-# padded to 32 rows, ~3 ms more than to 8
-CHUNK_ROWS = 32
+# rows of every model call (see the module docstring), by model: a pass of a flow family's U-Net
+# costs ~1.8 ms plus ~0.11 ms a row (the onestep), so those run 32 rows, at 0.17 ms a row where 8
+# took 0.33; a VAE's or the checker's pass costs about the same per row at 8 rows as at 32, so
+# a lone request's rows are padded to 8 only
+CHUNK_ROWS = 8
+WIDE_CHUNK_ROWS = 32
 MAX_ROWS = 512  # a batch stops taking calls at this many rows (one larger call runs alone)
 WAIT = 0.002  # seconds a call may wait for others to join its batch
 BATCH_SECONDS = 0.1  # a batch stops taking calls at this much expected model time
@@ -85,6 +87,12 @@ class Call:
         return id(self.model), labels, self.seeds is None, self.sampling
 
 
+def chunk_rows(model: Generator | BatchedChecker) -> int:
+    """The rows of every call of ``model`` (see ``WIDE_CHUNK_ROWS``)."""
+    kind = getattr(getattr(model, "config", None), "kind", None)
+    return WIDE_CHUNK_ROWS if kind in ("flow", "onestep") else CHUNK_ROWS
+
+
 def _cat(tensors: list[torch.Tensor | None]) -> torch.Tensor | None:
     return None if tensors[0] is None else torch.cat(tensors)
 
@@ -99,10 +107,11 @@ def _pad(tensor: torch.Tensor | None, rows: int) -> torch.Tensor | None:
 @torch.inference_mode()
 def draw_in_chunks(
     model: Generator | BatchedChecker, labels: torch.Tensor | None, styles: torch.Tensor,
-    seeds: torch.Tensor | None, chunk: int = CHUNK_ROWS, sampling: Sampling | None = None,
+    seeds: torch.Tensor | None, chunk: int | None = None, sampling: Sampling | None = None,
 ) -> torch.Tensor:  # fmt: skip
     """``model.draw`` over ``len(styles)`` rows with ``sampling`` (at its precision), always
-    ``chunk`` rows at a time: ``(N, 1, 28, 28)``."""
+    ``chunk`` rows at a time (default: the model's :func:`chunk_rows`): ``(N, 1, 28, 28)``."""
+    chunk = chunk_rows(model) if chunk is None else chunk
     out = []
     precision = "fp32" if sampling is None else sampling.precision
     with precision_context(precision, model.device):
@@ -139,10 +148,11 @@ class Batcher:
     request (the model threads' Python between PyTorch's operations queues for the GIL)."""
 
     def __init__(
-        self, wait: float = WAIT, max_rows: int = MAX_ROWS, chunk: int = CHUNK_ROWS,
+        self, wait: float = WAIT, max_rows: int = MAX_ROWS, chunk: int | None = None,
         in_progress: Callable[[], int] = lambda: 1, batch_seconds: float = BATCH_SECONDS,
     ) -> None:  # fmt: skip
-        self.wait, self.max_rows, self.chunk, self.in_progress = wait, max_rows, chunk, in_progress
+        self.wait, self.max_rows, self.in_progress = wait, max_rows, in_progress
+        self._chunk = chunk  # rows of every model call; None: each model's chunk_rows
         self.batch_seconds = batch_seconds
         self.sizes: Counter[int] = Counter()
         self.model_seconds = 0.0
@@ -172,10 +182,14 @@ class Batcher:
             self._runner = loop.create_task(self._run())
         return await call.result
 
+    def chunk(self, model: Generator | BatchedChecker) -> int:
+        """The rows of every call of ``model``."""
+        return chunk_rows(model) if self._chunk is None else self._chunk
+
     def _seconds(self, model: Generator | BatchedChecker, rows: int) -> float:
         """The model time a call of ``rows`` rows of ``model`` is expected to take: its chunks
         (the last one padded) at the model's measured time per chunk (0 before any)."""
-        return -(-rows // self.chunk) * self.chunk_seconds.get(id(model), 0.0)
+        return -(-rows // self.chunk(model)) * self.chunk_seconds.get(id(model), 0.0)
 
     def _ready(self, now: float) -> bool:
         """Whether the queued calls make a batch without waiting for more."""
@@ -255,7 +269,8 @@ class Batcher:
         for indices in groups.values():
             began = time.perf_counter()
             drawn = self._draw([calls[i] for i in indices], sizes)
-            chunks = max(1, -(-sum(calls[i].rows for i in indices) // self.chunk))
+            chunk = self.chunk(calls[indices[0]].model)
+            chunks = max(1, -(-sum(calls[i].rows for i in indices) // chunk))
             timings.append((id(calls[indices[0]].model), chunks, time.perf_counter() - began))
             for index, outcome in zip(indices, drawn, strict=True):
                 outcomes[index] = outcome
@@ -270,7 +285,7 @@ class Batcher:
                 _cat([c.labels for c in calls]),
                 torch.cat([c.styles for c in calls]),
                 _cat([c.seeds for c in calls]),
-                self.chunk,
+                self.chunk(calls[0].model),
                 calls[0].sampling,
             )
         except Exception as err:  # one bad call must not fail its neighbours

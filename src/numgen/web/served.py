@@ -22,7 +22,7 @@ from numgen.data import Digits, to_tensor
 from numgen.legibility import Checker
 from numgen.models import Generator
 from numgen.version import __version__
-from numgen.web.batching import CHUNK_ROWS, BatchedModel
+from numgen.web.batching import BatchedModel, chunk_rows
 from numgen.web.uploads import keep_memory_returnable
 
 
@@ -86,7 +86,8 @@ def warm_up(served: Iterable[Served], checker: Checker | None = None) -> None:
     plugins, PyTorch's kernels), which would otherwise stall the first requests."""
     for chosen in served:
         digit = 0 if chosen.model.conditional else None
-        generate.draw(chosen.model, np.zeros((CHUNK_ROWS, chosen.model.style_dim)), digit)
+        rows = chunk_rows(chosen.model)
+        generate.draw(chosen.model, np.zeros((rows, chosen.model.style_dim)), digit)
         if chosen.writer is not None:
             png_bytes(compose.write(chosen.model, "0", height=56, checker=checker))
 
