@@ -129,3 +129,5 @@ def test_a_draw_in_passes_is_the_same_bytes_as_in_one() -> None:
             )
         drawn = generate.draw(model, styles, labels, seeds, sampling)
         np.testing.assert_allclose(drawn, wide.squeeze(1).numpy(), rtol=0, atol=1e-6)
+        none = generate.draw(model, styles[:0], labels[:0], seeds[:0], sampling)
+        assert none.shape == (0, 28, 28) and none.dtype == np.float32

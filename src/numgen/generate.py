@@ -142,6 +142,8 @@ def draw(
         raise ConfigError(
             f"styles must have shape (N, {model.style_dim}), got {tuple(styles.shape)}"
         )
+    if len(styles) == 0:
+        return np.zeros((0, 28, 28), np.float32)
     seeds = torch.as_tensor(digit_seeds(0, len(styles)) if seeds is None else seeds)
     y = _labels(model, labels, len(styles))
     precision = (model.sampling if sampling is None else sampling).precision
