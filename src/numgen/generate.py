@@ -135,8 +135,9 @@ def draw(
     sampling: Sampling | None = None,
 ) -> np.ndarray:  # fmt: skip
     """Digits in ``styles`` ``(N, style_dim)`` -> images ``(N, 28, 28)`` in [0, 1], by any model
-    family, in :func:`~numgen.models.sampling.passes`. ``labels`` as in :func:`decode`; ``seeds`` ``(N,)``
-    int64 fix each digit's own randomness (default: :func:`digit_seeds` of 0); ``sampling``: the model's unless given."""
+    family, in :func:`~numgen.models.sampling.passes`. ``labels`` as in :func:`decode`; ``seeds``
+    ``(N,)`` int64 fix each digit's own randomness (default: :func:`digit_seeds` of 0);
+    ``sampling``: the model's unless given."""
     styles = torch.as_tensor(np.asarray(styles, dtype=np.float32))
     if styles.ndim != 2 or styles.shape[1] != model.style_dim:
         raise ConfigError(

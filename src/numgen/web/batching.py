@@ -19,9 +19,9 @@ garbage-collection freeze in :func:`numgen.web.app.create_app` on to 0.67 ms, wi
 The same digit must come out with the same pixels whatever else is in its batch. A matrix
 product's rounding depends on the number of rows it is given (the BLAS picks its blocking, and
 whether to split the sum, by shape), so the batcher always runs a model on exactly its ``chunk``
-of rows (:func:`chunk_rows`), padding the last chunk with copies of its last row: every row is then computed by the same
-kernel on the same shapes, alone or among 50 requests (tests/test_web_batching.py checks it byte
-for byte). Seeds are per digit (:meth:`numgen.models.Generator.draw`), so families that sample
+of rows (:func:`chunk_rows`), padding the last chunk with copies of its last row: every row is
+then computed by the same kernel on the same shapes, alone or among 50 requests
+(tests/test_web_batching.py checks it byte for byte). Seeds are per digit (:meth:`numgen.models.Generator.draw`), so families that sample
 (flow matching) batch the same way.
 """
 
@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from numgen.legibility import asked_probability
-from numgen.models import Generator
+from numgen.models import FlowModel, Generator, OneStepModel
 from numgen.models.sampling import Sampling, precision_context
 from numgen.recognizer import Recognizer
 from numgen.web.guard import request_started
@@ -89,8 +89,7 @@ class Call:
 
 def chunk_rows(model: Generator | BatchedChecker) -> int:
     """The rows of every call of ``model`` (see ``WIDE_CHUNK_ROWS``)."""
-    kind = getattr(getattr(model, "config", None), "kind", None)
-    return WIDE_CHUNK_ROWS if kind in ("flow", "onestep") else CHUNK_ROWS
+    return WIDE_CHUNK_ROWS if isinstance(model, FlowModel | OneStepModel) else CHUNK_ROWS
 
 
 def _cat(tensors: list[torch.Tensor | None]) -> torch.Tensor | None:
