@@ -194,6 +194,24 @@ def test_resume_with_an_option_that_differs_from_the_run_is_refused(
     assert {p.name: p.read_bytes() for p in run.iterdir()} == files
 
 
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--channels", "8"], "--channels: not an option of a vae model"),
+        (["--model", "cvae", "--adversarial", "0.3", "--sigma", "0.5"],
+         "--adversarial, --sigma: not an option of a cvae model"),
+        (["--model", "cvae", "--base", "flow"], "--base: not an option of a cvae model"),
+    ],
+)  # fmt: skip
+def test_a_new_run_refuses_options_of_another_model_family(
+    tmp_path: Path, capsys, option: list[str], message: str
+) -> None:
+    run = tmp_path / "run"
+    err = one_line_refusal(["train", str(run), *TRAIN, *option], capsys)
+    assert message in err and "choose the --model it belongs to" in err, err
+    assert not run.exists() or not any(run.iterdir())  # nothing trained, nothing written
+
+
 def test_resume_may_raise_the_epochs_and_keeps_the_run_options(
     straight: Path, tmp_path: Path
 ) -> None:

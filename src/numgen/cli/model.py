@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from numgen import generate, plots
-from numgen.checkpoints import read_metrics, saved_configs, with_options
+from numgen.checkpoints import option_name, read_metrics, saved_configs, with_options
 from numgen.cli.common import (
     DataDir,
     Dataset,
@@ -86,6 +86,15 @@ def _given(ctx: typer.Context, name: str) -> bool:
     """Whether option ``name`` was given on the command line (not left at its default)."""
     source = ctx.get_parameter_source(name)  # an enum of Typer's own copy of Click
     return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+
+
+def _foreign_options(ctx: typer.Context, names: tuple[str, ...]) -> list[str]:
+    """The model options given on the command line that a family of config fields ``names``
+    has no use for (``--channels`` for a vae): refused, rather than silently left out."""
+    families = (VAE_OPTIONS, FLOW_OPTIONS, ONESTEP_OPTIONS)
+    every = {OPTION_OF.get(field, field) for family in families for field in family}
+    mine = {OPTION_OF.get(field, field) for field in names} | {"model"}
+    return [option_name(name) for name in sorted(every - mine) if _given(ctx, name)]
 
 
 @app.command("train")
@@ -259,6 +268,12 @@ def train_command(
     else:
         config_class, names = MODEL_OPTIONS.get(model, (VAEConfig, VAE_OPTIONS))
         model_config = make_config(config_class, **{k: options[k] for k in names})
+        foreign = _foreign_options(ctx, names)
+        if foreign:
+            raise TrainingError(
+                f"{', '.join(foreign)}: not an option of a {model} model; leave it out, or "
+                "choose the --model it belongs to"
+            )
         train_config = make_config(TrainConfig, **{k: options[k] for k in TRAIN_OPTIONS})
     if not is_main_process():  # ranks above 0 of a torchrun launch train silently
         train(
