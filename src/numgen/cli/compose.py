@@ -233,10 +233,11 @@ def dataset_command(
         typer.Option(
             "--model",
             help=f"A bundled model name or a run/model directory. Default: {DEFAULT_WRITER}, "
-            "the writer of every command, chosen for realism: as real as the flow, whose "
-            "digits it draws in one network evaluation, and the best numbers to train a reader "
-            "(bench/results/sharp_onestep_avx512.md, ocr_transfer.md); --model flow draws at "
-            "~1/2.5 its speed, --model cvae many times faster but softer, more uniform digits.",
+            "the writer of every command, chosen for realism: a flow distilled into one network "
+            "evaluation, closer to real digits than the bundled flow and the best numbers to "
+            "train a reader (bench/results/sharp_onestep_beta.md, ocr_transfer_beta_seed0.md); "
+            "--model flow draws at ~1/2.5 its speed, --model cvae many times faster but softer, "
+            "more uniform digits.",
         ),
     ] = DEFAULT_WRITER,
     seed: Seed = 0,
