@@ -210,3 +210,42 @@ def test_bundled_models_have_a_model_card_with_hub_metadata(name: str) -> None:
     values = re.findall(r"value: (\S+)\}", meta)
     assert values and all(float(v) >= 0 for v in values)
     assert f"- name: {name}" in meta and body.lstrip().startswith("# ")
+
+
+# The bundled default writer draws four batches of 512 digits (two passes each), as a user's
+# loop would; the page faults of the last two batches, after two to warm up, are printed. With
+# "off", numgen leaves the allocator as glibc sets it.
+DRAWING_SCRIPT = """
+import resource, sys
+import numgen.hub
+if sys.argv[1] == "off":
+    numgen.hub.keep_freed_memory = lambda: False
+from numgen import compose
+model = numgen.hub.load("onestep")
+faults = []
+for batch in range(4):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    compose.digits(model, batch, 512, batch)
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(sum(faults[2:]))
+"""
+
+
+def page_faults_of_drawing(allocator: str, **env: str) -> int:
+    import os
+    import subprocess
+
+    run = subprocess.run(
+        [sys.executable, "-c", DRAWING_SCRIPT, allocator], env=os.environ | env,
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return int(run.stdout)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_drawing_on_the_cpu_reuses_freed_memory_instead_of_faulting_in_fresh_pages():
+    # glibc's own settings: ~25,000-47,000 fresh pages a batch (bench/results/draw_speed_allocator.md)
+    assert page_faults_of_drawing("off") > 20_000
+    assert page_faults_of_drawing("on") < 5_000
+    # a user's own setting of glibc's variables is kept: numgen makes none of its own
+    assert page_faults_of_drawing("on", MALLOC_TRIM_THRESHOLD_="0") > 20_000

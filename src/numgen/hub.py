@@ -23,6 +23,7 @@ from typing import TypeVar
 
 import torch
 
+from numgen.allocator import keep_freed_memory
 from numgen.config import read_json
 from numgen.errors import ConfigError, NumgenError
 from numgen.files import checksum, read_model_weights, save_weights, specs_of, write_json
@@ -104,8 +105,11 @@ def place(model: torch.nn.Module, device: str | torch.device) -> torch.nn.Module
 
     Channels-last (NHWC) lets PyTorch use oneDNN's fast convolution kernels on the CPU (about 2x
     for numgen's conv VAE) and tensor-core-friendly kernels on CUDA; an MLP is unaffected. The
-    maths is unchanged.
+    maths is unchanged. On the CPU the process's allocator is also set to keep freed memory for
+    the next pass (:func:`numgen.allocator.keep_freed_memory`): drawing ~1.5× faster.
     """
+    if torch.device(device).type == "cpu":
+        keep_freed_memory()
     return model.to(device=device, memory_format=torch.channels_last)
 
 
