@@ -1,7 +1,9 @@
 """Saving and loading: safetensors + JSON round trips, clear errors, atomic writes."""
 
 import json
+import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -232,9 +234,6 @@ print(sum(faults[2:]))
 
 
 def page_faults_of_drawing(allocator: str, **env: str) -> int:
-    import os
-    import subprocess
-
     run = subprocess.run(
         [sys.executable, "-c", DRAWING_SCRIPT, allocator], env=os.environ | env,
         capture_output=True, text=True, check=True,
@@ -244,7 +243,7 @@ def page_faults_of_drawing(allocator: str, **env: str) -> int:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 def test_drawing_on_the_cpu_reuses_freed_memory_instead_of_faulting_in_fresh_pages():
-    # glibc's own settings: ~25,000-47,000 fresh pages a batch (bench/results/draw_speed_allocator.md)
+    # with glibc's own settings each batch faulted in ~25,000-47,000 fresh pages here
     assert page_faults_of_drawing("off") > 20_000
     assert page_faults_of_drawing("on") < 5_000
     # a user's own setting of glibc's variables is kept: numgen makes none of its own
