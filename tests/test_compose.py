@@ -286,7 +286,8 @@ def test_the_recognizer_reads_back_written_numbers(bundled) -> None:
 # its digits' ink set on one line; since it, a thin 1 overlaps its neighbour as far as any digit;
 # renewed when the default touching share went from 0.2 to 0.5, with which the earlier digests
 # still held; onestep's pinned when it became the default writer, renewed when its kept styles
-# were balanced, and when it was rebuilt on a CVAE of beta 0.25; the bundle before each still
+# were balanced, when it was rebuilt on a CVAE of beta 0.25, and when the kept styles whose
+# drawings the checker misreads were dropped (only 31415926 moved); the bundle before each still
 # gave the earlier digests): digit strings at 28 pixels
 # and below, and dataset rows at 28, keep their bytes for the same seeds and options.
 PINNED = [
@@ -294,7 +295,7 @@ PINNED = [
     ("flow", "31415926", {"style_seed": 3, "seed": 5, "ink": "dark"}, "45bc1e1a0874eb78"),
     ("flow", "2026", {"height": 20}, "fa35b5d215ad01a3"),
     ("onestep", "2026", {}, "e933d27a63f7871b"),
-    ("onestep", "31415926", {"style_seed": 3, "seed": 5, "ink": "dark"}, "9a7da59221fd8b09"),
+    ("onestep", "31415926", {"style_seed": 3, "seed": 5, "ink": "dark"}, "4e400a08bc093058"),
     ("onestep", "2026", {"height": 20}, "4aa584a4df1ef791"),
     ("cvae", "2026", {}, "29db01c04f2bcd13"),
     ("cvae", "31415926", {"style_seed": 3, "seed": 5, "ink": "dark"}, "5500405b146cd0e3"),

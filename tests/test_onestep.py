@@ -15,7 +15,7 @@ from numgen import compose, export, generate
 from numgen.cli.main import main
 from numgen.errors import ConfigError
 from numgen.hub import load, place, save_pretrained
-from numgen.models import FlowConfig, OneStepConfig, build_model, config_from_dict
+from numgen.models import FlowConfig, OneStepConfig, build_model, config_from_dict, onestep
 from numgen.models.sampling import Sampling
 from numgen.models.styles import StyleAnchors, StylePrior
 from numgen.train import TrainConfig
@@ -78,6 +78,8 @@ def test_config_round_trips_and_refuses_bad_values() -> None:
         ({"anchors": 10, "anchor_pull": 1.5}, "anchor_pull=1.5: must be between 0 and 1"),
         ({"anchor_pull": 0.5}, "keep some with anchors > 0"),
         ({"balance_anchors": True}, "balance_anchors: only kept styles can be balanced"),
+        ({"anchors": 10, "anchor_pull": 0.5, "anchor_floor": 1.0}, "anchor_floor=1.0: must be"),
+        ({"anchors": 10, "anchor_floor": 0.5}, "pull them with anchor_pull > 0"),
     ]
     for values, message in bad:
         with pytest.raises(ConfigError, match=message):
@@ -137,7 +139,7 @@ def shares(anchors: StyleAnchors, temperature: float, samples: int = 40_000) -> 
     styles = torch.randn(
         samples, anchors.styles.shape[2], generator=torch.Generator().manual_seed(9)
     )
-    chosen = anchors._choose(styles * temperature, 0)
+    chosen = anchors.choose(styles * temperature, 0)
     return torch.bincount(chosen, minlength=int(anchors.count[0])) / samples
 
 
@@ -160,7 +162,7 @@ def test_balanced_anchors_are_each_chosen_equally_often() -> None:
     torch.testing.assert_close(again.offsets, anchors.offsets, rtol=0, atol=0)
     # a pull goes to the kept style the balanced rule chooses
     styles = torch.randn(50, 2)
-    chosen = kept[anchors._choose(styles, 0)]
+    chosen = kept[anchors.choose(styles, 0)]
     pulled = anchors.pull(styles, torch.zeros(50, dtype=torch.int64), 0.5)
     torch.testing.assert_close(pulled, styles + 0.5 * (chosen - styles))
     # the offsets are saved only where they are used
@@ -253,6 +255,51 @@ class InkReader(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return -500 * (x.mean((1, 2, 3))[:, None] - torch.arange(10) / 20 - 0.2) ** 2
+
+
+class SideReader(torch.nn.Module):
+    """A toy reader: a digit on the far side of a plane in pixel space (along ``direction``,
+    past ``level``) reads as a sure 0, any other as a sure 1."""
+
+    def __init__(self, direction: torch.Tensor, level: float) -> None:
+        super().__init__()
+        self.direction, self.level = direction, level
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        zero = ((x * self.direction).sum((1, 2, 3)) > self.level).float()
+        return 20 * torch.nn.functional.pad(torch.stack([zero, 1 - zero], dim=1), (0, 8))
+
+
+def test_kept_styles_whose_drawings_the_reader_misreads_are_dropped_and_the_rest_balanced(
+    monkeypatch,
+) -> None:
+    monkeypatch.setattr(onestep, "ANCHOR_READS", 4_000)  # ~500 drawings of each kept style
+    model, _ = tiny_onestep(prior_layers=0, anchors=8, anchor_pull=1.0, balance_anchors=True,
+                            anchor_floor=0.5)  # fmt: skip
+    assert model.wants_reader
+    # kept styles of 0s at two ends of style space, in turn: near (3, 3, 3, 3), near its opposite
+    ends = torch.full((4, 4), 3.0) + torch.eye(4)
+    kept = torch.stack([ends, -ends], dim=1).reshape(8, 4)
+    model.anchors.keep(kept, torch.zeros(8, dtype=torch.long))
+    zeros = torch.zeros(8, dtype=torch.long)
+    digits = model.draw(zeros, kept, torch.arange(8))  # pulled all the way: the kept styles
+    direction = digits[0::2].mean(0) - digits[1::2].mean(0)
+    side = (digits * direction).sum((1, 2, 3))
+    assert side[0::2].min() > side[1::2].max() + 1  # the two ends draw well apart
+    with pytest.raises(ValueError, match="use_reader"):
+        model.end_epoch()
+    model.use_reader(SideReader(direction, float(side[0::2].min() + side[1::2].max()) / 2))
+    model.end_epoch()
+    assert model.anchors.count.tolist() == [4] + [0] * 9  # the far end reads as 1s: dropped
+    torch.testing.assert_close(model.anchors.styles[0, :4], kept[0::2], rtol=0, atol=0)
+    assert model.anchors.styles[0, 4:].abs().sum() == 0
+    fitted = model.anchors.offsets[0, :4].clone()
+    assert fitted.abs().sum() > 0  # balanced over the four left
+    shares_left = shares(model.anchors, model.config.temperature)
+    assert (shares_left - 0.25).abs().max() < 0.05
+    model.end_epoch()  # nothing kept since: nothing judged or fitted again
+    assert model.anchors.count[0] == 4
+    torch.testing.assert_close(model.anchors.offsets[0, :4], fitted, rtol=0, atol=0)
 
 
 def test_the_legible_term_teaches_the_student_to_draw_what_the_reader_reads() -> None:
@@ -402,6 +449,8 @@ def test_cli_trains_and_refuses_a_teacher_that_is_no_flow(tmp_path, capsys) -> N
     assert "keep some with anchors > 0" in capsys.readouterr().err
     assert main([*bad[:-2], "--balance-anchors"]) == 2
     assert "only kept styles can be balanced" in capsys.readouterr().err
+    assert main([*bad[:-2], "--anchors", "4", "--anchor-floor", "0.5"]) == 2
+    assert "pull them with anchor_pull > 0" in capsys.readouterr().err
     assert main(["write", "2026", "--model", str(run), "--out", str(tmp_path / "n.png")]) == 0
     assert (tmp_path / "n.png").is_file()
 

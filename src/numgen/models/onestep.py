@@ -56,7 +56,7 @@ from numgen.errors import ConfigError
 from numgen.models.base import Generator, label_weights
 from numgen.models.flow import FlowConfig, FlowModel, VelocityUNet
 from numgen.models.pixels import despeckle, digit_noise
-from numgen.models.sampling import Sampling, check_style_settings
+from numgen.models.sampling import Sampling, check_style_settings, passes
 from numgen.models.styles import StyleAnchors, StylePrior
 
 
@@ -75,6 +75,7 @@ class OneStepConfig:
     anchors: int = 0  # whitened styles of training digits kept per class (styles.StyleAnchors)
     anchor_pull: float = 0.0  # share of the way a sampled style moves to its nearest kept style
     balance_anchors: bool = False  # each kept style chosen equally often (styles.StyleAnchors)
+    anchor_floor: float = 0.0  # kept styles whose drawings the checker reads worse are dropped
     temperature: float = 1.0  # styles ~ N(0, T² I)
     check: float | None = None  # numgen.legibility's threshold; None: no check
     num_classes: int = 10
@@ -105,6 +106,13 @@ class OneStepConfig:
             raise ConfigError(
                 "balance_anchors: only kept styles can be balanced; keep some with anchors > 0"
             )
+        if not (math.isfinite(self.anchor_floor) and 0 <= self.anchor_floor < 1):
+            raise ConfigError(f"anchor_floor={self.anchor_floor}: must be from 0 to below 1")
+        if self.anchor_floor > 0 and self.anchor_pull == 0:
+            raise ConfigError(
+                f"anchor_floor={self.anchor_floor}: only styles drawn towards kept ones can be "
+                "read by them; pull them with anchor_pull > 0 (e.g. 0.8)"
+            )
         if self.anchor_pull > 0 and self.anchors == 0:
             raise ConfigError(
                 f"anchor_pull={self.anchor_pull}: styles can only be pulled towards kept ones; "
@@ -121,6 +129,7 @@ class OneStepConfig:
 
 
 LEGIBLE_ENOUGH = 0.9  # the legible term leaves alone digits the reader reads this surely
+ANCHOR_READS = 40_000  # sampled styles of each class drawn and read to judge its kept styles
 
 
 # --- the critic ----------------------------------------------------------------------------------
@@ -221,20 +230,75 @@ class OneStepModel(Generator):
 
     def end_epoch(self) -> None:
         """With balanced anchors, fit their offsets to the styles kept so far, at the model's
-        temperature (:meth:`StyleAnchors.balance`), unless none was kept since the last fit."""
-        if self.config.balance_anchors and self.anchors.unfitted:
+        temperature (:meth:`StyleAnchors.balance`), unless none was kept since the last fit;
+        with ``anchor_floor``, then drop the kept styles whose drawings the reader misreads
+        (:meth:`drop_misread_anchors`) and fit the offsets to those left."""
+        if self.anchors is None or not self.anchors.unfitted:
+            return
+        if self.config.anchor_floor > 0:
+            self._reader("anchor_floor > 0")  # before the ~100 s fit, not after
+        if self.config.balance_anchors:
             self.anchors.balance(self.config.temperature)
+        if self.config.anchor_floor > 0:
+            self.drop_misread_anchors()
+            if self.config.balance_anchors:
+                self.anchors.balance(self.config.temperature)
+            self.anchors.unfitted = False
+
+    @torch.no_grad()
+    def drop_misread_anchors(self, reads: int | None = None) -> None:
+        """Drop each kept style whose drawings the reader reads as the asked digit with a mean
+        probability under ``anchor_floor``.
+
+        Why: a few real training digits are themselves ambiguous (a 4 that closes like a 9), and
+        every style pulled towards one of them is drawn ambiguous too: the raw model's misreads
+        gather there. ``reads`` styles of each class are drawn as :meth:`draw` draws them (N(0,
+        T² I), the prior, pulled towards the kept style they choose; default ANCHOR_READS),
+        seeded, and the reader's probability of the asked digit is averaged over the drawings of
+        each kept style; a kept style no drawing chose stays."""
+        reader = self._reader("anchor_floor > 0")
+        reads = ANCHOR_READS if reads is None else reads
+        generator = torch.Generator().manual_seed(0)
+        for c in range(self.config.num_classes):
+            kept = int(self.anchors.count[c])
+            if kept == 0:
+                continue
+            total = torch.zeros(kept, dtype=torch.float64, device=self.device)
+            drawn = torch.zeros(kept, dtype=torch.float64, device=self.device)
+            for rows in passes(reads, self.device):
+                n = rows.stop - rows.start
+                styles = torch.randn(n, self.style_dim, generator=generator).to(self.device)
+                noise = torch.randn(n, 1, 28, 28, generator=generator).to(self.device)
+                onehot = self._onehot(torch.full((n,), c, device=self.device), n)
+                whitened = self.prior(styles * self.config.temperature, onehot)
+                chosen = self.anchors.choose(whitened, c)
+                pulled = torch.lerp(
+                    whitened, self.anchors.styles[c, chosen], self.config.anchor_pull
+                )
+                x0, decoded = self._start(self.teacher.latent(pulled, onehot), onehot, noise)
+                digits = despeckle(self._one_step(x0, decoded, onehot))
+                asked = F.softmax(reader(digits).float(), dim=1)[:, c].double()
+                total.index_add_(0, chosen, asked)
+                drawn.index_add_(0, chosen, torch.ones_like(asked))
+            self.anchors.drop(c, (drawn == 0) | (total >= self.config.anchor_floor * drawn))
 
     @property
     def wants_reader(self) -> bool:
-        """Whether training must give this model a digit reader (:meth:`use_reader`)."""
-        return self.config.legible > 0
+        """Whether training must give this model a digit reader (:meth:`use_reader`): for the
+        ``legible`` term, or to judge kept styles (``anchor_floor``)."""
+        return self.config.legible > 0 or self.config.anchor_floor > 0
 
     def use_reader(self, reader: nn.Module) -> None:
         """The frozen digit classifier (images in [0, 1] -> logits) that the ``legible`` term
         reads the student's digits with. It judges training, as the data does: it is kept out of
         the model's modules, so it is never saved, moved, trained or put in training mode."""
         object.__setattr__(self, "reader", reader.requires_grad_(False).eval())
+
+    def _reader(self, why: str) -> nn.Module:
+        """The reader given by training, or a ValueError saying ``why`` one is needed."""
+        if self.reader is None:
+            raise ValueError(f"{why}: give the reader with use_reader() before training")
+        return self.reader
 
     def _onehot(self, labels: torch.Tensor | None, n: int) -> torch.Tensor:
         return label_weights(labels, n, self.config.num_classes, self.device)
@@ -306,8 +370,7 @@ class OneStepModel(Generator):
         prior): distillation only ever sees the styles of real digits, but a sampler also draws
         between-class styles (a 4 that closes like a 9), and this term teaches the student to
         draw even those as the digit asked."""
-        if self.reader is None:
-            raise ValueError("legible > 0: give the reader with use_reader() before training")
+        reader = self._reader("legible > 0")
         styles = torch.randn((shape[0], self.style_dim), generator=generator, device=self.device)
         noise = torch.randn(shape, generator=generator, device=self.device)
         with torch.no_grad():
@@ -316,7 +379,7 @@ class OneStepModel(Generator):
         # the reader sees what draw() gives (clamped, despeckled); the gradient passes straight
         # through, so that pixels pushed past the range are still pulled back
         seen = drawn + (despeckle(drawn.detach()) - drawn).detach()
-        asked = (onehot * F.log_softmax(self.reader(seen).float(), dim=1)).sum(1)
+        asked = (onehot * F.log_softmax(reader(seen).float(), dim=1)).sum(1)
         # only digits read as asked with probability under LEGIBLE_ENOUGH count: the term mends
         # the misread ones and leaves well-read digits as varied as distillation made them
         return F.relu(math.log(LEGIBLE_ENOUGH) - asked).mean()

@@ -120,7 +120,7 @@ class StyleAnchors(nn.Module):
             self.count[c] += len(new)
             self.unfitted |= len(new) > 0
 
-    def _choose(self, styles: torch.Tensor, c: int) -> torch.Tensor:
+    def choose(self, styles: torch.Tensor, c: int) -> torch.Tensor:
         """For styles ``(N, d)`` of class ``c``, the index of the kept style each goes to: the
         least ``|s - a|² - offset(a)``, without the ``|s|²`` all share (one matrix product)."""
         n = int(self.count[c])
@@ -139,9 +139,20 @@ class StyleAnchors(nn.Module):
             if self.count[c] == 0:
                 continue
             mine = classes == c
-            chosen = self.styles[c, self._choose(styles[mine], c)]
+            chosen = self.styles[c, self.choose(styles[mine], c)]
             out[mine] = torch.lerp(styles[mine], chosen, share)
         return out
+
+    @torch.no_grad()
+    def drop(self, c: int, keep: torch.Tensor) -> None:
+        """Keep only the kept styles of class ``c`` where ``keep`` ``(count[c],)`` is true, in
+        order; their offsets are to be fitted again (:meth:`balance`)."""
+        kept = self.styles[c, : int(self.count[c])][keep]
+        self.styles[c].zero_()
+        self.styles[c, : len(kept)] = kept
+        self.offsets[c].zero_()
+        self.count[c] = len(kept)
+        self.unfitted = True
 
     @torch.no_grad()
     def balance(
@@ -164,7 +175,7 @@ class StyleAnchors(nn.Module):
             for step in range(rounds):
                 styles = torch.randn(samples, dim, generator=generator) * temperature
                 styles = styles.to(self.styles.device)
-                chosen = torch.cat([self._choose(part, c) for part in styles.split(2048)])
+                chosen = torch.cat([self.choose(part, c) for part in styles.split(2048)])
                 held = torch.bincount(chosen, minlength=n).to(self.offsets) / samples
                 rate = gap * n * (1 - step / rounds + 0.05)
                 self.offsets[c, :n] += rate * (1.0 / n - held)
