@@ -29,7 +29,9 @@ style ``s ~ N(0, T² I)`` may first pass a learnt style prior, and then be pulle
 way (``anchor_pull``) towards the nearest style of a real training digit of its class, kept as
 training passes them (``anchors`` per class) — or, with ``balance_anchors``, towards the kept
 style whose cell of a balanced power diagram it falls in, so that every kept style is drawn
-equally often: see ``styles.py``. One style vector still gives
+equally often: see ``styles.py``. With ``anchor_floor``, the kept styles whose drawings the
+reader (the bundled checker) misreads are dropped at the end of training's epochs
+(:meth:`OneStepModel.drop_misread_anchors`). One style vector still gives
 all digits of a number one hand: the same point of the base distribution, carried into each
 class.
 
