@@ -36,7 +36,7 @@ CHARACTERS = glyphs.CHARACTERS  # digits, . , - + / : ( ) and space
 INKS = ("light", "dark")  # white ink on black as MNIST, or dark ink on white paper
 # The bundled model that writes by default: onestep, a flow distilled into one network evaluation
 # (closer to real digits than the bundled flow, and a reader trained on its numbers reads real
-# ones better: bench/results/sharp_onestep_beta.md, ocr_transfer_beta_seed0.md), at 2-3 times the
+# ones better: bench/results/sharp_onestep_floor.md, ocr_transfer_beta_seed0.md), at 2-3 times the
 # flow's digits/s.
 # "flow" copies a hand from a picture more closely; "cvae" draws ~30 times faster, softer.
 DEFAULT_WRITER = "onestep"
