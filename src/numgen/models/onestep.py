@@ -56,6 +56,7 @@ from torch.func import functional_call
 from numgen.config import check_fields, from_dict
 from numgen.errors import ConfigError
 from numgen.models.base import Generator, label_weights
+from numgen.models.critic import Critic
 from numgen.models.flow import FlowConfig, FlowModel, VelocityUNet
 from numgen.models.pixels import despeckle, digit_noise
 from numgen.models.sampling import Sampling, check_style_settings, passes
@@ -132,30 +133,6 @@ class OneStepConfig:
 
 LEGIBLE_ENOUGH = 0.9  # the legible term leaves alone digits the reader reads this surely
 ANCHOR_READS = 40_000  # sampled styles of each class drawn and read to judge its kept styles
-
-
-# --- the critic ----------------------------------------------------------------------------------
-
-
-class Critic(nn.Module):
-    """A small projection discriminator: (B, 1, 28, 28), label weights (B, 10) -> score (B,),
-    high for digits that look real for their label. Three stride-2 convs (28 -> 14 -> 7 -> 4)."""
-
-    def __init__(self, channels: int, classes: int) -> None:
-        super().__init__()
-        c = channels
-        self.convs = nn.Sequential(
-            nn.Conv2d(1, c, 3, stride=2, padding=1), nn.LeakyReLU(0.2),
-            nn.Conv2d(c, 2 * c, 3, stride=2, padding=1), nn.LeakyReLU(0.2),
-            nn.Conv2d(2 * c, 4 * c, 3, stride=2, padding=1), nn.LeakyReLU(0.2),
-            nn.Flatten(), nn.Linear(4 * c * 16, 4 * c), nn.LeakyReLU(0.2),
-        )  # fmt: skip
-        self.score = nn.Linear(4 * c, 1)
-        self.project = nn.Linear(classes, 4 * c, bias=False)  # the label's direction
-
-    def forward(self, x: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
-        h = self.convs(x * 2 - 1)
-        return self.score(h)[:, 0] + (self.project(onehot) * h).sum(1)
 
 
 def shapes(module: nn.Module) -> dict[str, torch.Size]:
@@ -253,11 +230,10 @@ class OneStepModel(Generator):
         probability under ``anchor_floor``.
 
         Why: a few real training digits are themselves ambiguous (a 4 that closes like a 9), and
-        every style pulled towards one of them is drawn ambiguous too: the raw model's misreads
-        gather there. ``reads`` styles of each class are drawn as :meth:`draw` draws them (N(0,
-        T² I), the prior, pulled towards the kept style they choose; default ANCHOR_READS),
-        seeded, and the reader's probability of the asked digit is averaged over the drawings of
-        each kept style; a kept style no drawing chose stays."""
+        every style pulled towards one of them is drawn ambiguous too. ``reads`` styles of each
+        class (default ANCHOR_READS) are drawn as :meth:`draw` draws them, seeded, and the
+        reader's probability of the asked digit is averaged over the drawings of each kept
+        style; a kept style no drawing chose stays."""
         reader = self._reader("anchor_floor > 0")
         reads = ANCHOR_READS if reads is None else reads
         generator = torch.Generator().manual_seed(0)
@@ -273,10 +249,7 @@ class OneStepModel(Generator):
                 noise = torch.randn(n, 1, 28, 28, generator=generator).to(self.device)
                 onehot = self._onehot(torch.full((n,), c, device=self.device), n)
                 whitened = self.prior(styles * self.config.temperature, onehot)
-                chosen = self.anchors.choose(whitened, c)
-                pulled = torch.lerp(
-                    whitened, self.anchors.styles[c, chosen], self.config.anchor_pull
-                )
+                pulled, chosen = self.anchors.pull_class(whitened, c, self.config.anchor_pull)
                 x0, decoded = self._start(self.teacher.latent(pulled, onehot), onehot, noise)
                 digits = despeckle(self._one_step(x0, decoded, onehot))
                 asked = F.softmax(reader(digits).float(), dim=1)[:, c].double()

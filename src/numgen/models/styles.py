@@ -139,9 +139,15 @@ class StyleAnchors(nn.Module):
             if self.count[c] == 0:
                 continue
             mine = classes == c
-            chosen = self.styles[c, self.choose(styles[mine], c)]
-            out[mine] = torch.lerp(styles[mine], chosen, share)
+            out[mine] = self.pull_class(styles[mine], c, share)[0]
         return out
+
+    @torch.no_grad()
+    def pull_class(self, styles: torch.Tensor, c: int, share: float) -> tuple[torch.Tensor, ...]:
+        """Styles ``(N, d)`` of class ``c`` (some kept) pulled as :meth:`pull` pulls them, and the
+        index of the kept style each went to."""
+        chosen = self.choose(styles, c)
+        return torch.lerp(styles, self.styles[c, chosen], share), chosen
 
     @torch.no_grad()
     def drop(self, c: int, keep: torch.Tensor) -> None:
