@@ -8,7 +8,8 @@ For each generator (real MNIST test digits as the reference row, the bundled cva
    and read back exactly — beside real MNIST test digits composed into numbers the same way;
 2. realism: Fréchet distance, precision and recall (k = 3) in the recognizer's features, the
    10,000 drawings against the 10,000 MNIST test digits, beside 10,000 random training digits
-   (the real-data floor);
+   (the real-data floor). These are one draw each, and one draw of 10,000 moves Fréchet by
+   ±0.03 (``bench/metric_spread.py`` gives the mean and spread over several draws);
 3. usefulness (``--tstr``): a fresh recognizer (numgen's recipe) trained on 60,000 drawings
    (6,000 per digit) only, tested on the real test set, beside the same recipe on 60,000 real;
 4. speed: digits/s at the defaults (batches of 1,000), FLOPs per digit, the fraction of the
