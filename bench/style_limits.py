@@ -33,6 +33,7 @@ import torch
 from common import RESULTS, command, load_average, machine, machine_line, write_results
 from numgen import generate
 from numgen.data import load_digits, to_tensor
+from numgen.export.shards import model_parts, rebuild
 from numgen.hub import load
 from numgen.recognizer import Recognizer, extract_features, predict
 from sharp import drawings, judged
@@ -53,6 +54,15 @@ def training_styles(model, train, per_digit: int, seed: int = 0) -> np.ndarray:
     return np.concatenate(styles)
 
 
+def without_pull(model):
+    """A copy of one-step ``model`` that draws each style where it is, not pulled towards its
+    kept styles (the same weights; ``anchor_pull`` and ``anchor_floor`` 0)."""
+    config, weights = model_parts(model)
+    if config.get("kind") != "onestep":
+        raise SystemExit(f"--no-pull: only a onestep model pulls its styles, not {config['kind']}")
+    return rebuild({**config, "anchor_pull": 0.0, "anchor_floor": 0.0}, weights)
+
+
 def errors_by_style_size(
     recognizer, model, images: np.ndarray, labels: np.ndarray, per_digit: int
 ) -> list[float]:
@@ -70,11 +80,19 @@ def main() -> None:
     parser.add_argument("--model", default="flow")
     parser.add_argument("--steps", default="3,4,8", help="step counts, comma-separated")
     parser.add_argument("--per-digit", type=int, default=1000)
+    parser.add_argument(
+        "--no-pull",
+        action="store_true",
+        help="a onestep rebuilt without its pull towards kept styles (anchor_pull 0), so "
+        "training styles are drawn as read: the student alone",
+    )
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--out", default=str(RESULTS / "style_limits"))
     args = parser.parse_args()
     load_at_start, started = load_average(), time.perf_counter()
     model, recognizer = load(args.model), Recognizer.from_pretrained()
+    if args.no_pull:
+        model = without_pull(model)
     if not model.can_encode_style:
         parser.error(f"{args.model} cannot read a style from a picture")
     raw = model.sampling_with(check=False)  # the raw model, both ways
@@ -84,9 +102,11 @@ def main() -> None:
     labels = np.repeat(np.arange(10), args.per_digit)
     real_styles = training_styles(model, train, args.per_digit)
     seeds = np.concatenate([generate.digit_seeds(d, args.per_digit) for d in range(10)])
-    default_steps = raw.steps
     rows, by_size = [], []
-    for steps in sorted({default_steps, *(int(s) for s in args.steps.split(","))}):
+    one_step = model.config.kind == "onestep"  # no ODE: one network evaluation, whatever
+    default_steps = 1 if one_step else raw.steps  # its sampler's steps say
+    asked = () if one_step else (int(s) for s in args.steps.split(","))
+    for steps in sorted({default_steps, *asked}):
         sampling = dataclasses.replace(raw, steps=steps)
         sampled, _ = drawings(model, args.per_digit, sampling=sampling)  # seed = digit
         if steps == default_steps:
@@ -102,14 +122,17 @@ def main() -> None:
                "solver": raw.solver, "temperature": raw.temperature,
                "rows": rows, "unrecognised_by_style_size": by_size}  # fmt: skip
     lines = [
-        f"# Where the `{args.model}` model's gaps lie: style sampler or refiner",
+        f"# Where the `{args.model}` model's gaps lie: style sampler or refiner"
+        + (" (rebuilt without its pull towards kept styles)" if args.no_pull else ""),
         "",
         f"Measured {figures['date']}; {figures['seconds']:.0f} s in all.",
         machine_line(figures),
         "",
         f"{args.per_digit:,} digits of each class per row, measured against the 10,000 MNIST test "
         "digits as in `bench/sharp.py` (recognizer features; precision and recall with k = 3). "
-        f"The raw model (no legibility check), {figures['solver']} solver, styles at temperature "
+        "The raw model (no legibility check), "
+        + ("one network evaluation" if one_step else f"{figures['solver']} solver")
+        + f", styles at temperature "
         f"{figures['temperature']}. *Sampled styles*: the model's own sampler. *Training styles*: each "
         "digit in the style of a different random training digit of its class (`encode_style`), "
         "the best a style sampler could do short of copying the test set. Real test digits: "
