@@ -136,6 +136,35 @@ def test_evaluate_draws_the_digits_numgen_digits_draws() -> None:
     assert unchecked_stats["styles_redrawn"] == 0
 
 
+def test_several_draws_give_each_figure_as_the_mean_and_spread_of_single_draws(
+    cvae_eval, tmp_path: Path
+) -> None:
+    """--draws 2: each sample-quality figure is the mean of the single draws with seeds 0 and 1
+    (the seed-0 draw is the default evaluation's), its spread their standard deviation, and the
+    report shows both."""
+    run = Path(cvae_eval[0]["model"]["source"])
+    one = dataclasses.replace(TINY, iwae_k=2, iwae_digits=2)
+    seed0, _ = cvae_eval
+    seed1 = evaluate(run, tmp_path / "seed1", dataclasses.replace(one, seed=1), device="cpu")
+    both = evaluate(run, tmp_path / "both", dataclasses.replace(one, draws=2), device="cpu")
+    assert seed0["spread"] is None and set(both["spread"]) == {"samples", "raw", "real"}
+    assert both["spread"]["raw"] is None and both["raw"] is None
+    for part in ("samples", "real"):
+        for key in ("frechet", "frechet_second", "precision", "recall", "confidence"):
+            pair = [seed0[part][key], seed1[part][key]]
+            assert both[part][key] == pytest.approx(np.mean(pair), rel=1e-12), (part, key)
+            assert both["spread"][part][key] == pytest.approx(np.std(pair, ddof=1), rel=1e-9)
+        assert seed0[part]["frechet"] != seed1[part]["frechet"], part  # two different draws
+    # the real digits' recognised shares are the test set's, the same in every draw
+    assert both["real"]["recognised"] == seed0["real"]["recognised"]
+    assert both["spread"]["real"]["recognised"] is None
+    sd = both["spread"]["samples"]["frechet"]
+    report_text = (tmp_path / "both" / "report.md").read_text()
+    assert f"{both['samples']['frechet']:.2f} ± {sd:.2f}" in report_text
+    assert "mean ± standard deviation of 2 independent draws" in report_text
+    assert "--draws 2" in report_text
+
+
 def test_a_flow_gets_sample_quality_and_train_on_synthetic_but_no_likelihood(flow_eval) -> None:
     result, out = flow_eval
     assert set(result["skipped"]) == {"likelihood", "iwae", "latent", "grid"}
@@ -257,6 +286,7 @@ def test_cli_evaluate_writes_the_report(cvae_eval, tmp_path: Path, capsys) -> No
         (["recognizer"], "not a generator"),
         (["32px"], "28×28"),
         (["32px", "--iwae-k", "0"], "Invalid value for '--iwae-k'"),
+        (["32px", "--draws", "0"], "Invalid value for '--draws'"),
     ],
 )
 def test_cli_bad_input_is_one_line_and_exit_2(

@@ -34,6 +34,10 @@ class EvalConfig:
     # also measure the raw model (styles at temperature 1, no legibility check) beside the model
     # as shipped
     raw: bool = False
+    # independent draws of the sample-quality figures (seeds seed, seed + 1, ...), each figure
+    # the mean over them, with its standard deviation: one draw of 10,000 digits moves the
+    # Fréchet distance by a few hundredths (bench/results/metric_spread.md)
+    draws: int = 1
 
     LIMITS: ClassVar[dict[str, Limit]] = {
         "samples": Limit(1, 10**7),
@@ -45,6 +49,7 @@ class EvalConfig:
         "pr_k": Limit(1, 100),
         "seed": Limit(0, 2**32 - 1),
         "tstr": Limit(0, 10**6, "a recognizer trains on them, as on MNIST's 60,000"),
+        "draws": Limit(1, 100),
     }
 
     def __post_init__(self) -> None:

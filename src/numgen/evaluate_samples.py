@@ -68,23 +68,29 @@ def sample_section(
     ``real``: the same figures for as many random training digits (recognised: the test digits);
     ``conditional``: for a conditional model (asked for digits 0-9 in turn) the judge's per-digit
     shares and confusion matrix. Draws ``samples.png``, ``classes.png``, and ``confusion.png``
-    and ``per_class.png``."""
-    classes, stats = model.config.num_classes, {}
-    generated, requested = draw_as_shipped(model, config.samples, config.seed, stats)
-    reading = judging.read_digits(judges, generated)
-    samples = judging.judge(reading, requested, test_reading, config.pr_k)
-    samples["redraw_rate"] = stats["styles_redrawn"] / stats["digits"] if stats else None
-    raw = None
-    if config.raw:
-        drawn = generate.sample(model, config.samples, config.seed, labels=requested)
-        raw = judging.judge(
-            judging.read_digits(judges, drawn), requested, test_reading, config.pr_k
-        )
-    real_digits = random_subset(train, config.samples, config.seed)
-    real_reading = judging.read_digits(judges, real_digits.images / np.float32(255))
-    real = judging.judge(real_reading, None, test_reading, config.pr_k)
+    and ``per_class.png``.
+
+    With ``config.draws`` k > 1, ``samples``, ``raw`` and ``real`` are each figure's mean over k
+    independent draws (draw i with seed ``config.seed + i``: its own digits and its own real
+    training digits), and ``spread`` gives their standard deviations; the pictures and the
+    per-digit figures are the first draw's."""
+    draws = [
+        _one_draw(model, judges, train, test_reading, config, config.seed + i)
+        for i in range(config.draws)
+    ]
+    generated, requested, reading = (
+        draws[0]["generated"],
+        draws[0]["requested"],
+        draws[0]["reading"],
+    )
+    parts = {part: mean_and_spread([d[part] for d in draws]) for part in ("samples", "raw", "real")}
+    spread = {part: sd for part, (_, sd) in parts.items()} if config.draws > 1 else None
+    samples, raw, real = (parts[part][0] for part in ("samples", "raw", "real"))
     real["recognised"] = metrics.accuracy(test_reading.labels, test.labels)
     real["recognised_second"] = metrics.accuracy(test_reading.labels_second, test.labels)
+    if spread:  # the real digits' recognised shares are the test set's: the same in every draw
+        spread["real"] |= {"recognised": None, "recognised_second": None}
+    classes = model.config.num_classes
     recognised = reading.labels
     shares = {
         "generated (as recognised)": np.bincount(recognised, minlength=classes) / len(recognised),
@@ -106,7 +112,47 @@ def sample_section(
             {"generated": per_class}, out_dir / "per_class.png", "share recognised as requested",
             "Generated digits recognised as the requested digit",
         )  # fmt: skip
-    return {"samples": samples, "raw": raw, "real": real, "conditional": conditional}
+    return {"samples": samples, "raw": raw, "real": real, "conditional": conditional,
+            "spread": spread}  # fmt: skip
+
+
+def _one_draw(
+    model: Generator, judges: Judges, train: Digits, test_reading: Reading, config: EvalConfig,
+    seed: int,
+) -> dict:  # fmt: skip
+    """One draw of :func:`sample_section`'s figures with ``seed``: the digits as shipped (and the
+    raw model's, with ``config.raw``) and as many random training digits, each judged against
+    the test digits; with the first part's images, asked digits and reading."""
+    stats: dict[str, int] = {}
+    generated, requested = draw_as_shipped(model, config.samples, seed, stats)
+    reading = judging.read_digits(judges, generated)
+    samples = judging.judge(reading, requested, test_reading, config.pr_k)
+    samples["redraw_rate"] = stats["styles_redrawn"] / stats["digits"] if stats else None
+    raw = None
+    if config.raw:
+        drawn = generate.sample(model, config.samples, seed, labels=requested)
+        raw = judging.judge(
+            judging.read_digits(judges, drawn), requested, test_reading, config.pr_k
+        )
+    real_digits = random_subset(train, config.samples, seed)
+    real_reading = judging.read_digits(judges, real_digits.images / np.float32(255))
+    real = judging.judge(real_reading, None, test_reading, config.pr_k)
+    return {"samples": samples, "raw": raw, "real": real, "generated": generated,
+            "requested": requested, "reading": reading}  # fmt: skip
+
+
+def mean_and_spread(draws: list[dict | None]) -> tuple[dict | None, dict | None]:
+    """Each figure's mean over ``draws`` (dicts of the same figures, or all None) and its sample
+    standard deviation (None for one draw, and for a figure that is None)."""
+    if draws[0] is None:
+        return None, None
+    mean, spread = {}, {}
+    for key in draws[0]:
+        values = [d[key] for d in draws]
+        known = values[0] is not None
+        mean[key] = float(np.mean(values)) if known else None
+        spread[key] = float(np.std(values, ddof=1)) if known and len(values) > 1 else None
+    return mean, spread
 
 
 def random_subset(digits: Digits, n: int, seed: int) -> Digits:

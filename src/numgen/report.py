@@ -123,16 +123,18 @@ QUALITY_ROWS = (  # (row, key, format, scale)
 def quality_table(m: dict) -> str:
     """Section 3's table: the digits as shipped, the raw model's (if measured) and the real
     training digits' (the floor; recognised: the test digits), one row per figure."""
-    columns = {"as shipped": m["samples"]}
+    columns = {"as shipped": "samples"}
     if m.get("raw"):
-        columns["raw model"] = m["raw"]
-    columns["real digits"] = m["real"]
+        columns["raw model"] = "raw"
+    columns["real digits"] = "real"
+    spread = m.get("spread") or {}  # with several draws: each figure's standard deviation
     lines = ["| metric | " + " | ".join(columns) + " |", "| --- |" + " ---: |" * len(columns)]
     for name, key, spec, scale in QUALITY_ROWS:
         cells = []
-        for column in columns.values():
-            value = column.get(key)
-            cells.append(_num(None if value is None else scale * value, spec))
+        for part in columns.values():
+            value, sd = m[part].get(key), (spread.get(part) or {}).get(key)
+            cell = _num(None if value is None else scale * value, spec)
+            cells.append(cell if sd is None else f"{cell} ± {_num(scale * sd, spec)}")
         lines.append(f"| {name.format(**m['settings'])} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -148,6 +150,13 @@ def drawn_text(m: dict) -> str:
     )
     if m.get("raw"):
         text += "; the raw model: styles from the prior at temperature 1, no check (`--raw`)"
+    draws, seed = m["settings"].get("draws", 1), m["settings"]["seed"]
+    if draws > 1:
+        text += (
+            f". Each figure is the mean ± standard deviation of {draws} independent draws (seeds "
+            f"{seed} to {seed + draws - 1}, each with its own real digits); pictures and per-digit "
+            "figures are the first draw's"
+        )
     return text
 
 
@@ -167,6 +176,7 @@ def report(m: dict) -> str:
         + (" --dataset embedded" if s["dataset"] == "embedded" else "")
         + (f" --tstr {s['tstr']}" if s.get("tstr") else "")
         + (" --raw" if s.get("raw") else "")
+        + (f" --draws {s['draws']}" if s.get("draws", 1) > 1 else "")
     )
     figures = {key: _num(value) for key, value in m["likelihood"].items()}
     if "iwae" in skipped:
