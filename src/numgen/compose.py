@@ -49,7 +49,7 @@ def check_model(model: Generator) -> Generator:
     """The model itself, if it is conditional (it must be told which digit to draw)."""
     if not model.conditional:
         raise ComposeError(
-            f"writing chosen digits needs a conditional model (a cvae or a flow), "
+            f"writing chosen digits needs a conditional model (a onestep, a flow or a cvae), "
             f"not kind {model.config.kind!r}"
         )
     return model

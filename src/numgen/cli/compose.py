@@ -31,7 +31,9 @@ from numgen.pictures import open_image
 ModelOption = Annotated[
     str,
     typer.Option(
-        "--model", help="A bundled model name or a run/model directory (a cvae or a flow)."
+        "--model",
+        help="A bundled model name or a run/model directory of a conditional model (a onestep, a "
+        "flow or a cvae).",
     ),
 ]
 StyleSeed = Annotated[int, typer.Option(help="Seed of the handwriting style.", min=0, max=MAX_SEED)]
@@ -58,7 +60,7 @@ Check = Annotated[
     bool,
     typer.Option(
         help="Redraw a style whose digits numgen's legibility checker misreads, where the model "
-        "has a check (the bundled flow); --no-check shows the model's raw draws."
+        "has a check (the bundled onestep and flow); --no-check shows the model's raw draws."
     ),
 ]
 
@@ -235,7 +237,7 @@ def dataset_command(
             help=f"A bundled model name or a run/model directory. Default: {DEFAULT_WRITER}, "
             "the writer of every command, chosen for realism: a flow distilled into one network "
             "evaluation, closer to real digits than the bundled flow and the best numbers to "
-            "train a reader (bench/results/sharp_onestep_floor.md, ocr_transfer_beta_seed0.md); "
+            "train a reader (bench/results/metric_spread.md, ocr_transfer_floor_seeds.md); "
             "--model flow draws at ~1/2 its speed, --model cvae many times faster but softer, "
             "more uniform digits.",
         ),
