@@ -74,6 +74,42 @@ def test_a_numgen_export_is_cut_at_its_boxes_and_read_back(export) -> None:
     assert f["frechet"] > 0 and f["frechet_floor"] > 0
 
 
+@pytest.mark.parametrize("kind", ["date", "phone"])
+def test_dates_and_phone_numbers_are_read_at_their_digit_boxes(
+    kind: str, cvae, tmp_path: Path
+) -> None:
+    """A row of `numgen dataset --kind date/phone` has a box per character other than a space:
+    its digits are read at their own boxes, the dots, dashes and brackets left out."""
+    out = tmp_path / kind
+    export_dataset(out, ExportConfig(count=12, kind=kind, format="png"), cvae, workers=1)
+    with open(out / "labels.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    _, samples = read_folder(out)
+    assert len(samples) == 12
+    for row, sample in zip(rows, samples, strict=True):
+        boxes = [tuple(b) for b in json.loads(row["boxes"])]
+        chars = [c for c in row["text"] if not c.isspace()]
+        assert sample.text == "".join(c for c in chars if c.isdigit()) != row["text"]
+        assert list(sample.boxes) == [b for c, b in zip(chars, boxes, strict=True) if c.isdigit()]
+    f = evaluate_folder(out, **EMBEDDED)
+    assert f["paths"] == {"boxes": 12} and f["digits"] == sum(len(s.text) for s in samples)
+    assert f["recognised"] > 0.9  # each box holds the digit it names
+
+
+def test_a_text_with_other_characters_needs_a_box_for_each(tmp_path: Path) -> None:
+    folder = tmp_path / "data"
+    (folder / "images").mkdir(parents=True)
+    Image.new("L", (40, 28)).save(folder / "images" / "a.png")
+    (folder / "labels.csv").write_text(
+        'file,text,boxes\nimages/a.png,1-2,"[[0,0,5,28],[6,0,9,28]]"\n'
+    )
+    with pytest.raises(FolderError, match=r"2 boxes for the 3 characters of '1-2'"):
+        read_folder(folder)
+    (folder / "labels.csv").write_text("file,text\nimages/a.png,1-2\n")  # no boxes to find them
+    with pytest.raises(FolderError, match="the label '1-2' is not a string of digits"):
+        read_folder(folder)
+
+
 def test_a_per_class_folder_made_by_another_tool(tmp_path: Path) -> None:
     """Real digits, 40×40 and dark on white: not 28×28, so framed whole as MNIST frames them."""
     folder = class_folders(tmp_path / "classes", dark=True)

@@ -13,8 +13,11 @@ per-class folders      subfolders named by their label (``0/``, ``1/`` … or ``
 =====================  ======================================================================
 
 A label is a string of digits (``text``; ``label`` is read where ``text`` is missing); a row may
-give ``boxes``, one ``[x0, y0, x1, y1]`` per digit in pixels. An image without a label, a label
-that is not digits, or a listed image that is missing is a :class:`FolderError` naming the file.
+give ``boxes``, one ``[x0, y0, x1, y1]`` per digit in pixels. A row with boxes may label any text,
+as ``numgen dataset --kind date / amount / phone`` writes it: one box per character other than a
+space, of which the digits and their boxes are kept (the dots, commas, dashes and brackets are
+not digits to read). An image without a label, a label that is not digits (without boxes that
+locate its digits), or a listed image that is missing is a :class:`FolderError` naming the file.
 """
 
 from __future__ import annotations
@@ -112,8 +115,22 @@ def _boxes(value: object, where: str) -> tuple[tuple[int, int, int, int], ...] |
 
 
 def _label(row: dict, where: str) -> tuple[str, tuple | None]:
-    text = row.get("text", row.get("label"))
-    return _check_text(text, where), _boxes(row.get("boxes"), where)
+    text, boxes = row.get("text", row.get("label")), _boxes(row.get("boxes"), where)
+    if boxes is not None and isinstance(text, str) and text and not text.isdigit():
+        text, boxes = _digits_at_boxes(text, boxes, where)
+    return _check_text(text, where), boxes
+
+
+def _digits_at_boxes(text: str, boxes: tuple, where: str) -> tuple[str, tuple]:
+    """The digits of ``text`` and their boxes, from one box per character other than a space."""
+    chars = [c for c in text if not c.isspace()]
+    if len(chars) != len(boxes):
+        raise FolderError(
+            f"{where}: {len(boxes)} boxes for the {len(chars)} characters of {text!r} other than "
+            "spaces; give one box per character"
+        )
+    kept = [(c, box) for c, box in zip(chars, boxes, strict=True) if c in "0123456789"]
+    return "".join(c for c, _ in kept), tuple(box for _, box in kept)
 
 
 def _tar_samples(path: Path, root: Path) -> list[Sample]:
