@@ -74,15 +74,13 @@ def sample_section(
     independent draws (draw i with seed ``config.seed + i``: its own digits and its own real
     training digits), and ``spread`` gives their standard deviations; the pictures and the
     per-digit figures are the first draw's."""
-    draws = [
-        _one_draw(model, judges, train, test_reading, config, config.seed + i)
-        for i in range(config.draws)
+    first, (generated, requested, reading) = _one_draw(
+        model, judges, train, test_reading, config, config.seed
+    )  # its digits and reading make the pictures; of the other draws, the figures only
+    draws = [first] + [
+        _one_draw(model, judges, train, test_reading, config, config.seed + i)[0]
+        for i in range(1, config.draws)
     ]
-    generated, requested, reading = (
-        draws[0]["generated"],
-        draws[0]["requested"],
-        draws[0]["reading"],
-    )
     parts = {part: mean_and_spread([d[part] for d in draws]) for part in ("samples", "raw", "real")}
     spread = {part: sd for part, (_, sd) in parts.items()} if config.draws > 1 else None
     samples, raw, real = (parts[part][0] for part in ("samples", "raw", "real"))
@@ -119,10 +117,10 @@ def sample_section(
 def _one_draw(
     model: Generator, judges: Judges, train: Digits, test_reading: Reading, config: EvalConfig,
     seed: int,
-) -> dict:  # fmt: skip
+) -> tuple[dict, tuple]:  # fmt: skip
     """One draw of :func:`sample_section`'s figures with ``seed``: the digits as shipped (and the
     raw model's, with ``config.raw``) and as many random training digits, each judged against
-    the test digits; with the first part's images, asked digits and reading."""
+    the test digits; and the digits as shipped (images, asked digits, reading)."""
     stats: dict[str, int] = {}
     generated, requested = draw_as_shipped(model, config.samples, seed, stats)
     reading = judging.read_digits(judges, generated)
@@ -137,8 +135,7 @@ def _one_draw(
     real_digits = random_subset(train, config.samples, seed)
     real_reading = judging.read_digits(judges, real_digits.images / np.float32(255))
     real = judging.judge(real_reading, None, test_reading, config.pr_k)
-    return {"samples": samples, "raw": raw, "real": real, "generated": generated,
-            "requested": requested, "reading": reading}  # fmt: skip
+    return {"samples": samples, "raw": raw, "real": real}, (generated, requested, reading)
 
 
 def mean_and_spread(draws: list[dict | None]) -> tuple[dict | None, dict | None]:
