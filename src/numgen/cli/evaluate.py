@@ -202,14 +202,14 @@ def summary(metrics: dict) -> list[str]:
         if not m:
             continue
         sd = (metrics.get("spread") or {}).get(key) or {}
-        pm = {k: "" if sd.get(k) is None else f" ± {sd[k]:{spec}}"
+        plus_minus = {k: "" if sd.get(k) is None else f" ± {sd[k]:{spec}}"
               for k, spec in (("frechet", ".2f"), ("recall", ".3f"))}  # fmt: skip
         line = f"{name}{f', mean of {draws} draws' if draws > 1 else ''}: "
         if m["recognised"] is not None:
             line += f"recognised {m['recognised']:.2%} / {m['recognised_second']:.2%} (2nd judge), "
         line += (
-            f"Fréchet {m['frechet']:.2f}{pm['frechet']} / {m['frechet_second']:.2f} (2nd judge), "
-            f"precision {m['precision']:.3f}, recall {m['recall']:.3f}{pm['recall']}"
+            f"Fréchet {m['frechet']:.2f}{plus_minus['frechet']} / {m['frechet_second']:.2f} (2nd judge), "
+            f"precision {m['precision']:.3f}, recall {m['recall']:.3f}{plus_minus['recall']}"
         )
         if m.get("redraw_rate") is not None:
             line += f", styles redrawn per digit {m['redraw_rate']:.4f}"
