@@ -203,12 +203,13 @@ def summary(metrics: dict) -> list[str]:
             continue
         sd = (metrics.get("spread") or {}).get(key) or {}
         plus_minus = {k: "" if sd.get(k) is None else f" ± {sd[k]:{spec}}"
-              for k, spec in (("frechet", ".2f"), ("recall", ".3f"))}  # fmt: skip
+                      for k, spec in (("frechet", ".2f"), ("recall", ".3f"))}  # fmt: skip
         line = f"{name}{f', mean of {draws} draws' if draws > 1 else ''}: "
         if m["recognised"] is not None:
             line += f"recognised {m['recognised']:.2%} / {m['recognised_second']:.2%} (2nd judge), "
         line += (
-            f"Fréchet {m['frechet']:.2f}{plus_minus['frechet']} / {m['frechet_second']:.2f} (2nd judge), "
+            f"Fréchet {m['frechet']:.2f}{plus_minus['frechet']} / "
+            f"{m['frechet_second']:.2f} (2nd judge), "
             f"precision {m['precision']:.3f}, recall {m['recall']:.3f}{plus_minus['recall']}"
         )
         if m.get("redraw_rate") is not None:
