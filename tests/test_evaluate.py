@@ -214,7 +214,9 @@ def test_conditional_model_gets_per_class_accuracy_and_a_confusion_matrix(cvae_e
     assert result["latent"]["grid_agreement"] is None and not (out / "grid.png").exists()
     assert "draws the digit it is given" in result["skipped"]["grid"]
     assert "mse" in result["skipped"]["iwae"]
-    assert "Not run" in (out / "report.md").read_text()
+    report_text = (out / "report.md").read_text()
+    assert "Not run" in report_text
+    assert "(K = 8) | — |" in report_text and "— ± —" not in report_text
 
 
 def test_random_subset_is_seeded_and_keeps_the_order() -> None:

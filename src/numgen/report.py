@@ -48,7 +48,7 @@ LIKELIHOOD_TEXT = """| metric | value |
 | reconstruction binary cross-entropy, nats | {recon_bce} |
 | KL(q(z\\|x) ‖ N(0, I)), nats | {kl} |
 | negative ELBO: the model's reconstruction loss + KL | {neg_elbo} |
-| IWAE NLL on binarized digits, nats (K = {iwae_k:,}) | {iwae_nll} ± {iwae_nll_stderr} |
+| IWAE NLL on binarized digits, nats (K = {iwae_k:,}) | {iwae_cell} |
 | negative ELBO on the same binarized digits, nats | {binarized_neg_elbo} |
 
 Reconstructions decode each digit's posterior mean. The negative ELBO draws one latent per digit
@@ -179,6 +179,10 @@ def report(m: dict) -> str:
         + (f" --draws {s['draws']}" if s.get("draws", 1) > 1 else "")
     )
     figures = {key: _num(value) for key, value in m["likelihood"].items()}
+    # an estimate ± its standard error; a lone "—" where it was not computed
+    figures["iwae_cell"] = (
+        "—" if "iwae" in skipped else f"{figures['iwae_nll']} ± {figures['iwae_nll_stderr']}"
+    )
     if "iwae" in skipped:
         iwae_text = f"IWAE NLL: not computed, because {skipped['iwae']}."
     else:
