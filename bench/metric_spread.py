@@ -29,6 +29,7 @@ import numpy as np
 from common import RESULTS, command, load_average, machine, machine_line, write_results
 from numgen.compose import DEFAULT_WRITER
 from numgen.data import load_digits, to_tensor
+from numgen.evaluate_samples import random_subset
 from numgen.hub import load
 from numgen.recognizer import Recognizer, extract_features
 from sharp import PER_DIGIT, drawings, judged
@@ -66,9 +67,8 @@ def main() -> None:
     n = 10 * args.per_digit
     real = []
     for k in range(args.draws):  # set 0 is sharp.py's floor
-        pick = np.sort(np.random.default_rng(k).choice(len(train), n, replace=False))
-        real.append(judged(recognizer, train.images[pick] / np.float32(255),
-                           train.labels[pick], test_feats))  # fmt: skip
+        subset = random_subset(train, n, k)
+        real.append(judged(recognizer, subset.images / np.float32(255), subset.labels, test_feats))
     sources = {"real MNIST (training digits)": summary(real)}
     for name in args.model or [DEFAULT_WRITER]:
         model = load(name)

@@ -43,7 +43,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from common import RESULTS, command, load_average, machine, machine_line, write_results
 from numgen import compose, generate, pictures
 from numgen.data import Digits, load_digits, to_tensor, to_uint8
-from numgen.evaluate_samples import tstr_accuracy
+from numgen.evaluate_samples import random_subset, tstr_accuracy
 from numgen.hub import load
 from numgen.layout import TOUCHING, draw_layout, hands, lay_out, resize_about_centre
 from numgen.metrics import frechet_distance, precision_recall
@@ -279,8 +279,7 @@ def main() -> None:
     test = load_digits("mnist", "test", args.data_dir)
     train = load_digits("mnist", "train", args.data_dir)
     test_feats = extract_features(recognizer, to_tensor(test.images))
-    pick = np.sort(np.random.default_rng(0).choice(len(train), 10 * args.per_digit, replace=False))
-    real_images = train.images[pick] / np.float32(255)
+    real_images = random_subset(train, 10 * args.per_digit, 0).images / np.float32(255)
     rows = {"real MNIST": {
         "recognised": recognised(recognizer, test.images / np.float32(255), test.labels),
         "numbers_read_back": read_back(recognizer, real_numbers(test, args.numbers, 4)),
