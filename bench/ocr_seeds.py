@@ -41,6 +41,9 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", help="results names in bench/results (without .json)")
     parser.add_argument("--out", default="ocr_transfer_seeds")
     args = parser.parse_args()
+    missing = [name for name in args.runs if not (RESULTS / f"{name}.json").is_file()]
+    if missing:
+        parser.error(f"no results {missing[0]}.json in bench/results: give an ocr_transfer --out")
     runs = {name: json.loads((RESULTS / f"{name}.json").read_text()) for name in args.runs}
     seeds = {name: run["seed"] for name, run in runs.items()}
     if len(set(seeds.values())) != len(seeds):
