@@ -123,15 +123,16 @@ def test_anchors_keep_the_first_styles_of_each_class_and_pull_towards_the_neares
     torch.testing.assert_close(anchors.styles[2], first[[0, 1, 3, 4]], rtol=0, atol=0)
     torch.testing.assert_close(anchors.styles[5, 0], first[2], rtol=0, atol=0)
     styles, classes = torch.randn(20, 3) * 2, torch.tensor([2, 5, 7, 2] * 5)
-    pulled = anchors.pull(styles, classes, 0.25)
-    for style, c, moved in zip(styles, classes.tolist(), pulled, strict=True):
+    pulled, chosen = anchors.pull(styles, classes, 0.25)
+    for style, c, moved, index in zip(styles, classes.tolist(), pulled, chosen, strict=True):
         kept = anchors.styles[c, : anchors.count[c]]
         if len(kept) == 0:  # class 7 has none kept: left where it is
             torch.testing.assert_close(moved, style, rtol=0, atol=0)
+            assert index == -1
             continue
-        nearest = kept[((kept - style) ** 2).sum(1).argmin()]
-        torch.testing.assert_close(moved, style + 0.25 * (nearest - style))
-    torch.testing.assert_close(anchors.pull(styles, classes, 0.0), styles, rtol=0, atol=0)
+        assert index == ((kept - style) ** 2).sum(1).argmin()
+        torch.testing.assert_close(moved, style + 0.25 * (kept[index] - style))
+    torch.testing.assert_close(anchors.pull(styles, classes, 0.0)[0], styles, rtol=0, atol=0)
 
 
 def shares(anchors: StyleAnchors, temperature: float, samples: int = 40_000) -> torch.Tensor:
@@ -163,7 +164,7 @@ def test_balanced_anchors_are_each_chosen_equally_often() -> None:
     # a pull goes to the kept style the balanced rule chooses
     styles = torch.randn(50, 2)
     chosen = kept[anchors.choose(styles, 0)]
-    pulled = anchors.pull(styles, torch.zeros(50, dtype=torch.int64), 0.5)
+    pulled = anchors.pull(styles, torch.zeros(50, dtype=torch.int64), 0.5)[0]
     torch.testing.assert_close(pulled, styles + 0.5 * (chosen - styles))
     # the offsets are saved only where they are used
     assert "offsets" in anchors.state_dict()

@@ -248,10 +248,7 @@ class OneStepModel(Generator):
                 styles = torch.randn(n, self.style_dim, generator=generator).to(self.device)
                 noise = torch.randn(n, 1, 28, 28, generator=generator).to(self.device)
                 onehot = self._onehot(torch.full((n,), c, device=self.device), n)
-                whitened = self.prior(styles * self.config.temperature, onehot)
-                pulled, chosen = self.anchors.pull_class(whitened, c, self.config.anchor_pull)
-                x0, decoded = self._start(self.teacher.latent(pulled, onehot), onehot, noise)
-                digits = despeckle(self._one_step(x0, decoded, onehot))
+                digits, chosen = self._draw(styles * self.config.temperature, onehot, noise)
                 asked = F.softmax(reader(digits).float(), dim=1)[:, c].double()
                 total.index_add_(0, chosen, asked)
                 drawn.index_add_(0, chosen, torch.ones_like(asked))
@@ -284,14 +281,22 @@ class OneStepModel(Generator):
         return decoded + self.teacher.config.sigma * noise, decoded
 
     def _start_of_styles(self, styles: torch.Tensor, onehot: torch.Tensor, noise: torch.Tensor):
-        """(x0, the CVAE decode) for styles ``(N, d)``: through the prior (and the pull towards
-        the kept styles) to each class's CVAE latent, then the teacher's start."""
+        """(x0, the CVAE decode, the kept style each was pulled towards or None) for styles
+        ``(N, d)``: through the prior (and the pull towards the kept styles) to each class's CVAE
+        latent, then the teacher's start."""
         whitened = self.prior(styles, onehot)
+        chosen = None
         if self.anchors is not None and self.config.anchor_pull > 0:
             # label weights that mix digits: the strongest one's styles
             classes = onehot.argmax(dim=1)
-            whitened = self.anchors.pull(whitened, classes, self.config.anchor_pull)
-        return self._start(self.teacher.latent(whitened, onehot), onehot, noise)
+            whitened, chosen = self.anchors.pull(whitened, classes, self.config.anchor_pull)
+        return *self._start(self.teacher.latent(whitened, onehot), onehot, noise), chosen
+
+    def _draw(self, styles: torch.Tensor, onehot: torch.Tensor, noise: torch.Tensor) -> tuple:
+        """(digits in [0, 1], the kept style each was pulled towards or None): what :meth:`draw`
+        gives for these styles and start noise."""
+        x0, decoded, chosen = self._start_of_styles(styles, onehot, noise)
+        return despeckle(self._one_step(x0, decoded, onehot)), chosen
 
     def _one_step(self, x0: torch.Tensor, decoded: torch.Tensor, onehot: torch.Tensor):
         t = torch.zeros(len(x0), device=x0.device)
@@ -349,7 +354,7 @@ class OneStepModel(Generator):
         styles = torch.randn((shape[0], self.style_dim), generator=generator, device=self.device)
         noise = torch.randn(shape, generator=generator, device=self.device)
         with torch.no_grad():
-            x0, decoded = self._start_of_styles(styles * self.config.temperature, onehot, noise)
+            x0, decoded, _ = self._start_of_styles(styles * self.config.temperature, onehot, noise)
         drawn = self._one_step(x0, decoded, onehot)
         # the reader sees what draw() gives (clamped, despeckled); the gradient passes straight
         # through, so that pixels pushed past the range are still pulled back
@@ -369,8 +374,7 @@ class OneStepModel(Generator):
         n = len(styles)
         onehot = self._onehot(labels, n)
         styles = styles.to(self.device, torch.float32)
-        x0, decoded = self._start_of_styles(styles, onehot, digit_noise(seeds, n, self.device))
-        return despeckle(self._one_step(x0, decoded, onehot))
+        return self._draw(styles, onehot, digit_noise(seeds, n, self.device))[0]
 
     @torch.no_grad()
     def encode_style(self, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:

@@ -130,17 +130,21 @@ class StyleAnchors(nn.Module):
             return torch.addmm(bias[None], styles.float(), kept.T, alpha=-2).argmin(dim=1)
 
     @torch.no_grad()
-    def pull(self, styles: torch.Tensor, classes: torch.Tensor, share: float) -> torch.Tensor:
+    def pull(
+        self, styles: torch.Tensor, classes: torch.Tensor, share: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Each style ``(N, d)`` moved ``share`` of the way to the kept style of its class
-        ``(N,)`` that it goes to (the nearest, unless balanced); a class with none kept leaves its
-        styles where they are."""
+        ``(N,)`` that it goes to (the nearest, unless balanced), and the index of that kept style
+        within its class ``(N,)``; a class with none kept leaves its styles where they are
+        (index -1)."""
         out = styles.clone()
+        chosen = torch.full((len(styles),), -1, dtype=torch.long, device=styles.device)
         for c in classes.unique().tolist():
             if self.count[c] == 0:
                 continue
             mine = classes == c
-            out[mine] = self.pull_class(styles[mine], c, share)[0]
-        return out
+            out[mine], chosen[mine] = self.pull_class(styles[mine], c, share)
+        return out, chosen
 
     @torch.no_grad()
     def pull_class(self, styles: torch.Tensor, c: int, share: float) -> tuple[torch.Tensor, ...]:
