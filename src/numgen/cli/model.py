@@ -74,7 +74,7 @@ def describe_epoch(r: dict) -> str:
 VAE_OPTIONS = ("kind", "arch", "latent_dim", "likelihood", "beta", "hidden", "depth")
 FLOW_OPTIONS = ("start", "sigma", "steps", "channels", "base")
 ONESTEP_OPTIONS = (
-    "teacher", "adversarial", "legible", "mmd", "channels", "prior_layers", "temperature", "check",
+    "teacher", "adversarial", "legible", "channels", "prior_layers", "temperature", "check",
     "anchors", "anchor_pull", "balance_anchors", "anchor_floor",
 )  # fmt: skip
 MODEL_OPTIONS = {"flow": (FlowConfig, FLOW_OPTIONS), "onestep": (OneStepConfig, ONESTEP_OPTIONS)}
@@ -171,13 +171,6 @@ def train_command(
             "sure) on digits of sampled styles (0: none)."
         ),
     ] = 0.0,
-    mmd: Annotated[
-        float,
-        typer.Option(
-            help="onestep: weight of a class-wise MMD between the bundled checker's features of "
-            "the student's digits and of real ones, so that they spread as real digits do (0: none)."
-        ),
-    ] = 0.0,
     anchors: Annotated[
         int,
         typer.Option(
@@ -264,7 +257,7 @@ def train_command(
         "temperature": temperature if temperature is not None
         else (teacher.temperature if teacher else None),
         "check": teacher.check if teacher else None,
-        "legible": legible, "mmd": mmd, "anchors": anchors, "anchor_pull": anchor_pull,
+        "legible": legible, "anchors": anchors, "anchor_pull": anchor_pull,
         "balance_anchors": balance_anchors, "anchor_floor": anchor_floor,
         "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "dataset": dataset,
         "data_dir": str(data_dir) if data_dir else None, "limit": limit, "kl_warmup": kl_warmup,

@@ -74,7 +74,6 @@ class OneStepConfig:
     prior_hidden: int = 64  # width of each coupling's network
     adversarial: float = 0.0  # weight of the critic's term for the student; 0: distillation only
     legible: float = 0.0  # weight of a reader's (hinged) cross-entropy on digits of sampled styles
-    mmd: float = 0.0  # weight of a class-wise MMD between a reader's features of drawn and real
     critic_channels: int = 16  # the critic's width at 14×14 (2× at 7×7, 4× at 4×4)
     anchors: int = 0  # whitened styles of training digits kept per class (styles.StyleAnchors)
     anchor_pull: float = 0.0  # share of the way a sampled style moves to its nearest kept style
@@ -99,11 +98,10 @@ class OneStepConfig:
                                 ("anchors", 0, 10_000)):  # fmt: skip
             if not low <= getattr(self, name) <= high:
                 raise ConfigError(f"{name}={getattr(self, name)}: must be from {low} to {high}")
-        # the MMD is small (~1e-4 for a trained student), so its weight ranges further
-        for name, high in (("adversarial", 10), ("legible", 10), ("mmd", 10_000)):
-            if not (math.isfinite(getattr(self, name)) and 0 <= getattr(self, name) <= high):
+        for name in ("adversarial", "legible"):
+            if not (math.isfinite(getattr(self, name)) and 0 <= getattr(self, name) <= 10):
                 raise ConfigError(
-                    f"{name}={getattr(self, name)}: must be a number between 0 and {high}"
+                    f"{name}={getattr(self, name)}: must be a number between 0 and 10"
                 )
         if not (math.isfinite(self.anchor_pull) and 0 <= self.anchor_pull <= 1):
             raise ConfigError(f"anchor_pull={self.anchor_pull}: must be between 0 and 1")
@@ -131,12 +129,6 @@ class OneStepConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def squared_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``|a_i - b_j|²`` for rows of ``a`` ``(N, D)`` and ``b`` ``(M, D)``: no square root, so
-    the gradient stays finite where two rows meet."""
-    return (a.pow(2).sum(1)[:, None] + b.pow(2).sum(1)[None] - 2 * a @ b.T).clamp_min(0)
 
 
 LEGIBLE_ENOUGH = 0.9  # the legible term leaves alone digits the reader reads this surely
@@ -266,7 +258,7 @@ class OneStepModel(Generator):
     def wants_reader(self) -> bool:
         """Whether training must give this model a digit reader (:meth:`use_reader`): for the
         ``legible`` term, or to judge kept styles (``anchor_floor``)."""
-        return self.config.legible > 0 or self.config.mmd > 0 or self.config.anchor_floor > 0
+        return self.config.legible > 0 or self.config.anchor_floor > 0
 
     def use_reader(self, reader: nn.Module) -> None:
         """The frozen digit classifier (images in [0, 1] -> logits) that the ``legible`` term
@@ -344,10 +336,6 @@ class OneStepModel(Generator):
             adversarial = -functional_call(self.critic, frozen, (drawn, onehot)).mean()
             total = total + critic + self.config.adversarial * adversarial
             parts |= {"critic": critic, "adversarial": adversarial}
-        if self.config.mmd > 0:
-            mmd = self._feature_mmd(drawn, x, onehot)
-            total = total + self.config.mmd * mmd
-            parts["mmd"] = mmd
         if self.config.legible > 0:
             legible = self._legibility(onehot, x.shape, generator)
             total = total + self.config.legible * legible
@@ -375,41 +363,6 @@ class OneStepModel(Generator):
         # only digits read as asked with probability under LEGIBLE_ENOUGH count: the term mends
         # the misread ones and leaves well-read digits as varied as distillation made them
         return F.relu(math.log(LEGIBLE_ENOUGH) - asked).mean()
-
-    def _feature_mmd(
-        self, drawn: torch.Tensor, real: torch.Tensor, onehot: torch.Tensor
-    ) -> torch.Tensor:
-        """The squared maximum mean discrepancy between the reader's features of the student's
-        digits and of the real digits they were drawn from, class by class (Gretton et al. 2012,
-        https://jmlr.org/papers/v13/gretton12a.html; a sum of Gaussian kernels at 0.5, 1 and 2
-        times the real features' median distance).
-
-        Why: drawn from the styles of real digits, the teacher's refiner and so its student land
-        in a narrower cloud than the digits themselves (their features spread ~5 % less, and
-        recall stays under real data's). Distillation keeps the student on the teacher's map and
-        the critic pulls each digit towards what looks real; this term asks the drawn digits of
-        each class to spread as the real ones do, the noise of the start carrying the variety.
-        A digit is not compared with the real digit whose style it took (that would only copy
-        it): only pairs of different digits count."""
-        reader = self._reader("mmd > 0")
-        seen = drawn + (despeckle(drawn.detach()) - drawn).detach()  # as in _legibility
-        fake = reader.features(seen).float()
-        same = onehot @ onehot.T  # pairs of the same class (label weights: their overlap)
-        same = same * (1 - torch.eye(len(same), device=same.device))
-        pairs = same.sum().clamp_min(1)
-        with torch.no_grad():
-            true = reader.features(real).float()
-            # the kernels' widths from the distances *within* classes: across classes the
-            # features lie far apart, and kernels that wide would match only the class means
-            within = squared_distances(true, true)[same > 0.5]
-            scale = within.median().clamp_min(1e-12) if len(within) else torch.ones(())
-
-        def kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-            squared = squared_distances(a, b) / scale
-            mean = sum(torch.exp(-squared / (2 * width**2)) for width in (0.5, 1.0, 2.0)) / 3
-            return (mean * same).sum() / pairs
-
-        return kernel(fake, fake) + kernel(true, true) - 2 * kernel(fake, true)
 
     @torch.no_grad()
     def draw(
