@@ -80,6 +80,9 @@ def test_config_round_trips_and_refuses_bad_values() -> None:
         ({"balance_anchors": True}, "balance_anchors: only kept styles can be balanced"),
         ({"anchors": 10, "anchor_pull": 0.5, "anchor_floor": 1.0}, "anchor_floor=1.0: must be"),
         ({"anchors": 10, "anchor_floor": 0.5}, "pull them with anchor_pull > 0"),
+        ({"anchors": 10, "anchor_pull": 0.9, "loose_pull": 1.0}, "loose_pull=1.0: must be"),
+        ({"anchors": 10, "anchor_pull": 0.6, "loose_pull": 0.7}, "a looser pull than anchor_pull"),
+        ({"loose_pull": 0.5}, "a looser pull than anchor_pull=0.0"),
     ]
     for values, message in bad:
         with pytest.raises(ConfigError, match=message):
@@ -303,6 +306,32 @@ def test_kept_styles_whose_drawings_the_reader_misreads_are_dropped_and_the_rest
     torch.testing.assert_close(model.anchors.offsets[0, :4], fitted, rtol=0, atol=0)
 
 
+def test_kept_styles_whose_drawings_read_surely_at_the_loose_pull_take_it(monkeypatch) -> None:
+    monkeypatch.setattr(onestep, "ANCHOR_READS", 4_000)
+    model, _ = tiny_onestep(prior_layers=0, anchors=8, anchor_pull=1.0, loose_pull=0.8)
+    assert model.wants_reader
+    ends = torch.full((4, 4), 3.0) + torch.eye(4)  # kept 0s near (3, 3, 3, 3) and its opposite
+    kept = torch.stack([ends, -ends], dim=1).reshape(8, 4)
+    model.anchors.keep(kept, torch.zeros(8, dtype=torch.long))
+    zeros = torch.zeros(8, dtype=torch.long)
+    digits = model.draw(zeros, kept, torch.arange(8))
+    direction = digits[0::2].mean(0) - digits[1::2].mean(0)
+    side = (digits * direction).sum((1, 2, 3))
+    model.use_reader(SideReader(direction, float(side[0::2].min() + side[1::2].max()) / 2))
+    model.end_epoch()
+    # the near end reads as a sure 0: the loose pull; the far end reads as 1s: anchor_pull
+    torch.testing.assert_close(model.anchors.pulls[0], torch.tensor([0.8, 1.0] * 4))
+    assert (model.anchors.pulls[1:] == -1).all()  # classes that keep none: no pull of their own
+    assert model.anchors.count[0] == 8  # nothing dropped without a floor
+    styles = torch.randn(200, 4) * 3
+    pulled, chosen = model.anchors.pull(styles, zeros[:1].expand(200), 1.0)
+    shares = torch.tensor([0.8, 1.0])[chosen % 2][:, None]
+    torch.testing.assert_close(pulled, styles + shares * (kept[chosen] - styles))
+    # the pulls are saved with the model, only where used
+    assert "anchors.pulls" in model.state_dict()
+    assert "anchors.pulls" not in tiny_onestep(anchors=8, anchor_pull=1.0)[0].state_dict()
+
+
 def test_the_legible_term_teaches_the_student_to_draw_what_the_reader_reads() -> None:
     model, _ = tiny_onestep(prior_layers=0, legible=1.0)
     x, y = torch.rand(32, 1, 28, 28), torch.arange(32) % 10
@@ -452,6 +481,8 @@ def test_cli_trains_and_refuses_a_teacher_that_is_no_flow(tmp_path, capsys) -> N
     assert "only kept styles can be balanced" in capsys.readouterr().err
     assert main([*bad[:-2], "--anchors", "4", "--anchor-floor", "0.5"]) == 2
     assert "pull them with anchor_pull > 0" in capsys.readouterr().err
+    assert main([*bad[:-2], "--anchors", "4", "--anchor-pull", "0.5", "--loose-pull", "0.6"]) == 2
+    assert "loose_pull=0.6: a looser pull than anchor_pull=0.5" in capsys.readouterr().err
     assert main(["write", "2026", "--model", str(run), "--out", str(tmp_path / "n.png")]) == 0
     assert (tmp_path / "n.png").is_file()
 

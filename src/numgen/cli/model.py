@@ -75,7 +75,7 @@ VAE_OPTIONS = ("kind", "arch", "latent_dim", "likelihood", "beta", "hidden", "de
 FLOW_OPTIONS = ("start", "sigma", "steps", "channels", "base")
 ONESTEP_OPTIONS = (
     "teacher", "adversarial", "legible", "channels", "prior_layers", "temperature", "check",
-    "anchors", "anchor_pull", "balance_anchors", "anchor_floor",
+    "anchors", "anchor_pull", "balance_anchors", "anchor_floor", "loose_pull",
 )  # fmt: skip
 MODEL_OPTIONS = {"flow": (FlowConfig, FLOW_OPTIONS), "onestep": (OneStepConfig, ONESTEP_OPTIONS)}
 OPTION_OF = {"kind": "model", "teacher": "base", "check": "base"}  # config field -> its option
@@ -201,6 +201,15 @@ def train_command(
             "~3-5 min on 2 CPU cores, the offsets fitted again)."
         ),
     ] = 0.0,
+    loose_pull: Annotated[
+        float,
+        typer.Option(
+            help="onestep: at the end of each epoch that kept styles, give each kept style whose "
+            "drawings at this looser pull the bundled checker reads as asked with a mean "
+            "probability of 0.99 or more this pull, in place of --anchor-pull (0: none; ~1-2 min "
+            "on 2 CPU cores)."
+        ),
+    ] = 0.0,
     temperature: Annotated[
         float | None,
         typer.Option(
@@ -258,7 +267,7 @@ def train_command(
         else (teacher.temperature if teacher else None),
         "check": teacher.check if teacher else None,
         "legible": legible, "anchors": anchors, "anchor_pull": anchor_pull,
-        "balance_anchors": balance_anchors, "anchor_floor": anchor_floor,
+        "balance_anchors": balance_anchors, "anchor_floor": anchor_floor, "loose_pull": loose_pull,
         "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "dataset": dataset,
         "data_dir": str(data_dir) if data_dir else None, "limit": limit, "kl_warmup": kl_warmup,
         "lr_decay": lr_decay, "precision": precision,

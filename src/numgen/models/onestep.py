@@ -79,6 +79,7 @@ class OneStepConfig:
     anchor_pull: float = 0.0  # share of the way a sampled style moves to its nearest kept style
     balance_anchors: bool = False  # each kept style chosen equally often (styles.StyleAnchors)
     anchor_floor: float = 0.0  # kept styles whose drawings the checker reads worse are dropped
+    loose_pull: float = 0.0  # the pull of kept styles whose drawings read surely at it; 0: none
     temperature: float = 1.0  # styles ~ N(0, T² I)
     check: float | None = None  # numgen.legibility's threshold; None: no check
     num_classes: int = 10
@@ -116,6 +117,14 @@ class OneStepConfig:
                 f"anchor_floor={self.anchor_floor}: only styles drawn towards kept ones can be "
                 "read by them; pull them with anchor_pull > 0 (e.g. 0.8)"
             )
+        if not (math.isfinite(self.loose_pull) and 0 <= self.loose_pull < 1):
+            raise ConfigError(f"loose_pull={self.loose_pull}: must be from 0 to below 1")
+        if self.loose_pull > 0 and not self.loose_pull < self.anchor_pull:
+            raise ConfigError(
+                f"loose_pull={self.loose_pull}: a looser pull than anchor_pull="
+                f"{self.anchor_pull} for the kept styles that read surely; give a smaller share "
+                "(e.g. 0.65 with anchor_pull 0.9)"
+            )
         if self.anchor_pull > 0 and self.anchors == 0:
             raise ConfigError(
                 f"anchor_pull={self.anchor_pull}: styles can only be pulled towards kept ones; "
@@ -133,6 +142,7 @@ class OneStepConfig:
 
 LEGIBLE_ENOUGH = 0.9  # the legible term leaves alone digits the reader reads this surely
 ANCHOR_READS = 40_000  # sampled styles of each class drawn and read to judge its kept styles
+SURE_READ = 0.99  # a kept style whose drawings read this surely on average takes the loose pull
 
 
 def shapes(module: nn.Module) -> dict[str, torch.Size]:
@@ -161,7 +171,9 @@ class OneStepModel(Generator):
         self.prior = StylePrior(dim, config.prior_layers, config.prior_hidden, classes)
         self.critic = Critic(config.critic_channels, classes) if config.adversarial > 0 else None
         self.anchors = (
-            StyleAnchors(dim, config.anchors, classes, config.balance_anchors)
+            StyleAnchors(
+                dim, config.anchors, classes, config.balance_anchors, config.loose_pull > 0
+            )
             if config.anchors
             else None
         )
@@ -211,11 +223,14 @@ class OneStepModel(Generator):
         """With balanced anchors, fit their offsets to the styles kept so far, at the model's
         temperature (:meth:`StyleAnchors.balance`), unless none was kept since the last fit;
         with ``anchor_floor``, then drop the kept styles whose drawings the reader misreads
-        (:meth:`drop_misread_anchors`) and fit the offsets to those left."""
+        (:meth:`drop_misread_anchors`) and fit the offsets to those left; with ``loose_pull``,
+        then loosen the pull of those whose drawings read surely (:meth:`loosen_sure_anchors`)."""
         if self.anchors is None or not self.anchors.unfitted:
             return
-        if self.config.anchor_floor > 0:
-            self._reader("anchor_floor > 0")  # before the ~100 s fit, not after
+        if self.config.anchor_floor > 0 or self.config.loose_pull > 0:
+            self._reader("anchor_floor or loose_pull > 0")  # before the ~100 s fit, not after
+            for c in range(self.config.num_classes):  # judged at the one pull, anchor_pull
+                self.anchors.set_pulls(c, None)
         if self.config.balance_anchors:
             self.anchors.balance(self.config.temperature)
         if self.config.anchor_floor > 0:
@@ -223,42 +238,67 @@ class OneStepModel(Generator):
             if self.config.balance_anchors:
                 self.anchors.balance(self.config.temperature)
             self.anchors.unfitted = False
+        if self.config.loose_pull > 0:
+            self.loosen_sure_anchors()
+            self.anchors.unfitted = False
 
-    @torch.no_grad()
     def drop_misread_anchors(self, reads: int | None = None) -> None:
         """Drop each kept style whose drawings the reader reads as the asked digit with a mean
-        probability under ``anchor_floor``.
+        probability under ``anchor_floor`` (:meth:`read_anchors`, ``reads`` per class).
 
         Why: a few real training digits are themselves ambiguous (a 4 that closes like a 9), and
-        every style pulled towards one of them is drawn ambiguous too. ``reads`` styles of each
-        class (default ANCHOR_READS) are drawn as :meth:`draw` draws them, seeded, and the
-        reader's probability of the asked digit is averaged over the drawings of each kept
-        style; a kept style no drawing chose stays."""
-        reader = self._reader("anchor_floor > 0")
+        every style pulled towards one of them is drawn ambiguous too."""
+        means = self.read_anchors(self.config.anchor_pull, "anchor_floor > 0", reads)
+        for c, mean in enumerate(means):
+            if len(mean):
+                self.anchors.drop(c, mean >= self.config.anchor_floor)
+
+    def loosen_sure_anchors(self, reads: int | None = None) -> None:
+        """Give each kept style whose drawings, drawn at ``loose_pull``, the reader reads as the
+        asked digit with a mean probability of at least SURE_READ that looser pull; the others
+        keep ``anchor_pull`` (:meth:`read_anchors`, ``reads`` per class).
+
+        Why: a looser pull draws more varied digits (recall) but more misread ones. Most kept
+        styles lie deep inside their class, where it costs nothing, and the few near another
+        class keep the tight pull (``bench/results/onestep_adaptive_pull.md``)."""
+        loose, tight = self.config.loose_pull, self.config.anchor_pull
+        for c, mean in enumerate(self.read_anchors(loose, "loose_pull > 0", reads)):
+            sure = mean >= SURE_READ
+            self.anchors.set_pulls(c, torch.where(sure, loose, tight).float())
+
+    @torch.no_grad()
+    def read_anchors(self, pull: float, why: str, reads: int | None = None) -> list:
+        """For each class, the reader's mean probability of the asked digit over the drawings
+        that went to each of its kept styles ``(count[c],)`` (1 where none did): ``reads`` styles
+        of each class (default ANCHOR_READS) drawn as :meth:`draw` draws them, seeded, but with
+        every kept style pulling ``pull`` of the way."""
+        reader = self._reader(why)
         reads = ANCHOR_READS if reads is None else reads
         generator = torch.Generator().manual_seed(0)
+        means = []
         for c in range(self.config.num_classes):
             kept = int(self.anchors.count[c])
-            if kept == 0:
-                continue
             total = torch.zeros(kept, dtype=torch.float64, device=self.device)
             drawn = torch.zeros(kept, dtype=torch.float64, device=self.device)
-            for rows in passes(reads, self.device):
+            for rows in passes(reads, self.device) if kept else []:
                 n = rows.stop - rows.start
                 styles = torch.randn(n, self.style_dim, generator=generator).to(self.device)
                 noise = torch.randn(n, 1, 28, 28, generator=generator).to(self.device)
                 onehot = self._onehot(torch.full((n,), c, device=self.device), n)
-                digits, chosen = self._draw(styles * self.config.temperature, onehot, noise)
+                styles = styles * self.config.temperature
+                digits, chosen = self._draw(styles, onehot, noise, pull)
                 asked = F.softmax(reader(digits).float(), dim=1)[:, c].double()
                 total.index_add_(0, chosen, asked)
                 drawn.index_add_(0, chosen, torch.ones_like(asked))
-            self.anchors.drop(c, (drawn == 0) | (total >= self.config.anchor_floor * drawn))
+            means.append(torch.where(drawn > 0, total / drawn.clamp_min(1), 1.0))
+        return means
 
     @property
     def wants_reader(self) -> bool:
         """Whether training must give this model a digit reader (:meth:`use_reader`): for the
-        ``legible`` term, or to judge kept styles (``anchor_floor``)."""
-        return self.config.legible > 0 or self.config.anchor_floor > 0
+        ``legible`` term, or to judge kept styles (``anchor_floor``, ``loose_pull``)."""
+        config = self.config
+        return config.legible > 0 or config.anchor_floor > 0 or config.loose_pull > 0
 
     def use_reader(self, reader: nn.Module) -> None:
         """The frozen digit classifier (images in [0, 1] -> logits) that the ``legible`` term
@@ -280,22 +320,30 @@ class OneStepModel(Generator):
         decoded = self.teacher.base.decode(latents, onehot)
         return decoded + self.teacher.config.sigma * noise, decoded
 
-    def _start_of_styles(self, styles: torch.Tensor, onehot: torch.Tensor, noise: torch.Tensor):
+    def _start_of_styles(
+        self, styles: torch.Tensor, onehot: torch.Tensor, noise: torch.Tensor,
+        pull: float | None = None,
+    ):  # fmt: skip
         """(x0, the CVAE decode, the kept style each was pulled towards or None) for styles
-        ``(N, d)``: through the prior (and the pull towards the kept styles) to each class's CVAE
-        latent, then the teacher's start."""
+        ``(N, d)``: through the prior (and the pull towards the kept styles: ``anchor_pull``, or
+        ``pull``, where a kept style has no pull of its own) to each class's CVAE latent, then
+        the teacher's start."""
         whitened = self.prior(styles, onehot)
         chosen = None
-        if self.anchors is not None and self.config.anchor_pull > 0:
+        pull = self.config.anchor_pull if pull is None else pull
+        if self.anchors is not None and pull > 0:
             # label weights that mix digits: the strongest one's styles
             classes = onehot.argmax(dim=1)
-            whitened, chosen = self.anchors.pull(whitened, classes, self.config.anchor_pull)
+            whitened, chosen = self.anchors.pull(whitened, classes, pull)
         return *self._start(self.teacher.latent(whitened, onehot), onehot, noise), chosen
 
-    def _draw(self, styles: torch.Tensor, onehot: torch.Tensor, noise: torch.Tensor) -> tuple:
+    def _draw(
+        self, styles: torch.Tensor, onehot: torch.Tensor, noise: torch.Tensor,
+        pull: float | None = None,
+    ) -> tuple:  # fmt: skip
         """(digits in [0, 1], the kept style each was pulled towards or None): what :meth:`draw`
-        gives for these styles and start noise."""
-        x0, decoded, chosen = self._start_of_styles(styles, onehot, noise)
+        gives for these styles and start noise (with ``pull`` as in :meth:`_start_of_styles`)."""
+        x0, decoded, chosen = self._start_of_styles(styles, onehot, noise, pull)
         return despeckle(self._one_step(x0, decoded, onehot)), chosen
 
     def _one_step(self, x0: torch.Tensor, decoded: torch.Tensor, onehot: torch.Tensor):

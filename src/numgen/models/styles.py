@@ -94,16 +94,25 @@ class StylePrior(nn.Module):
 class StyleAnchors(nn.Module):
     """Up to ``per_class`` whitened styles ``(d,)`` of real digits of each class, the first that
     training shows it (:meth:`keep`), and the pull of sampled styles towards them (:meth:`pull`);
-    ``balanced``: with an offset per kept style (:meth:`balance`, see the module docstring).
-    Kept as buffers, so they are saved, loaded and resumed with the model's weights."""
+    ``balanced``: with an offset per kept style (:meth:`balance`, see the module docstring);
+    ``own_pulls``: with a share of the way to pull for each kept style (:meth:`set_pulls`), in
+    place of the one share :meth:`pull` is given. Kept as buffers, so they are saved, loaded and
+    resumed with the model's weights."""
 
-    def __init__(self, dim: int, per_class: int, classes: int, balanced: bool = False) -> None:
+    def __init__(
+        self, dim: int, per_class: int, classes: int, balanced: bool = False,
+        own_pulls: bool = False,
+    ) -> None:  # fmt: skip
         super().__init__()
         self.register_buffer("styles", torch.zeros(classes, per_class, dim))
         self.register_buffer("count", torch.zeros(classes, dtype=torch.int64))
         # |s - a|² - offset(a) chooses the kept style; zeros: the nearest. Saved only when
         # balanced, so an unbalanced model's files stay as they were.
         self.register_buffer("offsets", torch.zeros(classes, per_class), persistent=balanced)
+        # each kept style's own share of the way; below 0: not set, the share pull() is given.
+        # Saved only when used, as the offsets are.
+        self.own_pulls = own_pulls
+        self.register_buffer("pulls", torch.full((classes, per_class), -1.0), persistent=own_pulls)
         # whether styles were kept since the offsets were last fitted (a fresh or loaded model's
         # are fitted again: the same kept styles give the same offsets)
         self.unfitted = True
@@ -151,16 +160,28 @@ class StyleAnchors(nn.Module):
         """Styles ``(N, d)`` of class ``c`` (some kept) pulled as :meth:`pull` pulls them, and the
         index of the kept style each went to."""
         chosen = self.choose(styles, c)
+        if self.own_pulls:  # each kept style's own share, where one is set
+            own = self.pulls[c, chosen]
+            share = torch.where(own >= 0, own, share).to(styles.dtype)[:, None]
         return torch.lerp(styles, self.styles[c, chosen], share), chosen
+
+    @torch.no_grad()
+    def set_pulls(self, c: int, shares: torch.Tensor | None) -> None:
+        """Each kept style of class ``c`` pulls its styles ``shares`` ``(count[c],)`` of the way
+        (None: the share :meth:`pull` is given, for all of them)."""
+        self.pulls[c].fill_(-1.0)
+        if shares is not None:
+            self.pulls[c, : len(shares)] = shares
 
     @torch.no_grad()
     def drop(self, c: int, keep: torch.Tensor) -> None:
         """Keep only the kept styles of class ``c`` where ``keep`` ``(count[c],)`` is true, in
-        order; their offsets are to be fitted again (:meth:`balance`)."""
+        order; their offsets (:meth:`balance`) and own pulls are to be fitted again."""
         kept = self.styles[c, : int(self.count[c])][keep]
         self.styles[c].zero_()
         self.styles[c, : len(kept)] = kept
         self.offsets[c].zero_()
+        self.pulls[c].fill_(-1.0)
         self.count[c] = len(kept)
         self.unfitted = True
 
