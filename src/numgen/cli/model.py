@@ -204,10 +204,10 @@ def train_command(
     loose_pull: Annotated[
         float,
         typer.Option(
-            help="onestep: at the end of each epoch that kept styles, give each kept style whose "
-            "drawings at this looser pull the bundled checker reads as asked with a mean "
-            "probability of 0.99 or more this pull, in place of --anchor-pull (0: none; ~1-2 min "
-            "on 2 CPU cores)."
+            help="onestep: a looser pull than --anchor-pull for each kept style whose drawings, "
+            "drawn at it, the bundled checker reads as asked with a mean probability of 0.99 or "
+            "more; the others keep --anchor-pull (fitted at the end of each epoch that kept "
+            "styles; 0: none; ~1-2 min on 2 CPU cores)."
         ),
     ] = 0.0,
     temperature: Annotated[

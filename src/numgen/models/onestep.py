@@ -227,7 +227,8 @@ class OneStepModel(Generator):
         then loosen the pull of those whose drawings read surely (:meth:`loosen_sure_anchors`)."""
         if self.anchors is None or not self.anchors.unfitted:
             return
-        if self.config.anchor_floor > 0 or self.config.loose_pull > 0:
+        judged = self.config.anchor_floor > 0 or self.config.loose_pull > 0
+        if judged:
             self._reader("anchor_floor or loose_pull > 0")  # before the ~100 s fit, not after
             for c in range(self.config.num_classes):  # judged at the one pull, anchor_pull
                 self.anchors.set_pulls(c, None)
@@ -237,9 +238,9 @@ class OneStepModel(Generator):
             self.drop_misread_anchors()
             if self.config.balance_anchors:
                 self.anchors.balance(self.config.temperature)
-            self.anchors.unfitted = False
         if self.config.loose_pull > 0:
             self.loosen_sure_anchors()
+        if judged:  # fitted, whether or not balance() ran last
             self.anchors.unfitted = False
 
     def drop_misread_anchors(self, reads: int | None = None) -> None:
@@ -267,7 +268,7 @@ class OneStepModel(Generator):
             self.anchors.set_pulls(c, torch.where(sure, loose, tight).float())
 
     @torch.no_grad()
-    def read_anchors(self, pull: float, why: str, reads: int | None = None) -> list:
+    def read_anchors(self, pull: float, why: str, reads: int | None = None) -> list[torch.Tensor]:
         """For each class, the reader's mean probability of the asked digit over the drawings
         that went to each of its kept styles ``(count[c],)`` (1 where none did): ``reads`` styles
         of each class (default ANCHOR_READS) drawn as :meth:`draw` draws them, seeded, but with
