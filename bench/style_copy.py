@@ -64,8 +64,14 @@ def main() -> None:
         model = load(name)
         rows[name] = copy_figures(model, recognizer, images, labels, real)
         if getattr(model.config, "anchor_pull", 0) > 0:  # the same weights, without the pull
-            unpulled = build_model(dataclasses.replace(model.config, anchor_pull=0.0))
-            unpulled.load_state_dict(model.state_dict())
+            # (the floor and the loose pull judge and pull kept styles: neither without a pull)
+            config = dataclasses.replace(
+                model.config, anchor_pull=0.0, anchor_floor=0.0, loose_pull=0.0
+            )
+            unpulled = build_model(config)
+            weights = model.state_dict()
+            weights.pop("anchors.pulls", None)  # each kept style's own pull
+            unpulled.load_state_dict(weights)
             rows[f"{name}, without its pull"] = copy_figures(
                 unpulled.eval(), recognizer, images, labels, real
             )
