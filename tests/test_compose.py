@@ -286,17 +286,18 @@ def test_the_recognizer_reads_back_written_numbers(bundled) -> None:
 # its digits' ink set on one line; since it, a thin 1 overlaps its neighbour as far as any digit;
 # renewed when the default touching share went from 0.2 to 0.5, with which the earlier digests
 # still held; onestep's pinned when it became the default writer, renewed when its kept styles
-# were balanced, when it was rebuilt on a CVAE of beta 0.25, and when the kept styles whose
-# drawings the checker misreads were dropped (only 31415926 moved); the bundle before each still
-# gave the earlier digests): digit strings at 28 pixels
+# were balanced, when it was rebuilt on a CVAE of beta 0.25, when the kept styles whose
+# drawings the checker misreads were dropped (only 31415926 moved), and when the kept styles that
+# read surely took a looser pull (--loose-pull); the bundle before each still gave the earlier
+# digests): digit strings at 28 pixels
 # and below, and dataset rows at 28, keep their bytes for the same seeds and options.
 PINNED = [
     ("flow", "2026", {}, "4dd26aa2faf23141"),
     ("flow", "31415926", {"style_seed": 3, "seed": 5, "ink": "dark"}, "45bc1e1a0874eb78"),
     ("flow", "2026", {"height": 20}, "fa35b5d215ad01a3"),
-    ("onestep", "2026", {}, "e933d27a63f7871b"),
-    ("onestep", "31415926", {"style_seed": 3, "seed": 5, "ink": "dark"}, "4e400a08bc093058"),
-    ("onestep", "2026", {"height": 20}, "4aa584a4df1ef791"),
+    ("onestep", "2026", {}, "c70c8fb901152b16"),
+    ("onestep", "31415926", {"style_seed": 3, "seed": 5, "ink": "dark"}, "b419d5dd0057605e"),
+    ("onestep", "2026", {"height": 20}, "29a4edd8af3c4448"),
     ("cvae", "2026", {}, "29db01c04f2bcd13"),
     ("cvae", "31415926", {"style_seed": 3, "seed": 5, "ink": "dark"}, "5500405b146cd0e3"),
     ("cvae", "2026", {"height": 20}, "0280e663599d6521"),
@@ -309,7 +310,7 @@ def test_digit_strings_keep_their_bytes(name, text, options, digest) -> None:
     assert hashlib.sha256(np.asarray(picture).tobytes()).hexdigest()[:16] == digest
 
 
-@pytest.mark.parametrize(("name", "digest"), [("onestep", "bcfabc72638319c8"),
+@pytest.mark.parametrize(("name", "digest"), [("onestep", "6a40477d56adba94"),
                                               ("flow", "789f44d20349560d"),
                                               ("cvae", "71ea4d8a8ae5188e")])  # fmt: skip
 def test_dataset_rows_of_digit_strings_keep_their_bytes(name, digest) -> None:
