@@ -237,7 +237,7 @@ def dataset_command(
             help=f"A bundled model name or a run/model directory. Default: {DEFAULT_WRITER}, "
             "the writer of every command, chosen for realism: a flow distilled into one network "
             "evaluation, closer to real digits than the bundled flow and the best numbers to "
-            "train a reader (bench/results/metric_spread.md, ocr_transfer_floor_seeds.md); "
+            "train a reader (bench/results/metric_spread_loose.md, ocr_transfer_loose_seeds.md); "
             "--model flow draws at ~1/2 its speed, --model cvae many times faster but softer, "
             "more uniform digits.",
         ),
