@@ -60,7 +60,7 @@ from numgen.models.critic import Critic
 from numgen.models.flow import FlowConfig, FlowModel, VelocityUNet
 from numgen.models.pixels import despeckle, digit_noise
 from numgen.models.sampling import Sampling, check_style_settings, passes
-from numgen.models.styles import StyleAnchors, StylePrior
+from numgen.models.styles import StyleAnchors, StylePrior, check_anchor_settings
 
 
 @dataclass
@@ -104,32 +104,9 @@ class OneStepConfig:
                 raise ConfigError(
                     f"{name}={getattr(self, name)}: must be a number between 0 and 10"
                 )
-        if not (math.isfinite(self.anchor_pull) and 0 <= self.anchor_pull <= 1):
-            raise ConfigError(f"anchor_pull={self.anchor_pull}: must be between 0 and 1")
-        if self.balance_anchors and self.anchors == 0:
-            raise ConfigError(
-                "balance_anchors: only kept styles can be balanced; keep some with anchors > 0"
-            )
-        if not (math.isfinite(self.anchor_floor) and 0 <= self.anchor_floor < 1):
-            raise ConfigError(f"anchor_floor={self.anchor_floor}: must be from 0 to below 1")
-        if self.anchor_floor > 0 and self.anchor_pull == 0:
-            raise ConfigError(
-                f"anchor_floor={self.anchor_floor}: only styles drawn towards kept ones can be "
-                "read by them; pull them with anchor_pull > 0 (e.g. 0.8)"
-            )
-        if not (math.isfinite(self.loose_pull) and 0 <= self.loose_pull < 1):
-            raise ConfigError(f"loose_pull={self.loose_pull}: must be from 0 to below 1")
-        if self.loose_pull > 0 and not self.loose_pull < self.anchor_pull:
-            raise ConfigError(
-                f"loose_pull={self.loose_pull}: a looser pull than anchor_pull="
-                f"{self.anchor_pull} for the kept styles that read surely; give a smaller share "
-                "(e.g. 0.65 with anchor_pull 0.9)"
-            )
-        if self.anchor_pull > 0 and self.anchors == 0:
-            raise ConfigError(
-                f"anchor_pull={self.anchor_pull}: styles can only be pulled towards kept ones; "
-                "keep some with anchors > 0 (e.g. 6000 per class)"
-            )
+        check_anchor_settings(
+            self.anchors, self.anchor_pull, self.balance_anchors, self.anchor_floor, self.loose_pull
+        )
         check_style_settings(self.temperature, self.check)
 
     @classmethod

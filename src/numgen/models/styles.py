@@ -20,12 +20,17 @@ class's whitened CVAE latent space before the teacher's start is drawn from it.
   (Aurenhammer et al. 1998; fitted by stochastic ascent on its dual, as Genevay et al. 2016,
   https://arxiv.org/abs/1605.08527). Each real style is then drawn about equally often, as in
   the data, and a style still goes to one close by, so a number keeps one hand.
+- :func:`check_anchor_settings`: what a config's kept-style settings must be, together.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
+
+from numgen.errors import ConfigError
 
 
 class Coupling(nn.Module):
@@ -89,6 +94,39 @@ class StylePrior(nn.Module):
         """Negative log-likelihood of ``w`` per item, in nats (without the constant d/2 log 2π)."""
         s, log_det = self.inverse(w, onehot)
         return 0.5 * s.pow(2).sum(1) - log_det
+
+
+def check_anchor_settings(
+    anchors: int, pull: float, balance: bool, floor: float, loose_pull: float
+) -> None:
+    """A ConfigError naming the first kept-style setting of a config (its ``anchors``,
+    ``anchor_pull``, ``balance_anchors``, ``anchor_floor``, ``loose_pull``) that is out of range
+    or needs another it lacks."""
+    if not (math.isfinite(pull) and 0 <= pull <= 1):
+        raise ConfigError(f"anchor_pull={pull}: must be between 0 and 1")
+    if balance and anchors == 0:
+        raise ConfigError(
+            "balance_anchors: only kept styles can be balanced; keep some with anchors > 0"
+        )
+    if not (math.isfinite(floor) and 0 <= floor < 1):
+        raise ConfigError(f"anchor_floor={floor}: must be from 0 to below 1")
+    if floor > 0 and pull == 0:
+        raise ConfigError(
+            f"anchor_floor={floor}: only styles drawn towards kept ones can be read by them; "
+            "pull them with anchor_pull > 0 (e.g. 0.8)"
+        )
+    if not (math.isfinite(loose_pull) and 0 <= loose_pull < 1):
+        raise ConfigError(f"loose_pull={loose_pull}: must be from 0 to below 1")
+    if loose_pull > 0 and not loose_pull < pull:
+        raise ConfigError(
+            f"loose_pull={loose_pull}: a looser pull than anchor_pull={pull} for the kept styles "
+            "that read surely; give a smaller share (e.g. 0.65 with anchor_pull 0.9)"
+        )
+    if pull > 0 and anchors == 0:
+        raise ConfigError(
+            f"anchor_pull={pull}: styles can only be pulled towards kept ones; "
+            "keep some with anchors > 0 (e.g. 6000 per class)"
+        )
 
 
 class StyleAnchors(nn.Module):
