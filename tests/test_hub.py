@@ -214,23 +214,24 @@ def test_bundled_models_have_a_model_card_with_hub_metadata(name: str) -> None:
     assert f"- name: {name}" in meta and body.lstrip().startswith("# ")
 
 
-# The bundled default writer draws six batches of 512 digits (two passes each), as a user's
-# loop would; the page faults of the last two batches, after four to warm up, are printed (after
-# only two, a machine busy with other work sometimes still grew a thread's heap: up to ~6,000
-# pages). With "off", numgen leaves the allocator as glibc sets it.
+# The bundled default writer draws seven batches of 512 digits (two passes each), as a user's
+# loop would; the median page faults of the last three batches, after four to warm up, is printed
+# (a machine busy with other work sometimes still grows a thread's heap in one late batch: up to
+# ~6,000 pages, once in the last two of six). With "off", numgen leaves the allocator as glibc
+# sets it.
 DRAWING_SCRIPT = """
-import resource, sys
+import resource, statistics, sys
 import numgen.hub
 if sys.argv[1] == "off":
     numgen.hub.keep_freed_memory = lambda: False
 from numgen import compose
 model = numgen.hub.load("onestep")
 faults = []
-for batch in range(6):
+for batch in range(7):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     compose.digits(model, batch, 512, batch)
     faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-print(sum(faults[-2:]))
+print(int(statistics.median(faults[-3:])))
 """
 
 
@@ -245,7 +246,7 @@ def page_faults_of_drawing(allocator: str, **env: str) -> int:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 def test_drawing_on_the_cpu_reuses_freed_memory_instead_of_faulting_in_fresh_pages():
     # with glibc's own settings each batch faulted in ~25,000-47,000 fresh pages here
-    assert page_faults_of_drawing("off") > 20_000
-    assert page_faults_of_drawing("on") < 5_000
+    assert page_faults_of_drawing("off") > 10_000
+    assert page_faults_of_drawing("on") < 2_500
     # a user's own setting of glibc's variables is kept: numgen makes none of its own
-    assert page_faults_of_drawing("on", MALLOC_TRIM_THRESHOLD_="0") > 20_000
+    assert page_faults_of_drawing("on", MALLOC_TRIM_THRESHOLD_="0") > 10_000
