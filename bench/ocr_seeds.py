@@ -58,9 +58,11 @@ def main() -> None:
         help="a model named by its run directory in some runs: the bundled NAME, same weights",
     )  # fmt: skip
     args = parser.parse_args()
-    same = dict(pair.split("=", 1) for pair in args.same if "=" in pair)
-    if len(same) != len(args.same):
+    if any("=" not in pair for pair in args.same):
         parser.error(f"--same takes RUN_DIR=NAME; got {args.same}")
+    same = dict(pair.split("=", 1) for pair in args.same)
+    if len(same) != len(args.same):
+        parser.error(f"--same names a run directory twice; got {args.same}: give each once")
     missing = [name for name in args.runs if not (RESULTS / f"{name}.json").is_file()]
     if missing:
         parser.error(f"no results {missing[0]}.json in bench/results: give an ocr_transfer --out")
